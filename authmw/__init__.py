@@ -1,0 +1,50 @@
+"""authmw: authentication middleware and storage for Starlette, FastAPI and Flask.
+
+>>> from authmw import AuthFramework, AuthConfig, InMemoryStorage
+>>> auth = AuthFramework(InMemoryStorage(), AuthConfig(secret_key=...))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from .config import AuthConfig, CookieConfig
+from .errors import (
+    AccountLocked,
+    AuthmwError,
+    ConfigurationError,
+    InvalidCredentials,
+    InvalidInput,
+    InvalidToken,
+    MalformedAuthorization,
+    RefreshTokenReused,
+    StorageUnavailable,
+    UserExists,
+)
+from .framework import AuthFramework
+from .models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
+from .storage import InMemoryConfig, InMemoryStorage, storage_from_url
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccountLocked",
+    "AuditEvent",
+    "AuthConfig",
+    "AuthFramework",
+    "AuthToken",
+    "AuthmwError",
+    "ConfigurationError",
+    "CookieConfig",
+    "InMemoryConfig",
+    "InMemoryStorage",
+    "InvalidCredentials",
+    "InvalidInput",
+    "InvalidToken",
+    "MalformedAuthorization",
+    "RefreshTokenReused",
+    "SessionData",
+    "StorageStatistics",
+    "StorageUnavailable",
+    "UserExists",
+    "UserRecord",
+    "storage_from_url",
+]

@@ -1,0 +1,396 @@
+"""AuthFramework: registration, login, tokens and sessions over any ``AuthStorage``.
+
+The framework knows storage only through the Protocol in :mod:`authmw.storage.base`; it never
+sees HTTP. Every public method opens the framework on first use (once, under a lock), so the
+storage guide's example runs without an explicit ``open()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import unicodedata
+from dataclasses import replace
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from .config import AuthConfig
+from .errors import (
+    AccountLocked,
+    InvalidCredentials,
+    InvalidInput,
+    InvalidToken,
+    RefreshTokenReused,
+)
+from .models import AuditEvent, AuthToken, SessionData, UserRecord, utcnow
+from .passwords import PasswordManager
+from .storage._util import seconds
+from .storage.base import AuthStorage
+from .tokens import ACCESS, REFRESH, SESSION, TokenCodec, verifier_matches
+
+__all__ = ["AuthFramework"]
+
+_FAILURES = "authmw:login-failures:"
+_LOCKED = "authmw:locked-until:"
+
+
+class AuthFramework:
+    """The authentication flows. Use ``async with AuthFramework(storage, config) as auth:``."""
+
+    def __init__(self, storage: AuthStorage, config: AuthConfig | None = None) -> None:
+        self.storage = storage
+        self.config = config or AuthConfig()
+        cfg = self.config
+        self._codec = TokenCodec(cfg.signing_keys)
+        self._passwords = PasswordManager(cfg.password_hasher, cfg.max_concurrent_hashes)
+        self._access_ttl = timedelta(seconds=seconds(cfg.access_token_ttl, "access_token_ttl"))
+        self._refresh_ttl = timedelta(seconds=seconds(cfg.refresh_token_ttl, "refresh_token_ttl"))
+        self._idle = timedelta(seconds=seconds(cfg.session_idle_timeout, "session_idle_timeout"))
+        self._absolute = timedelta(
+            seconds=seconds(cfg.session_absolute_timeout, "session_absolute_timeout"))
+        self._touch_every = timedelta(seconds=seconds(
+            cfg.session_touch_interval, "session_touch_interval", allow_zero=True))
+        self._window = seconds(cfg.failed_login_window, "failed_login_window")
+        self._lockout = seconds(cfg.lockout_duration, "lockout_duration")
+        # Raw access token -> token id, filled only after a full check (tag and digest) passed.
+        # A repeat verify then skips both hashes; storage is still asked every time, so a
+        # revocation anywhere takes effect at once. Bounded, oldest entry evicted first.
+        self._verified: dict[str, str] = {}
+        self._verified_max = cfg.verified_token_cache
+        self._open = False
+        self._open_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"AuthFramework(storage={self.storage!r}, open={self._open})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the storage (idempotent, safe to call concurrently)."""
+        async with self._open_lock:
+            if not self._open:
+                await self.storage.open()
+                self._open = True
+
+    async def close(self) -> None:
+        """Close the storage. A later call reopens it."""
+        async with self._open_lock:
+            if self._open:
+                self._open = False
+                self._verified.clear()
+                await self.storage.close()
+
+    async def __aenter__(self) -> AuthFramework:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- input checks ----------------------------------------------------------------------
+
+    def _check_user_id(self, user_id: object) -> str:
+        if not isinstance(user_id, str):
+            raise InvalidInput("user_id", "must be a string")
+        if not user_id:
+            raise InvalidInput("user_id", "must not be empty")
+        if len(user_id) > self.config.max_user_id_length:
+            limit = self.config.max_user_id_length
+            raise InvalidInput("user_id", f"longer than {limit} characters")
+        if user_id != user_id.strip() or any(
+            unicodedata.category(c) in ("Cc", "Cs") for c in user_id
+        ):
+            raise InvalidInput("user_id", "has surrounding whitespace or control characters")
+        return user_id
+
+    def _check_password(self, password: object, *, registering: bool) -> str:
+        if not isinstance(password, str):
+            raise InvalidInput("password", "must be a string")
+        longest, shortest = self.config.max_password_length, self.config.min_password_length
+        if len(password) > longest:
+            raise InvalidInput("password", f"longer than {longest} characters")
+        if registering and len(password) < shortest:
+            raise InvalidInput("password", f"shorter than {shortest} characters")
+        return password
+
+    async def _audit(self, action: str, outcome: bool, user_id: str | None, **info: Any) -> None:
+        if self.config.audit_log:
+            meta = {k: v for k, v in info.items() if v is not None and k not in ("ip", "agent")}
+            await self.storage.append_audit(AuditEvent(
+                action=action, outcome=outcome, user_id=user_id, ip_address=info.get("ip"),
+                user_agent=info.get("agent"), metadata=meta))
+
+    # -- users -----------------------------------------------------------------------------
+
+    async def register_user(
+        self, user_id: str, password: str, *, roles: tuple[str, ...] | list[str] = (),
+        permissions: tuple[str, ...] | list[str] = (),
+    ) -> UserRecord:
+        """Create a user with an argon2id hash of ``password``.
+
+        Raises ``UserExists`` if the id is taken (exactly one of concurrent registrations wins)
+        and ``InvalidInput`` for an empty, oversized or control-character user id or a password
+        outside the configured length bounds.
+        """
+        user_id = self._check_user_id(user_id)
+        password = self._check_password(password, registering=True)
+        if not self._open:
+            await self.open()
+        now = utcnow()
+        user = UserRecord(user_id=user_id, password_hash=await self._passwords.hash(password),
+                          created_at=now, updated_at=now, roles=tuple(roles),
+                          permissions=tuple(permissions))
+        await self.storage.create_user(user)
+        await self._audit("user.register", True, user_id)
+        return user
+
+    async def check_password(
+        self, user_id: str, password: str, *, ip_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> UserRecord:
+        """Verify a login and return the user, counting failures and locking out.
+
+        Raises ``InvalidCredentials`` (unknown user or wrong password, at the same cost),
+        ``AccountLocked`` once ``max_failed_logins`` failures fall within the window, and
+        ``InvalidInput`` for an oversized password. Rehashes when hash parameters changed.
+        """
+        user_id = self._check_user_id(user_id)
+        password = self._check_password(password, registering=False)
+        if not self._open:
+            await self.open()
+        who = {"ip": ip_address, "agent": user_agent}
+        locked = await self.storage.kv_get(_LOCKED + user_id)
+        if locked is not None:
+            retry_after = max(0.0, float(locked) - time.time())
+            await self._audit("login", False, user_id, reason="locked", **who)
+            raise AccountLocked(user_id, retry_after)
+        user = await self.storage.get_user(user_id)
+        if user is None or not user.is_active:
+            ok = await self._passwords.burn(password)
+        else:
+            ok = await self._passwords.verify(user.password_hash, password)
+        if not ok or user is None:
+            await self._audit("login", False, user_id, reason="invalid_credentials", **who)
+            failures = await self.storage.kv_incr(_FAILURES + user_id, self._window)
+            if failures >= self.config.max_failed_logins:
+                until = time.time() + self._lockout
+                await self.storage.kv_set(_LOCKED + user_id, repr(until).encode(), self._lockout)
+                await self.storage.kv_delete(_FAILURES + user_id)
+                await self._audit("account.lockout", True, user_id, failures=failures, **who)
+                raise AccountLocked(user_id, self._lockout)
+            raise InvalidCredentials(user_id)
+        await self.storage.kv_delete(_FAILURES + user_id)
+        if self._passwords.needs_rehash(user.password_hash):
+            user = replace(user, password_hash=await self._passwords.hash(password),
+                           updated_at=utcnow())
+            await self.storage.update_user(user)
+        await self._audit("login", True, user_id, **who)
+        return user
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    def _mint(self, user: UserRecord, family_id: str | None) -> AuthToken:
+        access, refresh = self._codec.mint(ACCESS), self._codec.mint(REFRESH)
+        now = utcnow()
+        return AuthToken(
+            token_id=access.selector, user_id=user.user_id, access_digest=access.verifier_digest,
+            expires_at=now + self._access_ttl, created_at=now,
+            family_id=family_id or access.selector, refresh_id=refresh.selector,
+            refresh_digest=refresh.verifier_digest, refresh_expires_at=now + self._refresh_ttl,
+            roles=user.roles, permissions=user.permissions,
+            access_token=access.token, refresh_token=refresh.token,
+        )
+
+    async def authenticate(
+        self, user_id: str, password: str, *, ip_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> AuthToken:
+        """Check a password and issue an access token with a refresh token.
+
+        Raises what :meth:`check_password` raises.
+        """
+        user = await self.check_password(user_id, password, ip_address=ip_address,
+                                         user_agent=user_agent)
+        token = self._mint(user, None)
+        await self.storage.store_token(token)
+        await self._audit("token.issue", True, user.user_id, token_id=token.token_id)
+        return token
+
+    async def verify(self, access_token: str) -> AuthToken:
+        """The stored record of a valid access token.
+
+        Raises ``InvalidToken`` with ``reason`` malformed, forged, unknown, expired or revoked.
+        Junk and forged tokens are refused without touching storage.
+        """
+        if not self._open:
+            await self.open()
+        token_id = self._verified.get(access_token)
+        if token_id is not None:
+            record = await self.storage.get_token(token_id)
+            if record is None:
+                raise InvalidToken("unknown", token_id=token_id)
+        else:
+            token_id, verifier = self._codec.parse(access_token, ACCESS)
+            record = await self.storage.get_token(token_id)
+            if record is None or not verifier_matches(verifier, record.access_digest):
+                raise InvalidToken("unknown", token_id=token_id)
+            if self._verified_max:
+                if len(self._verified) >= self._verified_max:
+                    self._verified.pop(next(iter(self._verified)), None)
+                self._verified[access_token] = token_id
+        if record.revoked_at is not None:
+            raise InvalidToken("revoked", token_id=token_id)
+        if record.expires_ts <= time.time():
+            raise InvalidToken("expired", token_id=token_id)
+        return record
+
+    async def _revoke_family(self, token: AuthToken, now: datetime) -> None:
+        for member in await self.storage.list_user_tokens(token.user_id):
+            if member.family_id == token.family_id and not member.is_revoked:
+                await self.storage.update_token(
+                    replace(member, revoked_at=now, revoke_reason="family_revoked"))
+
+    async def refresh(self, refresh_token: str) -> AuthToken:
+        """Exchange a refresh token for a new access and refresh token (rotation).
+
+        The old pair stops working. Presenting an already-rotated refresh token raises
+        ``RefreshTokenReused`` and revokes every token of its family; other refusals raise
+        ``InvalidToken``.
+        """
+        if not self._open:
+            await self.open()
+        refresh_id, verifier = self._codec.parse(refresh_token, REFRESH)
+        record = await self.storage.get_token_by_refresh(refresh_id)
+        if record is None or not verifier_matches(verifier, record.refresh_digest):
+            raise InvalidToken("unknown", token_id=refresh_id)
+        now = utcnow()
+        if record.is_revoked:
+            if record.revoke_reason != "rotated":
+                raise InvalidToken("revoked", token_id=record.token_id)
+            return await self._reused(record, now)
+        if record.refresh_expires_at is None or record.refresh_expires_at <= now:
+            raise InvalidToken("expired", token_id=record.token_id)
+        user = await self.storage.get_user(record.user_id)
+        if user is None or not user.is_active:
+            await self.storage.update_token(replace(record, revoked_at=now,
+                                                    revoke_reason="user_disabled"))
+            raise InvalidToken("revoked", token_id=record.token_id)
+        new = self._mint(user, record.family_id)
+        retired = replace(record, revoked_at=now, revoke_reason="rotated")
+        if not await self.storage.rotate_token(retired, new):
+            # Another request rotated this token first: the same refresh token was used twice.
+            return await self._reused(record, now)
+        await self._audit("token.refresh", True, user.user_id, token_id=new.token_id,
+                          previous=record.token_id)
+        return new
+
+    async def _reused(self, record: AuthToken, now: datetime) -> AuthToken:
+        await self._revoke_family(record, now)
+        await self._audit("token.refresh", False, record.user_id, reason="reused",
+                          family_id=record.family_id)
+        raise RefreshTokenReused(token_id=record.token_id, user_id=record.user_id,
+                                 family_id=record.family_id)
+
+    async def revoke(self, token: str) -> bool:
+        """Revoke an access token, or the token pair a refresh token belongs to.
+
+        Returns True when a live token was revoked, False when it was already revoked, expired
+        or unknown (revocation is idempotent). Raises ``InvalidToken`` for malformed or forged
+        input.
+        """
+        if not self._open:
+            await self.open()
+        is_refresh = isinstance(token, str) and token.startswith(REFRESH)
+        selector, verifier = self._codec.parse(token, REFRESH if is_refresh else ACCESS)
+        if is_refresh:
+            record = await self.storage.get_token_by_refresh(selector)
+            digest = None if record is None else record.refresh_digest
+        else:
+            record = await self.storage.get_token(selector)
+            digest = None if record is None else record.access_digest
+        if record is None or not verifier_matches(verifier, digest) or record.is_revoked:
+            return False
+        self._verified.pop(token, None)
+        revoked = await self.storage.update_token(
+            replace(record, revoked_at=utcnow(), revoke_reason="revoked"))
+        await self._audit("token.revoke", True, record.user_id, token_id=record.token_id)
+        return revoked
+
+    async def revoke_user(self, user_id: str) -> int:
+        """Revoke every token and session of a user; return how many were live."""
+        user_id = self._check_user_id(user_id)
+        if not self._open:
+            await self.open()
+        count = await self.storage.delete_user_tokens(user_id)
+        count += await self.storage.delete_user_sessions(user_id)
+        await self._audit("token.revoke", True, user_id, scope="user", revoked=count)
+        return count
+
+    # -- sessions --------------------------------------------------------------------------
+
+    async def create_session(
+        self, user_id: str, data: dict[str, Any] | None = None,
+    ) -> tuple[str, SessionData]:
+        """Start a server-side session; return the session id to hand out and its record.
+
+        Roles and permissions are copied from the user record when the user exists. ``data``
+        must be JSON-serialisable (``TypeError`` otherwise).
+        """
+        user_id = self._check_user_id(user_id)
+        if not self._open:
+            await self.open()
+        user = await self.storage.get_user(user_id)
+        minted = self._codec.mint(SESSION)
+        now = utcnow()
+        absolute = now + self._absolute
+        session = SessionData(
+            session_id=minted.selector, user_id=user_id, verifier_digest=minted.verifier_digest,
+            created_at=now, last_accessed=now, expires_at=min(now + self._idle, absolute),
+            absolute_expires_at=absolute, data=dict(data or {}),
+            roles=user.roles if user else (), permissions=user.permissions if user else (),
+        )
+        await self.storage.store_session(session)
+        await self._audit("session.create", True, user_id, session_id=session.session_id)
+        return minted.token, session
+
+    async def get_session(self, session_id: str) -> SessionData:
+        """The live session behind a session id, its idle deadline moved forward.
+
+        ``last_accessed`` is written at most once per ``session_touch_interval``. Raises
+        ``InvalidToken`` when the id is malformed, forged, unknown or expired.
+        """
+        if not self._open:
+            await self.open()
+        selector, verifier = self._codec.parse(session_id, SESSION)
+        session = await self.storage.get_session(selector)
+        if session is None or not verifier_matches(verifier, session.verifier_digest):
+            raise InvalidToken("unknown", token_id=selector)
+        now = utcnow()
+        if now - session.last_accessed >= self._touch_every:
+            expires = min(now + self._idle, session.absolute_expires_at)
+            if await self.storage.touch_session(selector, now, expires):
+                session = replace(session, last_accessed=now, expires_at=expires)
+        return session
+
+    async def save_session(self, session: SessionData, data: dict[str, Any]) -> SessionData:
+        """Store new data for a session; return the updated record."""
+        if not self._open:
+            await self.open()
+        updated = replace(session, data=dict(data))
+        await self.storage.store_session(updated)
+        return updated
+
+    async def destroy_session(self, session_id: str) -> bool:
+        """End a session; True when a live one was removed. Forged ids raise ``InvalidToken``."""
+        if not self._open:
+            await self.open()
+        selector, verifier = self._codec.parse(session_id, SESSION)
+        session = await self.storage.get_session(selector)
+        if session is None or not verifier_matches(verifier, session.verifier_digest):
+            return False
+        await self._audit("session.destroy", True, session.user_id, session_id=selector)
+        return await self.storage.delete_session(selector)

@@ -1,0 +1,101 @@
+"""Storage backends and ``storage_from_url``.
+
+Backends that need a driver (Redis, PostgreSQL) are imported only when first asked for, so
+``import authmw`` needs neither redis nor asyncpg installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from ..errors import ConfigurationError
+from .base import AuthStorage, KVEntry
+from .memory import InMemoryConfig, InMemoryStorage
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+__all__ = [
+    "AuthStorage",
+    "InMemoryConfig",
+    "InMemoryStorage",
+    "KVEntry",
+    "storage_from_url",
+]
+
+# scheme -> (module, class, pip extra). The one place a URL scheme is tied to a backend.
+_SCHEMES: dict[str, tuple[str, str, str | None]] = {
+    "memory": ("authmw.storage.memory", "InMemoryStorage", None),
+    "redis": ("authmw.storage.redis", "RedisStorage", "redis"),
+    "rediss": ("authmw.storage.redis", "RedisStorage", "redis"),
+    "redis+sentinel": ("authmw.storage.redis", "RedisStorage", "redis"),
+    "redis+cluster": ("authmw.storage.redis", "RedisStorage", "redis"),
+    "postgresql": ("authmw.storage.postgres", "PostgresStorage", "postgres"),
+    "postgres": ("authmw.storage.postgres", "PostgresStorage", "postgres"),
+}
+
+# Public names that live in driver-backed modules: resolved on first attribute access.
+_LAZY: dict[str, str] = {}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'authmw.storage' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def _memory_from_url(url: str) -> InMemoryStorage:
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query))
+    known = {"cleanup_interval", "default_ttl", "max_audit_events"}
+    unknown = set(options) - known
+    if unknown:
+        raise ConfigurationError(
+            f"memory:// does not take {', '.join(sorted(unknown))}; it takes {sorted(known)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for key, value in options.items():
+        try:
+            kwargs[key] = int(value) if key == "max_audit_events" else float(value)
+        except ValueError:
+            raise ConfigurationError(f"memory:// option {key}: not a number: {value!r}") from None
+    return InMemoryStorage(InMemoryConfig(**kwargs))
+
+
+def storage_from_url(url: str) -> AuthStorage:
+    """Build a storage from a URL: ``memory://``, ``redis://``, ``rediss://``,
+    ``postgresql://`` or ``postgres://``.
+
+    Raises ``ConfigurationError`` for an unknown scheme, or when the backend's driver is not
+    installed (naming the extra to install, e.g. ``pip install 'authmw[redis]'``).
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"storage URL must look like scheme://..., got {url!r}; "
+            f"known schemes: {', '.join(sorted(_SCHEMES))}"
+        )
+    scheme = url.split("://", 1)[0].lower()
+    entry = _SCHEMES.get(scheme)
+    if entry is None:
+        raise ConfigurationError(
+            f"unknown storage scheme {scheme!r}; known schemes: {', '.join(sorted(_SCHEMES))}"
+        )
+    if scheme == "memory":
+        return _memory_from_url(url)
+    module_name, class_name, extra = entry
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and exc.name.startswith("authmw"):
+            raise ConfigurationError(
+                f"the {scheme}:// backend is not available in this version of authmw"
+            ) from exc
+        raise ConfigurationError(
+            f"the {scheme}:// backend needs the {exc.name!r} package: "
+            f"pip install 'authmw[{extra}]'"
+        ) from exc
+    storage: AuthStorage = getattr(module, class_name).from_url(url)
+    return storage

@@ -1,0 +1,235 @@
+"""The ``AuthStorage`` Protocol: everything the framework asks of a backend.
+
+The TTL rule, followed by every backend
+---------------------------------------
+Each stored record has one expiry instant, computed from the record itself:
+
+* a token: ``AuthToken.storage_expires_at`` (the later of access and refresh expiry);
+* a session: ``SessionData.expires_at`` (already the earlier of idle and absolute deadlines);
+* a key-value entry: the ``ttl`` given to ``kv_set``/``kv_incr`` (the backend's ``default_ttl``
+  when ``kv_set`` gets ``None``);
+* users and audit events do not expire (the audit log is capped by size instead).
+
+A record whose expiry is at or before *now* is never returned by any read, counted or listed,
+whatever the clean-up timer says. Clean-up only reclaims space; it never changes what reads see.
+Backends with native expiry (Redis, PostgreSQL queries with ``expires_at > now()``) derive it
+from the same instant.
+
+Identity
+--------
+A token's ``token_id`` is the public half (selector) of its access token, so "get by access
+token" is :meth:`AuthStorage.get_token`; ``refresh_id`` is the selector of its refresh token.
+Backends never see a raw token or session secret, only SHA-256 digests.
+
+Errors
+------
+Every method raises :class:`authmw.errors.StorageUnavailable` (with the driver error chained)
+when the backend cannot answer; ``create_user`` raises :class:`authmw.errors.UserExists`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from ..models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
+
+__all__ = ["AuthStorage", "KVEntry"]
+
+
+@dataclass(frozen=True, slots=True)
+class KVEntry:
+    """One key-value pair as the bulk iterator yields it (``expires_at`` None: no expiry)."""
+
+    key: str
+    value: bytes
+    expires_at: datetime | None
+
+
+@runtime_checkable
+class AuthStorage(Protocol):
+    """What a storage backend provides. Every method is a coroutine unless it is an iterator."""
+
+    @property
+    def name(self) -> str:
+        """A short backend name for messages and statistics (``"memory"``, ``"redis"``...)."""
+        ...
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect and start background work. Idempotent. Raises ``ConfigurationError`` for
+        settings the server rejects (wrong password, unknown database)."""
+        ...
+
+    async def close(self) -> None:
+        """Stop background work and release connections. Idempotent."""
+        ...
+
+    async def ping(self) -> float:
+        """Round-trip the backend once; return the latency in seconds."""
+        ...
+
+    # -- users -----------------------------------------------------------------------------
+
+    async def create_user(self, user: UserRecord) -> None:
+        """Insert a user atomically; raise ``UserExists`` if the id is taken (even in a race)."""
+        ...
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        """The user, or None."""
+        ...
+
+    async def update_user(self, user: UserRecord) -> bool:
+        """Replace an existing user; False if there is none (nothing is created)."""
+        ...
+
+    async def delete_user(self, user_id: str) -> bool:
+        """Delete the user record (not its tokens or sessions); False if there was none."""
+        ...
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    async def store_token(self, token: AuthToken) -> None:
+        """Insert or replace a token record (raw token strings are never kept)."""
+        ...
+
+    async def get_token(self, token_id: str) -> AuthToken | None:
+        """The token whose id (access selector) is ``token_id``, or None."""
+        ...
+
+    async def get_token_by_refresh(self, refresh_id: str) -> AuthToken | None:
+        """The token whose refresh selector is ``refresh_id``, or None."""
+        ...
+
+    async def update_token(self, token: AuthToken) -> bool:
+        """Replace an existing token record; False if there is none."""
+        ...
+
+    async def rotate_token(self, retired: AuthToken, new: AuthToken) -> bool:
+        """Atomically retire a token and store its successor.
+
+        If the stored record ``retired.token_id`` exists and is not revoked, replace it with
+        ``retired`` (a revoked form) and store ``new``; return True. Otherwise change nothing and
+        return False. Two concurrent rotations of one token: exactly one returns True.
+        """
+        ...
+
+    async def delete_token(self, token_id: str) -> bool:
+        """Delete a token record; False if there was none."""
+        ...
+
+    async def list_user_tokens(self, user_id: str) -> list[AuthToken]:
+        """Every unexpired token record of the user, revoked ones included."""
+        ...
+
+    async def delete_user_tokens(self, user_id: str) -> int:
+        """Delete every token record of the user; return how many unexpired ones were deleted."""
+        ...
+
+    # -- sessions --------------------------------------------------------------------------
+
+    async def store_session(self, session: SessionData) -> None:
+        """Insert or replace a session (its ``data`` must be JSON-serialisable)."""
+        ...
+
+    async def get_session(self, session_id: str) -> SessionData | None:
+        """The session with a fresh copy of its data, or None."""
+        ...
+
+    async def touch_session(
+        self, session_id: str, last_accessed: datetime, expires_at: datetime
+    ) -> bool:
+        """Move ``last_accessed`` and the effective expiry forward; False if there is none."""
+        ...
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete a session; False if there was none."""
+        ...
+
+    async def list_user_sessions(self, user_id: str) -> list[SessionData]:
+        """Every unexpired session of the user."""
+        ...
+
+    async def delete_user_sessions(self, user_id: str) -> int:
+        """Delete every session of the user; return how many unexpired ones were deleted."""
+        ...
+
+    async def count_active_sessions(self) -> int:
+        """How many unexpired sessions exist."""
+        ...
+
+    # -- key-value -------------------------------------------------------------------------
+
+    async def kv_get(self, key: str) -> bytes | None:
+        """The value, or None when missing or expired."""
+        ...
+
+    async def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Store bytes for ``ttl`` seconds (None: the backend's ``default_ttl``)."""
+        ...
+
+    async def kv_delete(self, key: str) -> bool:
+        """Delete a key; False if there was none."""
+        ...
+
+    async def kv_incr(self, key: str, ttl: float) -> int:
+        """Atomically add one to an integer counter and return the new value.
+
+        A missing or expired key starts at 0 and gets an expiry ``ttl`` seconds from now; later
+        increments keep that expiry (a fixed window).
+        """
+        ...
+
+    # -- audit log -------------------------------------------------------------------------
+
+    async def append_audit(self, event: AuditEvent) -> None:
+        """Append an event to the audit log."""
+        ...
+
+    async def query_audit(
+        self,
+        *,
+        user_id: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        """Events matching every given filter, newest first, at most ``limit``."""
+        ...
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    async def cleanup_expired(self) -> dict[str, int]:
+        """Reclaim expired records now; return counts removed per kind
+        (``tokens``, ``sessions``, ``kv``, plus backend-specific ones)."""
+        ...
+
+    async def get_statistics(self) -> StorageStatistics:
+        """Counts of live records and what the backend knows of its size."""
+        ...
+
+    # -- bulk iteration (migration, backup) -------------------------------------------------
+
+    def iter_users(self, batch_size: int = 1000) -> AsyncIterator[list[UserRecord]]:
+        """Every user, in batches of at most ``batch_size``."""
+        ...
+
+    def iter_tokens(self, batch_size: int = 1000) -> AsyncIterator[list[AuthToken]]:
+        """Every unexpired token record, in batches."""
+        ...
+
+    def iter_sessions(self, batch_size: int = 1000) -> AsyncIterator[list[SessionData]]:
+        """Every unexpired session, in batches."""
+        ...
+
+    def iter_kv(self, batch_size: int = 1000) -> AsyncIterator[list[KVEntry]]:
+        """Every unexpired key-value entry, in batches."""
+        ...
+
+    def iter_audit(self, batch_size: int = 1000) -> AsyncIterator[list[AuditEvent]]:
+        """Every audit event, oldest first, in batches."""
+        ...
