@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import warnings
@@ -17,8 +16,6 @@ from .errors import ConfigurationError
 from .storage._util import Duration, seconds
 
 __all__ = ["AuthConfig", "CookieConfig"]
-
-log = logging.getLogger("authmw")
 
 MIN_SECRET_BYTES = 32
 
@@ -118,7 +115,6 @@ class AuthConfig:
                 "Set secret_key (e.g. from AUTHMW_SECRET_KEY) in production."
             )
             warnings.warn(message, UserWarning, stacklevel=3)
-            log.warning(message)
         _key_bytes(self.secret_key, "secret_key")  # type: ignore[arg-type]
         if isinstance(self.secret_key_fallbacks, (str, bytes)):
             raise ConfigurationError("secret_key_fallbacks: expected a list of keys, not one key")

@@ -1,0 +1,20 @@
+# Sourced by scripts/test: make sure the Redis and PostgreSQL server binaries exist.
+# The test fixtures use the servers on 127.0.0.1:6379 / :5432 (or AUTHMW_REDIS_URL /
+# AUTHMW_POSTGRES_URL) when they answer, and otherwise start throwaway servers on free
+# loopback ports themselves; for that they need the binaries, which this installs if missing.
+set -euo pipefail
+
+have_pg_bin() {
+    command -v initdb >/dev/null 2>&1 && return 0
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
+}
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+have_pg_bin || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]} (needed by the backend tests)" >&2
+    if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+    "${SUDO[@]}" apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >&2
+fi
