@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 DOC_BLOCKS = [
-    pytest.param(match.group(1), id=f"{doc.name}:{doc.read_text()[:match.start()].count(chr(10)) + 1}")
+    pytest.param(match.group(1), id=f"{doc.name}:{text[: match.start()].count(chr(10)) + 1}")
     for doc in sorted((ROOT / "docs").glob("*.md"))
-    for match in BLOCK.finditer(doc.read_text())
+    for text in [doc.read_text()]
+    for match in BLOCK.finditer(text)
 ]
 
 

@@ -204,7 +204,7 @@ async def test_disabled_user_cannot_log_in(auth: AuthFramework) -> None:
 
 
 async def test_verify_refusals(auth: AuthFramework) -> None:
-    """Garbage, forged, unknown, revoked and expired tokens each raise InvalidToken with a reason."""
+    """Garbage, forged, unknown and revoked tokens each raise InvalidToken with its reason."""
     await auth.register_user("hal", "password")
     token = await auth.authenticate("hal", "password")
     cases = {
