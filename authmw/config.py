@@ -19,6 +19,16 @@ __all__ = ["AuthConfig", "CookieConfig"]
 
 MIN_SECRET_BYTES = 32
 
+_process_key: bytes | None = None
+
+
+def _process_secret() -> bytes:
+    """One random key per process, so every config built without a key agrees with the others."""
+    global _process_key
+    if _process_key is None:
+        _process_key = secrets.token_bytes(32)
+    return _process_key
+
 
 def _key_bytes(value: str | bytes, name: str) -> bytes:
     if isinstance(value, str):
@@ -74,8 +84,8 @@ class CookieConfig:
 class AuthConfig:
     """Settings for :class:`authmw.AuthFramework`. Durations are seconds or ``timedelta``.
 
-    Without ``secret_key`` a random key is generated for this process, with a warning: tokens
-    and cookies then die with the process and do not work across instances. Give
+    Without ``secret_key`` a random key is generated once for this process, with a warning:
+    tokens and cookies then die with the process and do not work across instances. Give
     ``secret_key_fallbacks`` (old keys) to keep verifying tokens signed before a key rotation.
 
     ``password_hasher`` defaults to argon2-cffi's RFC 9106 low-memory profile (argon2id,
@@ -107,7 +117,7 @@ class AuthConfig:
 
     def __post_init__(self) -> None:
         if self.secret_key is None:
-            object.__setattr__(self, "secret_key", secrets.token_bytes(32))
+            object.__setattr__(self, "secret_key", _process_secret())
             object.__setattr__(self, "generated_secret", True)
             message = (
                 "AuthConfig has no secret_key: a random one was generated, so tokens and "

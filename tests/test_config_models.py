@@ -31,7 +31,8 @@ def test_missing_secret_generates_one_and_warns() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         second = AuthConfig()
-    assert first.generated_secret and first.secret_key != second.secret_key
+    assert first.generated_secret and first.secret_key == second.secret_key
+    assert isinstance(first.secret_key, bytes) and len(first.secret_key) == 32
     assert repr(first.secret_key) not in repr(first)
 
 
@@ -148,6 +149,22 @@ def test_error_tree() -> None:
 
 
 # -- storage_from_url ----------------------------------------------------------------------
+
+
+def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backend whose driver is not installed raises ConfigurationError saying what to install."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "redis", None)
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    monkeypatch.delitem(sys.modules, "authmw.storage.redis", raising=False)
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    monkeypatch.delitem(sys.modules, "authmw.storage.postgres", raising=False)
+    for url, extra in (("redis://localhost", "redis"), ("postgresql://localhost/db", "postgres")):
+        with pytest.raises(ConfigurationError) as info:
+            storage_from_url(url)
+        message = str(info.value)
+        assert f"authmw[{extra}]" in message or "not available" in message
 
 
 def test_memory_url() -> None:
