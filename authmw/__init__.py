@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from .asgi import AuthMiddleware, login, logout
 from .config import AuthConfig, CookieConfig
 from .errors import (
     AccountLocked,
@@ -21,6 +22,7 @@ from .errors import (
 )
 from .framework import AuthFramework
 from .models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
+from .principal import AuthUser, current_user
 from .storage import InMemoryConfig, InMemoryStorage, storage_from_url
 
 __version__ = "0.1.0"
@@ -30,7 +32,9 @@ __all__ = [
     "AuditEvent",
     "AuthConfig",
     "AuthFramework",
+    "AuthMiddleware",
     "AuthToken",
+    "AuthUser",
     "AuthmwError",
     "ConfigurationError",
     "CookieConfig",
@@ -46,5 +50,8 @@ __all__ = [
     "StorageUnavailable",
     "UserExists",
     "UserRecord",
+    "current_user",
+    "login",
+    "logout",
     "storage_from_url",
 ]

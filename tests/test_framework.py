@@ -139,7 +139,6 @@ async def test_lockout_after_failures(storage: AuthStorage) -> None:
     assert locked.value.retry_after <= 60
     actions = [e.action for e in await storage.query_audit(user_id="carol")]
     assert "account.lockout" in actions
-    await auth.close()
 
 
 async def test_lockout_expires(storage: AuthStorage) -> None:
@@ -150,7 +149,6 @@ async def test_lockout_expires(storage: AuthStorage) -> None:
         await auth.authenticate("dan", "wrong password")
     await asyncio.sleep(0.45)
     assert (await auth.authenticate("dan", "right password")).user_id == "dan"
-    await auth.close()
 
 
 async def test_success_resets_failure_count(storage: AuthStorage) -> None:
@@ -162,7 +160,6 @@ async def test_success_resets_failure_count(storage: AuthStorage) -> None:
     await auth.authenticate("erin", "right password")
     with pytest.raises(InvalidCredentials):
         await auth.authenticate("erin", "wrong password")
-    await auth.close()
 
 
 async def test_unknown_users_lock_out_too(storage: AuthStorage) -> None:
@@ -172,7 +169,6 @@ async def test_unknown_users_lock_out_too(storage: AuthStorage) -> None:
         await auth.authenticate("ghost", "password1")
     with pytest.raises(AccountLocked):
         await auth.authenticate("ghost", "password1")
-    await auth.close()
 
 
 async def test_rehash_on_login(storage: AuthStorage) -> None:
@@ -248,7 +244,6 @@ async def test_verify_expired(storage: AuthStorage) -> None:
     assert info.value.reason == "expired"
     renewed = await auth.refresh(token.refresh_token)
     assert (await auth.verify(renewed.access_token)).user_id == "ida"
-    await auth.close()
 
 
 async def test_forged_tokens_never_touch_storage(storage: AuthStorage) -> None:
@@ -274,7 +269,6 @@ async def test_forged_tokens_never_touch_storage(storage: AuthStorage) -> None:
     finally:
         del storage.get_token  # type: ignore[method-assign]
     assert calls == 0
-    await auth.close()
 
 
 async def test_key_rotation(storage: AuthStorage) -> None:
@@ -459,7 +453,6 @@ async def test_session_idle_timeout(storage: AuthStorage) -> None:
     await asyncio.sleep(0.45)
     with pytest.raises(InvalidToken):
         await auth.get_session(sid)
-    await auth.close()
 
 
 async def test_session_absolute_timeout(storage: AuthStorage) -> None:
@@ -473,7 +466,6 @@ async def test_session_absolute_timeout(storage: AuthStorage) -> None:
         while time.monotonic() < deadline:
             await auth.get_session(sid)
             await asyncio.sleep(0.05)
-    await auth.close()
 
 
 async def test_session_touch_is_throttled(storage: AuthStorage) -> None:
@@ -486,7 +478,6 @@ async def test_session_touch_is_throttled(storage: AuthStorage) -> None:
     auth2 = make_auth(storage, session_touch_interval=timedelta(0))
     touched = await auth2.get_session(sid)
     assert touched.last_accessed > created.last_accessed
-    await auth.close()
 
 
 # -- lifecycle and audit -------------------------------------------------------------------
@@ -498,7 +489,6 @@ async def test_seed_example_auto_opens(storage: AuthStorage) -> None:
     await auth.register_user("user123", "password")
     token = await auth.authenticate("user123", "password")
     assert token.access_token
-    await auth.close()
 
 
 async def test_async_with(storage: AuthStorage) -> None:
@@ -533,4 +523,3 @@ async def test_audit_can_be_disabled(storage: AuthStorage) -> None:
     await auth.register_user("ben", "password")
     await auth.authenticate("ben", "password")
     assert await storage.query_audit() == []
-    await auth.close()

@@ -108,10 +108,17 @@ class InMemoryStorage:
     async def close(self) -> None:
         """Stop the clean-up task. The data stays: reopening sees the same records."""
         task, self._cleanup_task = self._cleanup_task, None
-        if task is not None:
+        if task is None:
+            return
+        if task.get_loop() is asyncio.get_running_loop():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        else:
+            # Opened on another event loop (one storage shared by a thread's loop and the
+            # main one): cancel it there; a loop that is already closed has no task to stop.
+            with contextlib.suppress(RuntimeError):
+                task.get_loop().call_soon_threadsafe(task.cancel)
 
     async def ping(self) -> float:
         """Always reachable; returns 0."""
