@@ -1,0 +1,89 @@
+"""A FastAPI app: bearer-protected routes with dependencies, and a session login.
+
+    python examples/fastapi_app.py            # exercise the app in-process and print the steps
+    python examples/fastapi_app.py --serve    # serve it; open http://127.0.0.1:8000/docs
+"""
+
+import asyncio
+import os
+import sys
+
+import httpx
+from fastapi import Depends, FastAPI, HTTPException, Request
+from pydantic import BaseModel
+
+import authmw
+from authmw import AuthConfig, AuthFramework, AuthMiddleware, AuthUser, storage_from_url
+from authmw.errors import AccountLocked, InvalidCredentials
+from authmw.integrations.fastapi import current_user, require_scopes
+
+auth = AuthFramework(
+    storage_from_url(os.environ.get("AUTHMW_STORAGE_URL", "memory://")),
+    AuthConfig(secret_key=os.environ.get("AUTHMW_SECRET_KEY", "example-only-key-0123456789abcdef")),
+)
+app = FastAPI(title="authmw example")
+app.add_middleware(AuthMiddleware, auth=auth)
+
+
+class Credentials(BaseModel):
+    user: str
+    password: str
+
+
+@app.post("/token")
+async def token(credentials: Credentials) -> dict[str, str]:
+    """Exchange a password for a bearer token."""
+    try:
+        issued = await auth.authenticate(credentials.user, credentials.password)
+    except (InvalidCredentials, AccountLocked) as exc:
+        raise HTTPException(401, str(exc)) from None
+    return {"access_token": issued.access_token, "token_type": "bearer"}
+
+
+@app.get("/me")
+async def me(user: AuthUser = Depends(current_user)) -> dict[str, object]:
+    """Who is calling (bearer token or session cookie)."""
+    return {"user": user.user_id, "via": user.auth_method, "roles": list(user.roles)}
+
+
+@app.get("/reports", dependencies=[Depends(require_scopes("role:analyst"))])
+async def reports() -> list[str]:
+    """Only for users with the analyst role."""
+    return ["q1.pdf", "q2.pdf"]
+
+
+@app.post("/login")
+async def login(credentials: Credentials, request: Request) -> dict[str, str]:
+    """Log a browser in with a session cookie."""
+    try:
+        user = await authmw.login(request, credentials.user, credentials.password)
+    except (InvalidCredentials, AccountLocked) as exc:
+        raise HTTPException(401, str(exc)) from None
+    return {"logged_in": user.user_id}
+
+
+async def selftest() -> None:
+    await auth.register_user("grace", "correct horse battery", roles=["analyst"])
+    await auth.register_user("linus", "correct horse battery")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://example") as client:
+        issued = (await client.post("/token", json={"user": "grace",
+                                                     "password": "correct horse battery"})).json()
+        bearer = {"Authorization": f"Bearer {issued['access_token']}"}
+        print("GET /me with a bearer token ->", (await client.get("/me", headers=bearer)).json())
+        reports = (await client.get("/reports", headers=bearer)).json()
+        print("GET /reports as an analyst ->", reports)
+        await client.post("/login", json={"user": "linus", "password": "correct horse battery"})
+        print("GET /me with linus's session cookie ->", (await client.get("/me")).json())
+        denied = await client.get("/reports")
+        print("GET /reports as linus ->", denied.status_code, denied.json())
+        assert denied.status_code == 403
+
+
+if __name__ == "__main__":
+    if "--serve" in sys.argv:
+        import uvicorn
+
+        uvicorn.run(app, host="127.0.0.1", port=8000)
+    else:
+        asyncio.run(selftest())
