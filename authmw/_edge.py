@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from itsdangerous import BadSignature
@@ -43,18 +43,22 @@ class Refusal:
         return json.dumps(self.body).encode()
 
 
-@dataclass(slots=True)
 class RequestState:
     """Per-request authentication state, kept on the scope/environ for login and logout."""
 
-    edge: Edge
-    user: BaseUser = _ANONYMOUS
-    session: dict[str, Any] = field(default_factory=dict)
-    session_record: SessionData | None = None
-    session_id: str | None = None
-    fingerprint: str | None = None
-    set_cookie: bool = False
-    delete_cookie: bool = False
+    # A plain slotted class rather than a dataclass: one is built per request.
+    __slots__ = ("delete_cookie", "edge", "fingerprint", "session", "session_id",
+                 "session_record", "set_cookie", "user")
+
+    def __init__(self, edge: Edge) -> None:
+        self.edge = edge
+        self.user: BaseUser = _ANONYMOUS
+        self.session: dict[str, Any] = {}
+        self.session_record: SessionData | None = None
+        self.session_id: str | None = None
+        self.fingerprint: str | None = None
+        self.set_cookie = False
+        self.delete_cookie = False
 
 
 @dataclass(frozen=True, slots=True)

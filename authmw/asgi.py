@@ -53,6 +53,7 @@ class AuthMiddleware:
             csrf_cookie=csrf_cookie, exclude_paths=tuple(exclude_paths), retry_after=retry_after))
         self._csrf_header = csrf_header.lower().encode("latin-1")
         self._lifespan = lifespan
+        self._has_exclusions = bool(self.edge.settings.exclude_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -62,7 +63,7 @@ class AuthMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if self.edge.excluded(scope["path"]):
+        if self._has_exclusions and self.edge.excluded(scope["path"]):
             state = RequestState(self.edge)
             scope[_STATE] = state
             self._publish(scope, state)
@@ -110,7 +111,8 @@ class AuthMiddleware:
             nonlocal replaced
             if replaced:
                 return
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and (
+                    state.session_record is not None or state.set_cookie or state.delete_cookie):
                 # The app may have replaced the dict or logged in/out: read back what it left.
                 state.session = scope.get("session", state.session)
                 try:

@@ -57,6 +57,9 @@ _TAG_DERIVATION = b"authmw/token-tag/v1"
 MAX_AUTHORIZATION_BYTES = 4096
 # RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# The well-formed case in one match over the raw header bytes; anything else takes the slow
+# path below, which says precisely what is wrong.
+_B64TOKEN_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
 
 
 def digest(verifier: str) -> bytes:
@@ -162,6 +165,18 @@ def parse_authorization(header: str | bytes | None) -> str | None:
     """
     if header is None:
         return None
+    if len(header) > MAX_AUTHORIZATION_BYTES:
+        raise MalformedAuthorization(f"header longer than {MAX_AUTHORIZATION_BYTES} bytes")
+    if isinstance(header, bytes) and header[:7] == b"Bearer ":
+        # Fast path for the usual exact form: deleting every allowed byte must leave nothing
+        # (a C-level scan, several times cheaper than the regex on a 100-byte token).
+        body = header[7:].rstrip(b"=")
+        if body and not body.translate(None, _B64TOKEN_ALPHABET):
+            return header[7:].decode("ascii")
+    return _parse_slow(header)
+
+
+def _parse_slow(header: str | bytes) -> str | None:
     if len(header) > MAX_AUTHORIZATION_BYTES:
         raise MalformedAuthorization(f"header longer than {MAX_AUTHORIZATION_BYTES} bytes")
     if isinstance(header, bytes):
