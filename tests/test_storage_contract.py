@@ -445,3 +445,12 @@ async def test_open_and_close_are_idempotent(storage: AuthStorage) -> None:
     await storage.open()
     await storage.kv_set("still", b"here", ttl=60)
     assert await storage.kv_get("still") == b"here"
+
+
+async def test_reopen_after_close(storage: AuthStorage) -> None:
+    """close() then open() reconnects; what was stored is still there (memory keeps it too)."""
+    await storage.kv_set("survivor", b"yes", ttl=60)
+    await storage.close()
+    await storage.close()
+    await storage.open()
+    assert await storage.kv_get("survivor") == b"yes"

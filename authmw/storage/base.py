@@ -60,8 +60,9 @@ class AuthStorage(Protocol):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect and start background work. Idempotent. Raises ``ConfigurationError`` for
-        settings the server rejects (wrong password, unknown database)."""
+        """Connect and start background work. Idempotent; after ``close()`` it reconnects, on
+        whichever event loop is running then. Raises ``ConfigurationError`` for settings the
+        server rejects (wrong password, unknown database)."""
         ...
 
     async def close(self) -> None:
