@@ -11,6 +11,8 @@ have_pg_bin() {
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 have_pg_bin || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]} (needed by the backend tests)" >&2

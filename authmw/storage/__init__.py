@@ -15,13 +15,16 @@ from .base import AuthStorage, KVEntry
 from .memory import InMemoryConfig, InMemoryStorage
 
 if TYPE_CHECKING:  # pragma: no cover
-    pass
+    from .redis import RedisConfig, RedisFailoverConfig, RedisStorage
 
 __all__ = [
     "AuthStorage",
     "InMemoryConfig",
     "InMemoryStorage",
     "KVEntry",
+    "RedisConfig",
+    "RedisFailoverConfig",
+    "RedisStorage",
     "storage_from_url",
 ]
 
@@ -37,7 +40,11 @@ _SCHEMES: dict[str, tuple[str, str, str | None]] = {
 }
 
 # Public names that live in driver-backed modules: resolved on first attribute access.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "RedisConfig": "authmw.storage.redis",
+    "RedisFailoverConfig": "authmw.storage.redis",
+    "RedisStorage": "authmw.storage.redis",
+}
 
 
 def __getattr__(name: str) -> Any:
