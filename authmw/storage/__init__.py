@@ -15,6 +15,13 @@ from .base import AuthStorage, KVEntry
 from .memory import InMemoryConfig, InMemoryStorage
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .postgres import (
+        PostgresConfig,
+        PostgresMigrationMode,
+        PostgresOptimization,
+        PostgresSSLConfig,
+        PostgresStorage,
+    )
     from .redis import RedisConfig, RedisFailoverConfig, RedisStorage
 
 __all__ = [
@@ -22,6 +29,11 @@ __all__ = [
     "InMemoryConfig",
     "InMemoryStorage",
     "KVEntry",
+    "PostgresConfig",
+    "PostgresMigrationMode",
+    "PostgresOptimization",
+    "PostgresSSLConfig",
+    "PostgresStorage",
     "RedisConfig",
     "RedisFailoverConfig",
     "RedisStorage",
@@ -41,6 +53,11 @@ _SCHEMES: dict[str, tuple[str, str, str | None]] = {
 
 # Public names that live in driver-backed modules: resolved on first attribute access.
 _LAZY: dict[str, str] = {
+    "PostgresConfig": "authmw.storage.postgres",
+    "PostgresMigrationMode": "authmw.storage.postgres",
+    "PostgresOptimization": "authmw.storage.postgres",
+    "PostgresSSLConfig": "authmw.storage.postgres",
+    "PostgresStorage": "authmw.storage.postgres",
     "RedisConfig": "authmw.storage.redis",
     "RedisFailoverConfig": "authmw.storage.redis",
     "RedisStorage": "authmw.storage.redis",
