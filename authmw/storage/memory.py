@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import ConfigurationError, UserExists
 from ..models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
+from ._memory_import import MemoryBulkMixin
 from ._util import Duration, batched, from_ts, now_ts, seconds
 from .base import KVEntry
 
@@ -67,7 +68,7 @@ class InMemoryConfig:
         return InMemoryStorage(self)
 
 
-class InMemoryStorage:
+class InMemoryStorage(MemoryBulkMixin):
     """Storage in process memory: fast, zero dependencies, gone when the process exits."""
 
     name = "memory"

@@ -42,6 +42,7 @@ from ._postgres_config import (
     url_password,
 )
 from ._postgres_driver import DRIVER_ERRORS, connect_once, translate
+from ._postgres_import import PostgresBulkMixin
 from ._postgres_notify import PostgresChannel
 from ._postgres_pool import PostgresConnection, affected, config_of, utc_now
 from ._postgres_sql import (
@@ -68,7 +69,7 @@ __all__ = [
 ]
 
 
-class PostgresStorage(PostgresConnection):
+class PostgresStorage(PostgresBulkMixin, PostgresConnection):
     """Storage in PostgreSQL: durable, shared by every app instance, ACID.
 
     ``PostgresStorage(url)`` reads options from the URL's query (see :class:`PostgresConfig`);
