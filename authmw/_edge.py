@@ -123,6 +123,46 @@ class Edge:
             return self._unavailable
         return state
 
+    def authenticate_nowait(
+        self, method: str, authorization: bytes | None, cookie_header: str | None,
+        csrf_header: str | None,
+    ) -> RequestState | Refusal | None:
+        """:meth:`authenticate` when no I/O is needed (a cached token or session, or a refusal
+        decided in-process), callable from any thread; None when only :meth:`authenticate`
+        can answer (always, unless the storage answers from memory)."""
+        if not self.auth.can_answer_nowait:
+            return None
+        state = RequestState(self)
+        try:
+            if self.settings.bearer and authorization is not None:
+                token = parse_authorization(authorization)
+                if token is not None:
+                    record = self.auth.verify_nowait(token)
+                    if record is None:
+                        return None
+                    state.user = AuthUser.from_token(record)
+                    return state
+            if self.settings.session_cookie and cookie_header:
+                cookies = cookie_parser(cookie_header)
+                raw = cookies.get(self.cookie_name)
+                if not raw:
+                    return state
+                try:
+                    session_id, resign = self.cookies.unsign(raw)
+                    session = self.auth.get_session_nowait(session_id)
+                except (BadSignature, InvalidToken):
+                    state.delete_cookie = True
+                    return state
+                if session is None:
+                    return None
+                return self._with_session(state, method, cookies, csrf_header, websocket=False,
+                                          session_id=session_id, resign=resign, record=session)
+        except MalformedAuthorization as exc:
+            return self._bearer_refusal(400, "invalid_request", exc.problem)
+        except InvalidToken as exc:
+            return self._bearer_refusal(401, "invalid_token", f"the access token is {exc.reason}")
+        return state
+
     async def _from_cookie(
         self, state: RequestState, method: str, cookie_header: str, csrf_header: str | None,
         websocket: bool,
@@ -138,6 +178,15 @@ class Edge:
             # Tampered, expired or unknown: serve the request anonymously, drop the cookie.
             state.delete_cookie = True
             return state
+        return self._with_session(state, method, cookies, csrf_header, websocket=websocket,
+                                  session_id=session_id, resign=resign, record=record)
+
+    def _with_session(
+        self, state: RequestState, method: str, cookies: dict[str, str],
+        csrf_header: str | None, *, websocket: bool, session_id: str, resign: bool,
+        record: SessionData,
+    ) -> RequestState | Refusal:
+        """The CSRF check, then the session adopted as the request's principal."""
         if self.settings.csrf and not websocket and method not in SAFE_METHODS:
             expected = self.cookies.csrf_token(session_id)
             echoed = cookies.get(self.settings.csrf_cookie, "")

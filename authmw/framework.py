@@ -8,6 +8,7 @@ storage guide's example runs without an explicit ``open()``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import unicodedata
 from dataclasses import replace
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
+from ._framework_nowait import NowaitPaths
 from .config import AuthConfig
 from .errors import (
     AccountLocked,
@@ -26,7 +28,7 @@ from .errors import (
 from .models import AuditEvent, AuthToken, SessionData, UserRecord, utcnow
 from .passwords import PasswordManager
 from .storage._util import seconds
-from .storage.base import AuthStorage
+from .storage.base import MISS, AuthStorage, SupportsNowaitReads
 from .tokens import ACCESS, REFRESH, SESSION, TokenCodec, verifier_matches
 
 __all__ = ["AuthFramework"]
@@ -35,7 +37,7 @@ _FAILURES = "authmw:login-failures:"
 _LOCKED = "authmw:locked-until:"
 
 
-class AuthFramework:
+class AuthFramework(NowaitPaths):
     """The authentication flows. Use ``async with AuthFramework(storage, config) as auth:``."""
 
     def __init__(self, storage: AuthStorage, config: AuthConfig | None = None) -> None:
@@ -58,6 +60,9 @@ class AuthFramework:
         # revocation anywhere takes effect at once. Bounded, oldest entry evicted first.
         self._verified: dict[str, str] = {}
         self._verified_max = cfg.verified_token_cache
+        # A storage that answers some reads from memory (CachedStorage) lets verify_nowait and
+        # get_session_nowait serve synchronous callers without an event loop.
+        self._nowait = storage if isinstance(storage, SupportsNowaitReads) else None
         self._open = False
         self._open_lock = asyncio.Lock()
 
@@ -229,24 +234,38 @@ class AuthFramework:
         if not self._open:
             await self.open()
         token_id = self._verified.get(access_token)
+        nowait = self._nowait
         if token_id is not None:
-            record = await self.storage.get_token(token_id)
+            # A cache hit is a plain call: no coroutine to create and await.
+            record = MISS if nowait is None else nowait.get_token_nowait(token_id)
+            if record is MISS:
+                record = await self.storage.get_token(token_id)
             if record is None:
                 raise InvalidToken("unknown", token_id=token_id)
         else:
             token_id, verifier = self._codec.parse(access_token, ACCESS)
-            record = await self.storage.get_token(token_id)
+            record = MISS if nowait is None else nowait.get_token_nowait(token_id)
+            if record is MISS:
+                record = await self.storage.get_token(token_id)
             if record is None or not verifier_matches(verifier, record.access_digest):
                 raise InvalidToken("unknown", token_id=token_id)
-            if self._verified_max:
-                if len(self._verified) >= self._verified_max:
-                    self._verified.pop(next(iter(self._verified)), None)
-                self._verified[access_token] = token_id
+            self._remember(access_token, token_id)
         if record.revoked_at is not None:
             raise InvalidToken("revoked", token_id=token_id)
         if record.expires_ts <= time.time():
             raise InvalidToken("expired", token_id=token_id)
         return record
+
+    def _remember(self, access_token: str, token_id: str) -> None:
+        if not self._verified_max:
+            return
+        verified = self._verified
+        if len(verified) >= self._verified_max:
+            # verify_nowait runs on other threads too: another thread may change the dict
+            # between iter() and next(), or take the same oldest entry first.
+            with contextlib.suppress(RuntimeError, StopIteration):
+                verified.pop(next(iter(verified)), None)
+        verified[access_token] = token_id
 
     async def _revoke_family(self, token: AuthToken, now: datetime) -> None:
         for member in await self.storage.list_user_tokens(token.user_id):

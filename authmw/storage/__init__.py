@@ -12,7 +12,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError
 from .base import AuthStorage, KVEntry
+from .cached import CacheConfig, CachedStorage
 from .memory import InMemoryConfig, InMemoryStorage
+from .migration import MigrationOptions, StorageMigration
 
 if TYPE_CHECKING:  # pragma: no cover
     from .postgres import (
@@ -26,9 +28,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "AuthStorage",
+    "CacheConfig",
+    "CachedStorage",
     "InMemoryConfig",
     "InMemoryStorage",
     "KVEntry",
+    "MigrationOptions",
     "PostgresConfig",
     "PostgresMigrationMode",
     "PostgresOptimization",
@@ -37,6 +42,7 @@ __all__ = [
     "RedisConfig",
     "RedisFailoverConfig",
     "RedisStorage",
+    "StorageMigration",
     "storage_from_url",
 ]
 
@@ -89,13 +95,25 @@ def _memory_from_url(url: str) -> InMemoryStorage:
     return InMemoryStorage(InMemoryConfig(**kwargs))
 
 
-def storage_from_url(url: str) -> AuthStorage:
+def storage_from_url(url: str, *, cache: bool | CacheConfig = False) -> AuthStorage:
     """Build a storage from a URL: ``memory://``, ``redis://``, ``rediss://``,
     ``postgresql://`` or ``postgres://``.
 
-    Raises ``ConfigurationError`` for an unknown scheme, or when the backend's driver is not
-    installed (naming the extra to install, e.g. ``pip install 'authmw[redis]'``).
+    ``cache=True`` (default settings) or ``cache=CacheConfig(...)`` puts the storage behind a
+    process-local :class:`CachedStorage`. Raises ``ConfigurationError`` for an unknown scheme,
+    a ``cache`` that is neither, or when the backend's driver is not installed (naming the
+    extra to install, e.g. ``pip install 'authmw[redis]'``).
     """
+    if isinstance(cache, CacheConfig):
+        return CachedStorage(_backend_from_url(url), cache)
+    if cache is True:
+        return CachedStorage(_backend_from_url(url))
+    if cache is not False:
+        raise ConfigurationError(f"cache: expected True, False or a CacheConfig, got {cache!r}")
+    return _backend_from_url(url)
+
+
+def _backend_from_url(url: str) -> AuthStorage:
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(
             f"storage URL must look like scheme://..., got {url!r}; "

@@ -25,18 +25,37 @@ Errors
 ------
 Every method raises :class:`authmw.errors.StorageUnavailable` (with the driver error chained)
 when the backend cannot answer; ``create_user`` raises :class:`authmw.errors.UserExists`.
+
+Optional capabilities
+---------------------
+A backend shared by several processes may also offer :class:`SupportsInvalidation`: a channel
+on which :class:`authmw.storage.cached.CachedStorage` instances tell each other which cached
+records a write changed (Redis pub/sub, PostgreSQL ``LISTEN``/``NOTIFY``). A storage that can
+answer some reads from process memory without any I/O offers :class:`SupportsNowaitReads`, so
+synchronous callers (the WSGI middleware) need no event loop for them. Callers check both with
+``isinstance`` and work without them.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from ..models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
 
-__all__ = ["AuthStorage", "KVEntry"]
+__all__ = [
+    "MISS",
+    "AuthStorage",
+    "InvalidationChannel",
+    "InvalidationSubscription",
+    "KVEntry",
+    "Miss",
+    "SupportsInvalidation",
+    "SupportsNowaitReads",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,4 +252,83 @@ class AuthStorage(Protocol):
 
     def iter_audit(self, batch_size: int = 1000) -> AsyncIterator[list[AuditEvent]]:
         """Every audit event, oldest first, in batches."""
+        ...
+
+
+# -- optional capabilities --------------------------------------------------------------------
+
+
+class InvalidationSubscription(Protocol):
+    """One live subscription to an :class:`InvalidationChannel`, on a connection of its own."""
+
+    async def receive(self, timeout: float) -> list[str]:  # noqa: ASYNC109 - a poll, not a deadline
+        """The messages that arrive within ``timeout`` seconds (``[]`` when none did).
+
+        Raises ``StorageUnavailable`` once the subscription is lost: messages published from
+        then on are not delivered, and the caller must subscribe again.
+        """
+        ...
+
+    async def ping(self, timeout: float) -> None:  # noqa: ASYNC109 - the answer's deadline
+        """Round-trip the subscription's own connection; ``StorageUnavailable`` if it is gone
+        or does not answer within ``timeout`` seconds (a silently dropped connection)."""
+        ...
+
+    async def close(self) -> None:
+        """Unsubscribe and release the connection. Idempotent; never raises."""
+        ...
+
+
+class InvalidationChannel(Protocol):
+    """A broadcast channel for short text messages among every process using one backend.
+
+    Delivery is at most once and only to subscriptions live when the message is published, so
+    a subscriber that lost its subscription must assume it missed messages.
+    """
+
+    async def publish(self, message: str) -> None:
+        """Send ``message`` (at most 7,000 bytes of UTF-8) to every live subscription.
+        Raises ``StorageUnavailable`` when the backend cannot take it."""
+        ...
+
+    async def subscribe(self) -> InvalidationSubscription:
+        """Open a subscription on a dedicated connection; ``StorageUnavailable`` if it fails.
+        Messages published after this returns are delivered to it."""
+        ...
+
+
+@runtime_checkable
+class SupportsInvalidation(Protocol):
+    """A backend that offers an :class:`InvalidationChannel` (Redis, PostgreSQL)."""
+
+    def invalidation_channel(self) -> InvalidationChannel:
+        """The channel of this backend's namespace (key or table prefix): processes sharing the
+        namespace share the channel. Creating it does no I/O."""
+        ...
+
+
+class Miss(enum.Enum):
+    """The type of :data:`MISS`."""
+
+    MISS = "MISS"
+
+
+MISS: Literal[Miss.MISS] = Miss.MISS
+"""Returned by the ``*_nowait`` reads when the answer needs I/O: ask the async method."""
+
+
+@runtime_checkable
+class SupportsNowaitReads(Protocol):
+    """Reads answered from process memory without I/O when possible, callable from any thread.
+
+    Each returns what its async counterpart would (the record, or None for nothing stored) or
+    :data:`MISS` when only the async method can tell.
+    """
+
+    def get_token_nowait(self, token_id: str) -> AuthToken | Literal[Miss.MISS] | None:
+        """``get_token`` from memory, or ``MISS``."""
+        ...
+
+    def get_session_nowait(self, session_id: str) -> SessionData | Literal[Miss.MISS] | None:
+        """``get_session`` from memory (a fresh copy of its data), or ``MISS``."""
         ...

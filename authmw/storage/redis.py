@@ -23,6 +23,8 @@ from ..models import AuditEvent, AuthToken, SessionData, StorageStatistics, User
 from ._redis_bulk import Bulk, check_batch, parse_session
 from ._redis_client import Executor
 from ._redis_config import RedisConfig, RedisFailoverConfig, connect
+from ._redis_import import RedisBulkMixin
+from ._redis_invalidation import RedisInvalidationMixin
 from ._redis_keys import KeyLayout
 from ._redis_writes import AtomicWrites, SlotWrites
 from ._util import now_ts, seconds
@@ -45,7 +47,7 @@ class _Connection:
     sentinel: Any
 
 
-class RedisStorage:
+class RedisStorage(RedisBulkMixin, RedisInvalidationMixin):
     """Storage in Redis: ``RedisStorage("redis://...")``, ``RedisStorage.with_config(cfg)``.
 
     Connects lazily; :meth:`open` checks the server (version, credentials, database) once.
