@@ -24,6 +24,7 @@ from .framework import AuthFramework
 from .models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
 from .principal import AuthUser, current_user
 from .storage import InMemoryConfig, InMemoryStorage, storage_from_url
+from .wsgi import WSGIAuthMiddleware
 
 __version__ = "0.1.0"
 
@@ -50,6 +51,7 @@ __all__ = [
     "StorageUnavailable",
     "UserExists",
     "UserRecord",
+    "WSGIAuthMiddleware",
     "current_user",
     "login",
     "logout",

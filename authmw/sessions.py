@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from http.cookies import SimpleCookie
 from typing import Any
 
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadData, BadSignature, Signer
+from itsdangerous.encoding import base64_decode, base64_encode
 
 from .config import CookieConfig
 from .storage._util import seconds
@@ -50,7 +51,18 @@ class SessionCookieCodec:
         return self._current.sign(session_id).decode("ascii")
 
     def unsign(self, value: str) -> tuple[str, bool]:
-        """(session id, whether it must be re-signed). Raises ``BadSignature`` if tampered."""
+        """(session id, whether it must be re-signed). Raises ``BadSignature`` if tampered.
+
+        Only the canonical spelling of a signature is accepted: base64 leaves slack in the
+        last character, and a cookie should have exactly one valid form.
+        """
+        signature = value.rpartition(".")[2].encode("ascii", "replace")
+        try:
+            canonical = base64_encode(base64_decode(signature)) == signature
+        except BadData:
+            canonical = False
+        if not canonical:
+            raise BadSignature("signature is not canonical base64")
         try:
             return self._current.unsign(value).decode("ascii"), False
         except BadSignature:

@@ -1,0 +1,236 @@
+"""Flask integration: ``AuthMW(app, auth)``, ``current_user``, ``login_required``, ``requires``.
+
+``AuthMW`` wraps ``app.wsgi_app`` in :class:`authmw.WSGIAuthMiddleware`, so every request is
+authenticated before Flask sees it and the principal sits in ``request.environ``. The helpers
+here read it from there; nothing is verified twice. Needs the ``flask`` extra.
+
+    auth = AuthFramework(storage_from_url("redis://localhost"), AuthConfig(secret_key=...))
+    authmw_ext = AuthMW(app, auth, login_view="login_page")
+
+    @app.get("/me")
+    @login_required
+    def me():
+        return {"user": current_user.identity}
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Callable, Coroutine, Iterable
+from http import HTTPStatus
+from typing import Any, TypeVar, cast
+
+from flask import Flask, Response, current_app, has_request_context, redirect, request, url_for
+from starlette.authentication import BaseUser, UnauthenticatedUser
+from werkzeug.local import LocalProxy
+
+from .. import wsgi
+from ..framework import AuthFramework
+from ..principal import AuthUser, credentials_for
+from ..principal import current_user as _context_user
+
+__all__ = [
+    "AuthMW",
+    "current_session",
+    "current_user",
+    "login",
+    "login_required",
+    "logout",
+    "requires",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+_EXTENSION = "authmw"
+_ANONYMOUS = UnauthenticatedUser()
+
+
+class AuthMW:
+    """The Flask extension: ``AuthMW(app, auth)`` or ``ext = AuthMW(); ext.init_app(app, auth)``.
+
+    Keyword options go to :class:`authmw.WSGIAuthMiddleware` (``bearer``, ``session_cookie``,
+    ``csrf``, ``csrf_header``, ``csrf_cookie``, ``exclude_paths``, ``retry_after``,
+    ``timeout``). ``login_view`` is the endpoint that :func:`login_required` redirects browsers
+    to (requests that prefer HTML over JSON), with the page they wanted as ``?next=``; without
+    it, or for API clients, anonymous requests get a 401 JSON answer.
+    """
+
+    def __init__(self, app: Flask | None = None, auth: AuthFramework | None = None, *,
+                 login_view: str | None = None, **options: Any) -> None:
+        self.auth = auth
+        self.login_view = login_view
+        self.options = options
+        self.middleware: wsgi.WSGIAuthMiddleware | None = None
+        if app is not None:
+            self.init_app(app, auth)
+
+    def init_app(self, app: Flask, auth: AuthFramework | None = None) -> None:
+        """Wrap ``app.wsgi_app`` in the middleware and register in ``app.extensions``.
+
+        Raises ``TypeError`` when no framework was given here or to the constructor.
+        """
+        auth = auth or self.auth
+        if auth is None:
+            raise TypeError("AuthMW.init_app needs the AuthFramework: init_app(app, auth)")
+        self.auth = auth
+        middleware = wsgi.WSGIAuthMiddleware(app.wsgi_app, auth, **self.options)
+        app.wsgi_app = middleware  # type: ignore[method-assign]
+        app.extensions[_EXTENSION] = self
+        self.middleware = middleware
+
+    def _middleware(self) -> wsgi.WSGIAuthMiddleware:
+        if self.middleware is None:
+            raise RuntimeError("AuthMW is not attached to an app yet: call init_app(app, auth)")
+        return self.middleware
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run a framework coroutine on the middleware's loop, e.g.
+        ``ext.run(auth.authenticate(user, password))`` in a view that issues bearer tokens.
+
+        See :meth:`authmw.WSGIAuthMiddleware.run`.
+        """
+        if self.middleware is None:
+            coro.close()  # never run: no "coroutine was never awaited" warning
+        return self._middleware().run(coro, timeout)
+
+    def close(self) -> None:
+        """Close the framework and stop the middleware's loop (also done at exit)."""
+        if self.middleware is not None:
+            self.middleware.close()
+
+
+def _user() -> BaseUser:
+    if has_request_context():
+        user: BaseUser = request.environ.get(wsgi.USER_KEY, _ANONYMOUS)
+        return user
+    return _context_user()
+
+
+def _session() -> dict[str, Any]:
+    if not has_request_context():
+        raise RuntimeError("current_session is only available while handling a request")
+    data: dict[str, Any] = request.environ.get(wsgi.SESSION_KEY, {})
+    return data
+
+
+#: The request's principal: an :class:`authmw.AuthUser`, or ``UnauthenticatedUser`` for
+#: anonymous requests and outside requests.
+current_user: BaseUser = cast(BaseUser, LocalProxy(_user))
+
+#: The server-side session's data (a dict; changes are saved when the response starts).
+#: Empty and unsaved for requests without a session.
+current_session: dict[str, Any] = cast(dict[str, Any], LocalProxy(_session))
+
+
+def login(user_id: str, password: str) -> AuthUser:
+    """Log the current request's client in with a new session (the id rotates if one existed).
+
+    The response carries the session cookie (and the CSRF cookie). Raises
+    ``InvalidCredentials``, ``AccountLocked``, ``InvalidInput`` or ``StorageUnavailable``.
+    """
+    return wsgi.login(request.environ, user_id, password)
+
+
+def logout() -> None:
+    """End the current request's session server-side; the response deletes the cookie."""
+    wsgi.logout(request.environ)
+
+
+def _extension() -> AuthMW:
+    extension = current_app.extensions.get(_EXTENSION)
+    if not isinstance(extension, AuthMW):
+        raise RuntimeError("authmw decorators need AuthMW(app, auth) set up on this app")
+    return extension
+
+
+def _json(status: int, body: dict[str, str], headers: dict[str, str]) -> Response:
+    return current_app.response_class(json.dumps(body), status=status, headers=headers,
+                                      mimetype="application/json")
+
+
+def _unauthorized() -> Response:
+    extension = _extension()
+    if extension.login_view is not None and request.accept_mimetypes.best_match(
+            ["application/json", "text/html"]) == "text/html":
+        target = request.full_path if request.query_string else request.path
+        return cast(Response, redirect(url_for(extension.login_view, next=target)))
+    return _json(401, {"error": "unauthorized", "error_description": "authentication required"},
+                 {"WWW-Authenticate": "Bearer"})
+
+
+def _forbidden(scopes: Iterable[str], status_code: int) -> Response:
+    wanted = " ".join(scopes)
+    if status_code == 403:
+        # RFC 6750 section 3.1: say which scope was missing.
+        return _json(403, {"error": "insufficient_scope",
+                           "error_description": f"requires scopes: {wanted}"},
+                     {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{wanted}"'})
+    return _json(status_code, {"error": HTTPStatus(status_code).phrase.lower()}, {})
+
+
+def _guard(view: F, check: Callable[[], Response | None]) -> F:
+    """``view`` with ``check`` run first; a response from ``check`` replaces the view's."""
+    if inspect.iscoroutinefunction(view):
+        @functools.wraps(view)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            refused = check()
+            if refused is not None:
+                return refused
+            return await view(*args, **kwargs)
+
+        return cast(F, async_wrapper)
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        refused = check()
+        if refused is not None:
+            return refused
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def login_required(view: F) -> F:
+    """Let only authenticated requests (bearer or session) reach ``view``.
+
+    Anonymous requests get 401 with ``WWW-Authenticate: Bearer`` and a JSON body, or a
+    redirect to ``AuthMW(login_view=...)`` when they prefer HTML. Raises ``RuntimeError`` at
+    request time if ``AuthMW`` is not set up on the app.
+    """
+    def check() -> Response | None:
+        _extension()
+        return None if _user().is_authenticated else _unauthorized()
+
+    return _guard(view, check)
+
+
+def requires(*scopes: str, status_code: int = 403) -> Callable[[F], F]:
+    """Let only requests whose principal has every one of ``scopes`` reach the view.
+
+    Scopes are those of ``AuthCredentials``: ``"authenticated"``, each permission, and
+    ``"role:<name>"`` per role. Anonymous requests are answered as by :func:`login_required`;
+    authenticated ones lacking a scope get ``status_code`` (403: ``insufficient_scope`` with
+    an RFC 6750 challenge).
+    """
+    for scope in scopes:
+        if not isinstance(scope, str):
+            raise TypeError(f"requires() takes scope names as strings, got {scope!r}")
+    needed = frozenset(scopes)
+
+    def decorate(view: F) -> F:
+        def check() -> Response | None:
+            _extension()
+            user = _user()
+            granted = request.environ.get(wsgi.AUTH_KEY) or credentials_for(user)
+            if needed.issubset(granted.scopes):
+                return None
+            if not user.is_authenticated:
+                return _unauthorized()
+            return _forbidden(scopes, status_code)
+
+        return _guard(view, check)
+
+    return decorate
