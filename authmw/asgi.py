@@ -79,9 +79,13 @@ class AuthMiddleware:
                     f"{cookie}; {value.decode('latin-1')}"
             elif name == self._csrf_header:
                 csrf = value.decode("latin-1")
-        result = await self.edge.authenticate(
-            scope.get("method", "GET"), authorization, cookie, csrf,
-            websocket=kind == "websocket")
+        if authorization is None and cookie is None:
+            # No credentials at all: anonymous, with nothing to look up.
+            result: RequestState | Refusal = RequestState(self.edge)
+        else:
+            result = await self.edge.authenticate(
+                scope.get("method", "GET"), authorization, cookie, csrf,
+                websocket=kind == "websocket")
         if isinstance(result, Refusal):
             await self._refuse(result, scope, receive, send)
             return
