@@ -250,10 +250,15 @@ class AuthFramework(NowaitPaths):
             if record is None or not verifier_matches(verifier, record.access_digest):
                 raise InvalidToken("unknown", token_id=token_id)
             self._remember(access_token, token_id)
+        return self._usable(record)
+
+    @staticmethod
+    def _usable(record: AuthToken) -> AuthToken:
+        """The record, unless it is revoked or its access part expired (both verify paths)."""
         if record.revoked_at is not None:
-            raise InvalidToken("revoked", token_id=token_id)
+            raise InvalidToken("revoked", token_id=record.token_id)
         if record.expires_ts <= time.time():
-            raise InvalidToken("expired", token_id=token_id)
+            raise InvalidToken("expired", token_id=record.token_id)
         return record
 
     def _remember(self, access_token: str, token_id: str) -> None:
