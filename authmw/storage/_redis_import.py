@@ -27,7 +27,7 @@ from ._redis_bulk import Bulk, parse_session
 from ._redis_client import Executor
 from ._redis_config import RedisConfig
 from ._redis_keys import KeyLayout
-from ._redis_scripts import _LIBRARY
+from ._redis_scripts import _LIBRARY, SLOT
 from ._redis_writes import ms
 from ._util import from_ts, now_ts
 from .base import KVEntry
@@ -82,22 +82,6 @@ ses_put(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 return 1
 """
 
-_IDX_RAISE = r"""
--- KEYS: index | ARGV: member, score, now -> 0 at score, 1 kept a higher one, 2 added
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-local cur = redis.call('ZSCORE', KEYS[1], ARGV[1])
-local res = 0
-if not cur then
-  if num(ARGV[2]) <= num(ARGV[3]) then return 0 end
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-  res = 2
-elseif num(cur) > num(ARGV[2]) then res = 1
-else redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) end
-local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if top[2] then redis.call('PEXPIREAT', KEYS[1], top[2]) end
-return res
-"""
-
 _IDX_SETTLE = r"""
 -- KEYS: index | ARGV: member, score, now, keep ('1': set the exact score, '0': remove)
 if ARGV[4] == '1' then idx_set(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
@@ -117,11 +101,12 @@ _SOURCES = {
         "import_tokens": _IMPORT_TOKENS,
         "import_sessions": _IMPORT_SESSIONS,
         "ses_add": _SES_ADD,
-        "idx_raise": _IDX_RAISE,
         "idx_settle": _IDX_SETTLE,
         "ref_add": _REF_ADD,
     }.items()
 }
+# The cluster import raises index scores exactly as the backend's own cluster writes do.
+_SOURCES["idx_raise"] = SLOT["idx_raise"]
 _SHAS = {name: hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest()
          for name, src in _SOURCES.items()}
 
