@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from .asgi import AuthMiddleware, login, logout
 from .config import AuthConfig, CookieConfig
 from .errors import (
     AccountLocked,
@@ -21,10 +20,11 @@ from .errors import (
     UserExists,
 )
 from .framework import AuthFramework
+from .middleware.asgi import AuthMiddleware, login, logout
+from .middleware.principal import AuthUser, current_user
+from .middleware.wsgi import WSGIAuthMiddleware
 from .models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
-from .principal import AuthUser, current_user
 from .storage import InMemoryConfig, InMemoryStorage, storage_from_url
-from .wsgi import WSGIAuthMiddleware
 
 __version__ = "0.1.0"
 

@@ -12,8 +12,8 @@ from typing import Literal
 
 from argon2 import PasswordHasher
 
+from ._time import Duration, seconds
 from .errors import ConfigurationError
-from .storage._util import Duration, seconds
 
 __all__ = ["AuthConfig", "CookieConfig"]
 

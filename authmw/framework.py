@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from ._framework_nowait import NowaitPaths
+from ._time import seconds
 from .config import AuthConfig
 from .errors import (
     AccountLocked,
@@ -27,7 +28,6 @@ from .errors import (
 )
 from .models import AuditEvent, AuthToken, SessionData, UserRecord, utcnow
 from .passwords import PasswordManager
-from .storage._util import seconds
 from .storage.base import MISS, AuthStorage, SupportsNowaitReads
 from .tokens import ACCESS, REFRESH, SESSION, TokenCodec, verifier_matches
 

@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from authmw import AuthConfig, AuthFramework, AuthMiddleware, InMemoryStorage
 from authmw.errors import InvalidToken
-from authmw.sessions import SessionCookieCodec
+from authmw.middleware._cookies import SessionCookieCodec
 from authmw.storage import AuthStorage, CacheConfig, CachedStorage
 from authmw.storage.postgres import PostgresConfig, PostgresStorage
 from authmw.storage.redis import RedisConfig, RedisStorage

@@ -33,7 +33,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from authmw import AuthConfig, AuthFramework, AuthMiddleware, InMemoryStorage
-from authmw.sessions import SessionCookieCodec
+from authmw.middleware._cookies import SessionCookieCodec
 from authmw.testing import fast_password_hasher
 
 KEY = "benchmark-secret-key-0123456789abcdef"

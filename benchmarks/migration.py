@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from authmw.models import utcnow
 from authmw.storage import MigrationOptions, StorageMigration
-from authmw.storage._postgres_sql import TABLE_SUFFIXES
-from authmw.storage._redis_keys import glob_escape
 from authmw.storage.postgres import PostgresConfig, PostgresStorage
+from authmw.storage.postgres._sql import TABLE_SUFFIXES
 from authmw.storage.redis import RedisConfig, RedisStorage
+from authmw.storage.redis._keys import glob_escape
 from tests.factories import make_token
 
 

@@ -36,8 +36,8 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from authmw.models import AuthToken
-from authmw.storage._postgres_sql import token_args
 from authmw.storage.postgres import PostgresConfig, PostgresStorage
+from authmw.storage.postgres._sql import token_args
 from tests.factories import make_token
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis
 import redis.asyncio as aioredis
 
-from authmw.storage._redis_keys import glob_escape
 from authmw.storage.redis import RedisConfig, RedisStorage
+from authmw.storage.redis._keys import glob_escape
 from tests.factories import make_token
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"

@@ -16,11 +16,10 @@ from authmw.storage import AuthStorage, CacheConfig, CachedStorage
 from authmw.storage.postgres import PostgresConfig, PostgresStorage
 from authmw.storage.redis import RedisConfig, RedisStorage
 from authmw.testing import fast_password_hasher
-
-from .backends.postgres import fresh_prefix
-from .backends.redis import prefix as redis_prefix
-from .backends.redis import purge
-from .conftest import TEST_SECRET
+from tests.backends.postgres import fresh_prefix
+from tests.backends.redis import prefix as redis_prefix
+from tests.backends.redis import purge
+from tests.conftest import TEST_SECRET
 
 SERVERS = ("redis", "postgres")
 

@@ -13,9 +13,8 @@ import pytest
 
 from authmw.storage.postgres import PostgresStorage
 from authmw.storage.redis import RedisStorage
-
-from .backends.postgres import fresh_prefix
-from .backends.redis import prefix, purge
+from tests.backends.postgres import fresh_prefix
+from tests.backends.redis import prefix, purge
 
 ROOT = Path(__file__).resolve().parent.parent
 

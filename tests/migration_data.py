@@ -10,8 +10,7 @@ from authmw import AuthConfig, AuthFramework
 from authmw.models import AuditEvent, utcnow
 from authmw.storage import AuthStorage
 from authmw.testing import fast_password_hasher
-
-from .factories import make_session, make_token, make_user
+from tests.factories import make_session, make_token, make_user
 
 SECRET = "migration-test-secret-key-0123456789abcdef"
 

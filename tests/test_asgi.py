@@ -11,9 +11,8 @@ import pytest
 from authmw import AuthConfig, AuthFramework, CookieConfig
 from authmw.storage import AuthStorage, InMemoryStorage
 from authmw.testing import fast_password_hasher
-
-from .apps import client, make_app
-from .conftest import TEST_SECRET
+from tests.apps import client, make_app
+from tests.conftest import TEST_SECRET
 
 
 async def login_token(auth: AuthFramework, user: str = "alice", **kwargs: object) -> str:
@@ -312,7 +311,7 @@ async def test_storage_down_is_503() -> None:
 
 
 def auth_cookie(auth: AuthFramework, session_id: str) -> str:
-    from authmw.sessions import SessionCookieCodec
+    from authmw.middleware._cookies import SessionCookieCodec
 
     return SessionCookieCodec(auth.config.signing_keys, auth.config.cookie, "x").sign(session_id)
 

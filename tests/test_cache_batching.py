@@ -12,9 +12,8 @@ from authmw import AuthFramework
 from authmw.errors import InvalidToken
 from authmw.storage import CachedStorage, InMemoryStorage
 from authmw.tokens import ACCESS
-
-from .cache_helpers import SERVERS, cache_of, frameworks
-from .factories import make_session, make_token, make_user
+from tests.cache_helpers import SERVERS, cache_of, frameworks
+from tests.factories import make_session, make_token, make_user
 
 
 @pytest.fixture(params=SERVERS)

@@ -18,13 +18,12 @@ from authmw import AuthFramework
 from authmw.errors import InvalidToken
 from authmw.models import utcnow
 from authmw.storage import CachedStorage
-from authmw.storage._redis_invalidation import client_name_for
 from authmw.storage.postgres import PostgresStorage
 from authmw.storage.redis import RedisStorage
-
-from . import cache_peer
-from .backends.redis import RedisCluster, cluster_config, purge
-from .cache_helpers import (
+from authmw.storage.redis._invalidation import client_name_for
+from tests import cache_peer
+from tests.backends.redis import RedisCluster, cluster_config, purge
+from tests.cache_helpers import (
     SERVERS,
     cache_of,
     eventually,
@@ -34,7 +33,7 @@ from .cache_helpers import (
     namespace_for,
     refused_within,
 )
-from .conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,12 +14,11 @@ from authmw import AuthFramework
 from authmw.errors import ConfigurationError, InvalidToken
 from authmw.models import AuthToken, utcnow
 from authmw.storage import CacheConfig, CachedStorage, InMemoryStorage, storage_from_url
-from authmw.storage._cache_listener import decode, encode
 from authmw.storage.base import MISS, SupportsNowaitReads
+from authmw.storage.cached._invalidation import decode, encode
 from authmw.tokens import ACCESS, TokenCodec
-
-from .cache_helpers import cache_of, framework
-from .factories import make_session, make_token, make_user
+from tests.cache_helpers import cache_of, framework
+from tests.factories import make_session, make_token, make_user
 
 CACHED_BACKENDS = ["cached_memory_storage", "cached_redis_storage", "cached_postgres_storage"]
 

@@ -9,11 +9,10 @@ import pytest
 
 from authmw import AuthFramework
 from authmw.errors import InvalidToken, StorageUnavailable
-
-from .apps import client, make_app
-from .backends.postgres import PgCluster
-from .backends.redis import RedisServer
-from .cache_helpers import SERVERS, cache_of, eventually, frameworks, refused_within
+from tests.apps import client, make_app
+from tests.backends.postgres import PgCluster
+from tests.backends.redis import RedisServer
+from tests.cache_helpers import SERVERS, cache_of, eventually, frameworks, refused_within
 
 
 class Server:

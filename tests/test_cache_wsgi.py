@@ -8,17 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from authmw.middleware.wsgi import WSGIAuthMiddleware
 from authmw.storage import CachedStorage, InMemoryStorage
 from authmw.storage.redis import RedisConfig, RedisStorage
-from authmw.wsgi import WSGIAuthMiddleware
-
-from .backends.postgres import run_async
-from .backends.redis import prefix, purge
-from .cache_helpers import cache_of, framework
+from tests.backends.postgres import run_async
+from tests.backends.redis import prefix, purge
+from tests.cache_helpers import cache_of, framework
 
 pytest.register_assert_rewrite("tests.wsgi_apps")
 
-from .wsgi_apps import bearer, client, login_token, wsgi_app  # noqa: E402 - after the line above
+from tests.wsgi_apps import bearer, client, login_token, wsgi_app  # noqa: E402 - after the line above
 
 
 @pytest.fixture

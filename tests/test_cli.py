@@ -19,9 +19,8 @@ from authmw import AuthConfig, AuthFramework
 from authmw.errors import InvalidToken
 from authmw.storage.postgres import PostgresStorage
 from authmw.storage.redis import RedisStorage
-
-from .backends.postgres import fresh_prefix
-from .cli_helpers import (
+from tests.backends.postgres import fresh_prefix
+from tests.cli_helpers import (
     ROOT,
     authmw,
     interrupt_when,
@@ -31,8 +30,8 @@ from .cli_helpers import (
     redis_at_url2,
     with_query,
 )
-from .factories import make_user
-from .migration_data import fill, make_auth
+from tests.factories import make_user
+from tests.migration_data import fill, make_auth
 
 __all__ = ["postgres_at_url", "redis_at_url", "redis_at_url2"]  # fixtures used here
 

@@ -9,16 +9,15 @@ from pathlib import Path
 
 from authmw.storage.postgres import PostgresStorage
 from authmw.storage.redis import RedisStorage
-
-from .backends.redis import RedisServer, free_port
-from .cli_helpers import (
+from tests.backends.redis import RedisServer, free_port
+from tests.cli_helpers import (
     authmw,
     one_line_error,
     postgres_at_url,
     redis_at_url,
     redis_at_url2,
 )
-from .migration_data import add_audit, fill, make_auth
+from tests.migration_data import add_audit, fill, make_auth
 
 __all__ = ["postgres_at_url", "redis_at_url", "redis_at_url2"]  # fixtures used here
 

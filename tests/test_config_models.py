@@ -13,8 +13,7 @@ from authmw import AuthConfig, ConfigurationError, CookieConfig, InMemoryStorage
 from authmw.errors import AuthmwError, InvalidToken, StorageUnavailable
 from authmw.models import AuditEvent, AuthToken, SessionData, UserRecord
 from authmw.storage import InMemoryConfig, storage_from_url
-
-from .factories import make_session, make_token, make_user
+from tests.factories import make_session, make_token, make_user
 
 
 def test_public_names() -> None:
@@ -157,9 +156,10 @@ def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setitem(sys.modules, "redis", None)
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
-    monkeypatch.delitem(sys.modules, "authmw.storage.redis", raising=False)
     monkeypatch.setitem(sys.modules, "asyncpg", None)
-    monkeypatch.delitem(sys.modules, "authmw.storage.postgres", raising=False)
+    for name in list(sys.modules):  # the backend packages and every module in them
+        if name.startswith(("authmw.storage.redis", "authmw.storage.postgres")):
+            monkeypatch.delitem(sys.modules, name)
     for url, extra in (("redis://localhost", "redis"), ("postgresql://localhost/db", "postgres")):
         with pytest.raises(ConfigurationError) as info:
             storage_from_url(url)

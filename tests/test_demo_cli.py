@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from authmw._demo_app import DEMO_PASSWORD, DEMO_USER, build_app, make_auth
+from authmw.cli._demo_app import DEMO_PASSWORD, DEMO_USER, build_app, make_auth
 
 ROOT = Path(__file__).resolve().parent.parent
 

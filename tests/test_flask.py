@@ -29,14 +29,14 @@ from authmw.integrations.flask import (
     logout,
     requires,
 )
-from authmw.principal import AuthUser
-from authmw.sessions import SessionCookieCodec
+from authmw.middleware._cookies import SessionCookieCodec
+from authmw.middleware.principal import AuthUser
 from authmw.storage import InMemoryStorage
 from authmw.testing import test_config
 
 pytest.register_assert_rewrite("tests.wsgi_apps")
 
-from .wsgi_apps import Stack, bearer, login_token  # noqa: E402 - after the rewrite registration
+from tests.wsgi_apps import Stack, bearer, login_token  # noqa: E402 - after the rewrite registration
 
 pytest_plugins = ["tests.wsgi_apps"]
 

@@ -21,8 +21,7 @@ from authmw import (
 )
 from authmw.storage import AuthStorage
 from authmw.testing import fast_password_hasher
-
-from .conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET
 
 
 def make_auth(storage: AuthStorage, **overrides: object) -> AuthFramework:

@@ -11,14 +11,12 @@ import pytest
 from authmw.errors import ConfigurationError
 from authmw.models import AuthToken, SessionData, UserRecord
 from authmw.storage import InMemoryStorage, MigrationOptions, StorageMigration
-from authmw.storage._bulk import BulkImport, BulkLookup
-from authmw.storage.base import AuthStorage
+from authmw.storage.base import AuthStorage, BulkImport, BulkLookup
 from authmw.storage.migration import MigrationProgress
 from authmw.storage.postgres import PostgresStorage
 from authmw.storage.redis import RedisStorage
-
-from .factories import make_token, make_user
-from .migration_data import Dataset, add_audit, fill, make_auth
+from tests.factories import make_token, make_user
+from tests.migration_data import Dataset, add_audit, fill, make_auth
 
 
 @pytest.fixture

@@ -13,10 +13,9 @@ import pytest
 from authmw.errors import StorageUnavailable
 from authmw.models import UserRecord
 from authmw.storage import AuthStorage, InMemoryStorage, StorageMigration
-from authmw.storage._portable_backup import BackupError, BackupFile, write_backup
-
-from .migration_data import add_audit, fill, make_auth
-from .test_migration import snapshot
+from authmw.storage.migration._backup import BackupError, BackupFile, write_backup
+from tests.migration_data import add_audit, fill, make_auth
+from tests.test_migration import snapshot
 
 
 async def restore(path: Path, target: AuthStorage) -> StorageMigration:

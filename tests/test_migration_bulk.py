@@ -7,10 +7,8 @@ from datetime import timedelta
 
 from authmw.models import AuditEvent, utcnow
 from authmw.storage import AuthStorage
-from authmw.storage._bulk import BulkImport, BulkLookup
-from authmw.storage.base import KVEntry
-
-from .factories import make_session, make_token, make_user
+from authmw.storage.base import BulkImport, BulkLookup, KVEntry
+from tests.factories import make_session, make_token, make_user
 
 
 def bulk(storage: AuthStorage) -> tuple[BulkImport, BulkLookup] | None:

@@ -11,8 +11,7 @@ from argon2 import PasswordHasher
 from authmw import InMemoryStorage
 from authmw.passwords import PasswordManager
 from authmw.storage import InMemoryConfig
-
-from .factories import make_session, make_token
+from tests.factories import make_session, make_token
 
 
 async def test_hashing_does_not_block_the_loop() -> None:

@@ -14,9 +14,8 @@ import pytest
 from authmw.errors import ConfigurationError
 from authmw.models import AuditEvent, utcnow
 from authmw.storage.postgres import PostgresConfig, PostgresMigrationMode, PostgresStorage
-
-from .backends.postgres import fresh_prefix, run_async, with_database
-from .factories import make_session, make_token, make_user
+from tests.backends.postgres import fresh_prefix, run_async, with_database
+from tests.factories import make_session, make_token, make_user
 
 TABLES = ("users", "tokens", "sessions", "kv_store", "audit_log", "schema_migrations")
 

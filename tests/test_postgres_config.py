@@ -16,8 +16,7 @@ from authmw.storage.postgres import (
     PostgresSSLConfig,
     PostgresStorage,
 )
-
-from .backends.postgres import fresh_prefix
+from tests.backends.postgres import fresh_prefix
 
 SECRET = "s3cr3t-p@ss/word"
 SECRET_URL = "postgresql://alice:s3cr3t-p%40ss%2Fword@127.0.0.1:1/db"

@@ -13,9 +13,8 @@ import pytest
 from authmw.errors import InvalidInput, UserExists
 from authmw.models import AuditEvent, utcnow
 from authmw.storage.postgres import PostgresConfig, PostgresOptimization, PostgresStorage
-
-from .backends.postgres import fresh_prefix
-from .factories import make_session, make_token, make_user
+from tests.backends.postgres import fresh_prefix
+from tests.factories import make_session, make_token, make_user
 
 
 def _config(url: str, prefix: str, **kw: object) -> PostgresConfig:

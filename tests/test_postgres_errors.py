@@ -14,9 +14,8 @@ import pytest
 
 from authmw.errors import ConfigurationError, StorageUnavailable
 from authmw.storage.postgres import PostgresConfig, PostgresStorage
-
-from .backends.postgres import PgCluster, free_port, fresh_prefix
-from .factories import make_token, make_user
+from tests.backends.postgres import PgCluster, free_port, fresh_prefix
+from tests.factories import make_token, make_user
 
 APP_PASSWORD = "app-Pa55word-xyz"
 

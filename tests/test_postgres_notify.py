@@ -11,8 +11,7 @@ import pytest
 from authmw.errors import InvalidInput, StorageUnavailable
 from authmw.storage.base import SupportsInvalidation
 from authmw.storage.postgres import PostgresConfig, PostgresStorage
-
-from .backends.postgres import free_port, fresh_prefix
+from tests.backends.postgres import free_port, fresh_prefix
 
 
 def _storage(url: str, prefix: str) -> PostgresStorage:

@@ -9,16 +9,15 @@ import asyncpg
 import pytest
 
 from authmw.errors import ConfigurationError, InvalidInput, StorageUnavailable
-from authmw.storage._postgres_schema import latest_version, load_migrations
 from authmw.storage.postgres import (
     PostgresConfig,
     PostgresMigrationMode,
     PostgresStorage,
     migrate_schema,
 )
-
-from .backends.postgres import fresh_prefix
-from .factories import make_session, make_token, make_user
+from authmw.storage.postgres._schema import latest_version, load_migrations
+from tests.backends.postgres import fresh_prefix
+from tests.factories import make_session, make_token, make_user
 
 SUFFIXES = {"users", "tokens", "sessions", "kv_store", "audit_log", "schema_migrations"}
 

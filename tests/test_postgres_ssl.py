@@ -13,9 +13,8 @@ import pytest
 
 from authmw.errors import ConfigurationError
 from authmw.storage.postgres import PostgresConfig, PostgresSSLConfig, PostgresStorage
-
-from .backends.postgres import PgCluster, fresh_prefix
-from .factories import make_token
+from tests.backends.postgres import PgCluster, fresh_prefix
+from tests.factories import make_token
 
 
 def _openssl(*args: str, cwd: Path) -> None:

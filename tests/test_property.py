@@ -18,13 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authmw import AuthFramework, AuthMiddleware, InMemoryStorage
-from authmw.sessions import SessionCookieCodec
+from authmw.middleware._cookies import SessionCookieCodec
+from authmw.middleware.wsgi import WSGIAuthMiddleware
 from authmw.testing import test_config
-from authmw.wsgi import WSGIAuthMiddleware
 
 pytest.register_assert_rewrite("tests.wsgi_apps")
 
-from .wsgi_apps import Called, environ_for  # noqa: E402 - after the rewrite registration
+from tests.wsgi_apps import Called, environ_for  # noqa: E402 - after the rewrite registration
 
 SETTINGS = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -13,14 +13,13 @@ import pytest
 from redis.crc import key_slot
 from redis.exceptions import ClusterError
 
+from authmw._time import now_ts
 from authmw.errors import StorageUnavailable
 from authmw.models import utcnow
-from authmw.storage._redis_writes import ms
-from authmw.storage._util import now_ts
 from authmw.storage.redis import RedisStorage
-
-from .backends.redis import RedisCluster, RedisServer, cluster_config, opened
-from .factories import make_session, make_token
+from authmw.storage.redis._writes import ms
+from tests.backends.redis import RedisCluster, RedisServer, cluster_config, opened
+from tests.factories import make_session, make_token
 
 
 @pytest.fixture(scope="module")

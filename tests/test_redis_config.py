@@ -13,8 +13,7 @@ import pytest
 from authmw.errors import ConfigurationError, StorageUnavailable
 from authmw.storage import storage_from_url
 from authmw.storage.redis import RedisConfig, RedisFailoverConfig, RedisStorage
-
-from .backends.redis import RedisServer, free_port, purge
+from tests.backends.redis import RedisServer, free_port, purge
 
 SECRET = "s3cr3t-Pa55word"
 

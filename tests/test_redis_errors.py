@@ -17,11 +17,10 @@ from redis.exceptions import (
 )
 
 from authmw.errors import StorageUnavailable
-from authmw.storage._redis_client import _retryable
 from authmw.storage.redis import RedisConfig, RedisStorage
-
-from .backends.redis import RedisServer, opened, prefix, wait_until
-from .factories import make_token
+from authmw.storage.redis._executor import _retryable
+from tests.backends.redis import RedisServer, opened, prefix, wait_until
+from tests.factories import make_token
 
 PASSWORD = "err-test-password"
 

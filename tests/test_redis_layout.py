@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 from redis.asyncio import RedisCluster
 
+from authmw._time import now_ts
 from authmw.models import AuditEvent, utcnow
-from authmw.storage._redis_writes import ms
-from authmw.storage._util import now_ts
 from authmw.storage.redis import RedisConfig, RedisStorage
-
-from .backends.redis import opened, prefix
-from .factories import make_session, make_token, make_user
+from authmw.storage.redis._writes import ms
+from tests.backends.redis import opened, prefix
+from tests.factories import make_session, make_token, make_user
 
 
 @pytest.fixture(params=["redis", "redis-cluster"])

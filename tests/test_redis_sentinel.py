@@ -20,9 +20,8 @@ from authmw.errors import StorageUnavailable
 from authmw.models import AuthToken
 from authmw.storage import storage_from_url
 from authmw.storage.redis import RedisConfig, RedisFailoverConfig, RedisStorage
-
-from .backends.redis import RedisServer, opened, prefix, wait_until
-from .factories import make_token
+from tests.backends.redis import RedisServer, opened, prefix, wait_until
+from tests.factories import make_token
 
 DATA_PASSWORD = "data-node-password"
 SENTINEL_PASSWORD = "sentinel-password"

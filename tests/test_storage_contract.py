@@ -11,8 +11,7 @@ import pytest
 from authmw.errors import UserExists
 from authmw.models import AuditEvent, utcnow
 from authmw.storage import AuthStorage
-
-from .factories import make_session, make_token, make_user
+from tests.factories import make_session, make_token, make_user
 
 
 async def test_satisfies_protocol(storage: AuthStorage) -> None:

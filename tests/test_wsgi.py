@@ -20,16 +20,15 @@ import pytest
 import authmw
 from authmw import AuthConfig, AuthFramework, CookieConfig
 from authmw.errors import StorageUnavailable
-from authmw.sessions import SessionCookieCodec
+from authmw.middleware._cookies import SessionCookieCodec
+from authmw.middleware.wsgi import WSGIAuthMiddleware
 from authmw.storage import InMemoryStorage
 from authmw.testing import fast_password_hasher
-from authmw.wsgi import WSGIAuthMiddleware
-
-from .conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET
 
 pytest.register_assert_rewrite("tests.wsgi_apps")
 
-from .wsgi_apps import (  # noqa: E402 - after the rewrite registration
+from tests.wsgi_apps import (  # noqa: E402 - after the rewrite registration
     Called,
     Stack,
     bearer,
@@ -537,11 +536,11 @@ def test_refused_principal_never_reaches_app(stack: Stack) -> None:
 
 
 def test_login_helper_needs_middleware() -> None:
-    """authmw.wsgi.login outside the middleware raises a clear RuntimeError."""
+    """authmw.middleware.wsgi.login outside the middleware raises a clear RuntimeError."""
     with pytest.raises(RuntimeError, match="WSGIAuthMiddleware"):
-        authmw.wsgi.login(environ_for(), "x", "y")
+        authmw.middleware.wsgi.login(environ_for(), "x", "y")
     with pytest.raises(RuntimeError, match="WSGIAuthMiddleware"):
-        authmw.wsgi.logout(environ_for())
+        authmw.middleware.wsgi.logout(environ_for())
 
 
 def test_loop_lifecycle(stack: Stack) -> None:
@@ -616,7 +615,7 @@ def test_interpreter_exit_closes_the_framework(tmp_path: Any) -> None:
         import asyncio, threading
         from authmw import AuthFramework, InMemoryStorage
         from authmw.testing import test_config
-        from authmw.wsgi import WSGIAuthMiddleware
+        from authmw.middleware.wsgi import WSGIAuthMiddleware
 
         class Loud(InMemoryStorage):
             async def close(self):

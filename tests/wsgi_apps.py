@@ -20,13 +20,12 @@ import pytest
 
 import authmw
 from authmw import AuthConfig, AuthFramework
-from authmw import wsgi as authmw_wsgi
 from authmw.errors import AccountLocked, InvalidCredentials
+from authmw.middleware import wsgi as authmw_wsgi
+from authmw.middleware.wsgi import WSGIAuthMiddleware
 from authmw.storage import AuthStorage
 from authmw.testing import fast_password_hasher
-from authmw.wsgi import WSGIAuthMiddleware
-
-from .conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..principal import AuthUser
+from ..middleware.principal import AuthUser
 
 __all__ = ["bearer_scheme", "current_user", "optional_user", "require_scopes"]
 

@@ -26,10 +26,10 @@ from flask import Flask, Response, current_app, has_request_context, redirect, r
 from starlette.authentication import BaseUser, UnauthenticatedUser
 from werkzeug.local import LocalProxy
 
-from .. import wsgi
 from ..framework import AuthFramework
-from ..principal import AuthUser, credentials_for
-from ..principal import current_user as _context_user
+from ..middleware import wsgi
+from ..middleware.principal import AuthUser, credentials_for
+from ..middleware.principal import current_user as _context_user
 
 __all__ = [
     "AuthMW",

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import redis
 
-from authmw.storage._redis_keys import glob_escape
 from authmw.storage.redis import RedisConfig, RedisStorage
+from authmw.storage.redis._keys import glob_escape
 
 BACKENDS = {"redis": "redis_storage", "redis-cluster": "redis_cluster_storage"}
 

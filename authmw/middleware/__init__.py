@@ -1,0 +1,23 @@
+"""The HTTP edge: ASGI and WSGI middleware that put the principal on every request.
+
+:class:`AuthMiddleware` (ASGI: Starlette, FastAPI) and :class:`WSGIAuthMiddleware` (Flask or
+any WSGI app) share one decision (:mod:`authmw.middleware._edge`): credentials in, principal or
+refusal out, cookies on the way back. :class:`AuthUser` is the principal; :func:`current_user`
+reads it anywhere during the request.
+"""
+
+from __future__ import annotations
+
+from .asgi import AuthMiddleware, login, logout
+from .principal import AuthUser, credentials_for, current_user
+from .wsgi import WSGIAuthMiddleware
+
+__all__ = [
+    "AuthMiddleware",
+    "AuthUser",
+    "WSGIAuthMiddleware",
+    "credentials_for",
+    "current_user",
+    "login",
+    "logout",
+]

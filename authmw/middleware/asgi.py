@@ -1,0 +1,200 @@
+"""AuthMiddleware: plain ASGI authentication for Starlette, FastAPI or any ASGI app.
+
+For ``http`` and ``websocket`` scopes it reads a bearer token from ``Authorization`` and/or a
+session id from the signed session cookie, verifies it, and sets ``scope["user"]``,
+``scope["auth"]`` and ``scope["session"]``; ``lifespan`` scopes open and close the framework;
+other scopes pass straight through. Responses are changed only by wrapping ``send``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import StorageUnavailable
+from ..framework import AuthFramework
+from ._edge import Edge, EdgeSettings, Refusal, RequestState
+from .principal import _current, credentials_for
+
+__all__ = ["AuthMiddleware", "login", "logout"]
+
+log = logging.getLogger("authmw.middleware")
+
+_STATE = "authmw"
+
+
+class AuthMiddleware:
+    """Authenticate every request of an ASGI app.
+
+    ``Starlette(middleware=[Middleware(AuthMiddleware, auth=auth)])``, ``app.add_middleware(
+    AuthMiddleware, auth=auth)`` in FastAPI, or ``AuthMiddleware(app, auth=auth)``.
+
+    Options: ``bearer`` and ``session_cookie`` (both on; bearer wins when both are present),
+    ``csrf`` (double-submit check on unsafe cookie-authenticated requests, on by default),
+    ``csrf_header``/``csrf_cookie`` names, ``exclude_paths`` (served without authentication),
+    ``retry_after`` seconds on 503, and ``lifespan`` (open/close the framework with the app).
+    """
+
+    def __init__(
+        self, app: ASGIApp, auth: AuthFramework, *, bearer: bool = True,
+        session_cookie: bool = True, csrf: bool = True, csrf_header: str = "X-CSRF-Token",
+        csrf_cookie: str = "authmw_csrf", exclude_paths: Iterable[str] = (),
+        retry_after: int = 5, lifespan: bool = True,
+    ) -> None:
+        self.app = app
+        self.auth = auth
+        self.edge = Edge(auth, EdgeSettings(
+            bearer=bearer, session_cookie=session_cookie, csrf=csrf, csrf_header=csrf_header,
+            csrf_cookie=csrf_cookie, exclude_paths=tuple(exclude_paths), retry_after=retry_after))
+        self._csrf_header = csrf_header.lower().encode("latin-1")
+        self._lifespan = lifespan
+        self._has_exclusions = bool(self.edge.settings.exclude_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan" and self._lifespan:
+            await self._handle_lifespan(scope, receive, send)
+            return
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if self._has_exclusions and self.edge.excluded(scope["path"]):
+            state = RequestState(self.edge)
+            scope[_STATE] = state
+            self._publish(scope, state)
+            await self.app(scope, receive, send)
+            return
+
+        authorization = cookie = csrf = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"cookie":
+                cookie = value.decode("latin-1") if cookie is None else \
+                    f"{cookie}; {value.decode('latin-1')}"
+            elif name == self._csrf_header:
+                csrf = value.decode("latin-1")
+        if authorization is None and cookie is None:
+            # No credentials at all: anonymous, with nothing to look up.
+            result: RequestState | Refusal = RequestState(self.edge)
+        else:
+            result = await self.edge.authenticate(
+                scope.get("method", "GET"), authorization, cookie, csrf,
+                websocket=kind == "websocket")
+        if isinstance(result, Refusal):
+            await self._refuse(result, scope, receive, send)
+            return
+
+        scope[_STATE] = result
+        self._publish(scope, result)
+        token = _current.set(result.user)
+        try:
+            if kind == "websocket":
+                await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, self._wrap_send(result, scope, receive, send))
+        finally:
+            _current.reset(token)
+
+    @staticmethod
+    def _publish(scope: Scope, state: RequestState) -> None:
+        scope["user"] = state.user
+        scope["auth"] = credentials_for(state.user)
+        scope["session"] = state.session
+
+    def _wrap_send(self, state: RequestState, scope: Scope, receive: Receive,
+                   send: Send) -> Send:
+        replaced = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return
+            if message["type"] == "http.response.start" and (
+                    state.session_record is not None or state.set_cookie or state.delete_cookie):
+                # The app may have replaced the dict or logged in/out: read back what it left.
+                state.session = scope.get("session", state.session)
+                try:
+                    cookies = await self.edge.finish(state)
+                except StorageUnavailable as exc:
+                    # The change cannot be saved: say so instead of pretending it was.
+                    log.warning("session save failed, answering 503: %s", exc)
+                    replaced = True
+                    await self._refuse(self.edge.unavailable(), scope, receive, send)
+                    return
+                if cookies:
+                    headers = MutableHeaders(scope=message)
+                    for value in cookies:
+                        headers.append("set-cookie", value)
+            await send(message)
+
+        return send_wrapper
+
+    async def _refuse(self, refusal: Refusal, scope: Scope, receive: Receive,
+                      send: Send) -> None:
+        if scope["type"] == "websocket":
+            await receive()  # the websocket.connect message
+            await send({"type": "websocket.close", "code": refusal.ws_close_code,
+                        "reason": refusal.body.get("error", "")})
+            return
+        body = refusal.body_bytes()
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode())]
+        headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in refusal.headers)
+        await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _handle_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def receive_wrapper() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.auth.open()
+                except StorageUnavailable as exc:
+                    # Start anyway: requests answer 503 until storage is back, and the
+                    # framework opens itself on the first request that reaches it.
+                    log.warning("storage unavailable at startup: %s", exc)
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.auth.close()
+            await send(message)
+
+        await self.app(scope, receive_wrapper, send_wrapper)
+
+
+def _state(conn: HTTPConnection) -> RequestState:
+    state = conn.scope.get(_STATE)
+    if not isinstance(state, RequestState):
+        raise RuntimeError("authmw.login/logout need AuthMiddleware in front of the app")
+    return state
+
+
+async def login(request: HTTPConnection, user_id: str, password: str) -> Any:
+    """Check a password and log the request's client in with a new session.
+
+    Rotates the session id if one existed (session fixation); the middleware sets the cookie on
+    the response. Returns the new :class:`authmw.AuthUser`. Raises ``InvalidCredentials``,
+    ``AccountLocked`` or ``InvalidInput`` like :meth:`AuthFramework.check_password`.
+    """
+    state = _state(request)
+    user = await state.edge.login(
+        state, user_id, password, ip_address=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"))
+    AuthMiddleware._publish(request.scope, state)
+    _current.set(user)
+    return user
+
+
+async def logout(request: HTTPConnection) -> None:
+    """Destroy the request's session server-side; the response deletes the cookie."""
+    state = _state(request)
+    await state.edge.logout(state)
+    AuthMiddleware._publish(request.scope, state)
+    _current.set(state.user)

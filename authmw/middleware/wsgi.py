@@ -1,0 +1,331 @@
+"""WSGIAuthMiddleware: the ASGI middleware's behaviour for WSGI apps (Flask or any other).
+
+The authentication core is async (it shares :class:`authmw.middleware._edge.Edge` with
+``AuthMiddleware``), so the middleware owns an event loop running in a daemon thread, started on
+the first request. Every request thread hands its Edge calls to that loop and waits for the
+answer. Storage connections (Redis, asyncpg pools) belong to the loop that opened them, so the
+framework must be opened there: it opens itself on first use, which happens on the middleware's
+loop unless the application opened it elsewhere first.
+
+Environ keys set for the app: ``authmw.user`` (an :class:`authmw.AuthUser` or Starlette's
+``UnauthenticatedUser``), ``authmw.auth`` (``AuthCredentials``) and ``authmw.session`` (the
+server-side session's data, saved when changed). :func:`authmw.current_user` works during the
+request, including while the response body is produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Coroutine, Iterable, Iterator
+from http import HTTPStatus
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import StorageUnavailable
+from ..framework import AuthFramework
+from ._cookies import data_fingerprint
+from ._edge import Edge, EdgeSettings, Refusal, RequestState
+from ._loop_thread import LoopGone, LoopThread
+from .principal import AuthUser, _current, credentials_for
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["AUTH_KEY", "SESSION_KEY", "USER_KEY", "WSGIAuthMiddleware", "login", "logout"]
+
+log = logging.getLogger("authmw.middleware")
+
+T = TypeVar("T")
+
+USER_KEY = "authmw.user"
+AUTH_KEY = "authmw.auth"
+SESSION_KEY = "authmw.session"
+_STATE_KEY = "authmw._state"
+_MIDDLEWARE_KEY = "authmw._middleware"
+
+
+class WSGIAuthMiddleware:
+    """Authenticate every request of a WSGI app, as ``AuthMiddleware`` does for ASGI.
+
+    ``app.wsgi_app = WSGIAuthMiddleware(app.wsgi_app, auth)`` in Flask (or use
+    :class:`authmw.integrations.flask.AuthMW`), ``WSGIAuthMiddleware(app, auth)`` elsewhere.
+    Options are ``AuthMiddleware``'s: ``bearer``, ``session_cookie``, ``csrf``, ``csrf_header``,
+    ``csrf_cookie``, ``exclude_paths``, ``retry_after``; plus ``timeout``, the seconds a request
+    waits for the loop before it is answered 503.
+
+    One middleware per framework: the framework's storage connections live on this
+    middleware's loop. Call :meth:`close` at shutdown (it also runs at interpreter exit);
+    a request after ``close()`` starts a new loop and reopens the framework.
+    """
+
+    def __init__(
+        self, app: WSGIApplication, auth: AuthFramework, *, bearer: bool = True,
+        session_cookie: bool = True, csrf: bool = True, csrf_header: str = "X-CSRF-Token",
+        csrf_cookie: str = "authmw_csrf", exclude_paths: Iterable[str] = (),
+        retry_after: int = 5, timeout: float = 30.0,
+    ) -> None:
+        self.app = app
+        self.auth = auth
+        self.edge = Edge(auth, EdgeSettings(
+            bearer=bearer, session_cookie=session_cookie, csrf=csrf, csrf_header=csrf_header,
+            csrf_cookie=csrf_cookie, exclude_paths=tuple(exclude_paths), retry_after=retry_after))
+        self.timeout = timeout
+        self._csrf_key = "HTTP_" + csrf_header.upper().replace("-", "_")
+        self._bearer = bearer
+        # Seen as a substring of the Cookie header whenever the parser could find the cookie.
+        self._cookie_name = self.edge.cookie_name if session_cookie else None
+        self._has_exclusions = bool(self.edge.settings.exclude_paths)
+        self._loop = LoopThread()
+        # Weakly bound: closes the framework and stops the thread at exit (or when the
+        # middleware is collected) without keeping the middleware alive.
+        self._finalizer = weakref.finalize(self, self._loop.stop, auth, timeout)
+
+    def __repr__(self) -> str:
+        return f"WSGIAuthMiddleware(app={self.app!r}, auth={self.auth!r})"
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run a coroutine on the middleware's loop from synchronous code and return its result.
+
+        Use it for framework calls outside the request flow, e.g.
+        ``middleware.run(auth.register_user("alice", "pw"))`` or issuing a bearer token in a
+        Flask view. Raises what the coroutine raises, and ``TimeoutError`` when it takes longer
+        than ``timeout`` (default: the middleware's ``timeout``); the coroutine is then
+        cancelled. Must not be called from the loop's own thread.
+        """
+        return self._loop.run(coro, self.timeout if timeout is None else timeout)
+
+    def close(self) -> None:
+        """Close the framework on the loop's thread, then stop the loop and its thread."""
+        self._loop.stop(self.auth, self.timeout)
+
+    def __enter__(self) -> WSGIAuthMiddleware:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _call(self, coro: Coroutine[Any, Any, T], operation: str) -> T:
+        """:meth:`run` for the request path: a loop that cannot answer is a storage outage."""
+        try:
+            return self._loop.run(coro, self.timeout)
+        except (TimeoutError, asyncio.CancelledError, LoopGone) as exc:
+            raise StorageUnavailable("wsgi", operation, str(exc) or type(exc).__name__) from exc
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnvironment,
+                 start_response: StartResponse) -> Iterable[bytes]:
+        edge = self.edge
+        if self._has_exclusions and edge.excluded(
+                environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")):
+            state = RequestState(edge)
+            self._attach(environ, state)
+            return self._serve(environ, start_response, state, finish=False)
+
+        authorization: str | None = environ.get("HTTP_AUTHORIZATION")
+        cookie: str | None = environ.get("HTTP_COOKIE")
+        if (authorization is None or not self._bearer) and not (
+                cookie and self._cookie_name and self._cookie_name in cookie):
+            # No credentials the Edge would look at: anonymous, without a trip to the loop.
+            state = RequestState(edge)
+        else:
+            # WSGI strings are bytes decoded as latin-1; anything else is not from the wire.
+            raw = None if authorization is None else authorization.encode("latin-1", "replace")
+            method, csrf = environ.get("REQUEST_METHOD", "GET"), environ.get(self._csrf_key)
+            # A cached token or session (CachedStorage) is answered here, on the request's own
+            # thread; only what needs I/O makes the trip to the loop.
+            result = edge.authenticate_nowait(method, raw, cookie, csrf)
+            if result is None:
+                try:
+                    result = self._call(edge.authenticate(method, raw, cookie, csrf),
+                                        "authenticate")
+                except StorageUnavailable as exc:
+                    log.warning("refusing request with 503: %s", exc)
+                    result = edge.unavailable()
+            if isinstance(result, Refusal):
+                return _refuse(result, start_response)
+            state = result
+        self._attach(environ, state)
+        return self._serve(environ, start_response, state, finish=True)
+
+    def _attach(self, environ: WSGIEnvironment, state: RequestState) -> None:
+        environ[_STATE_KEY] = state
+        environ[_MIDDLEWARE_KEY] = self
+        _publish(environ, state)
+
+    def _serve(self, environ: WSGIEnvironment, start_response: StartResponse,
+               state: RequestState, *, finish: bool) -> Iterable[bytes]:
+        response = _Response(self, environ, state, start_response, finish)
+        token = _current.set(state.user)
+        try:
+            result = self.app(environ, response.start_response)
+        finally:
+            _current.reset(token)
+        response.result = result
+        if response.refusal is not None:
+            # The session change could not be saved: the 503 replaces the app's answer.
+            response.close()
+            return [response.refusal.body_bytes()]
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if response.started and isinstance(file_wrapper, type) and isinstance(result,
+                                                                               file_wrapper):
+            # The server's own file wrapper runs no app code when iterated or closed; handing
+            # it back unwrapped keeps the server's sendfile path.
+            return result
+        return response
+
+    def _finish(self, environ: WSGIEnvironment, state: RequestState) -> list[str]:
+        # The app may have replaced the dict or logged in/out: read back what it left.
+        state.session = environ.get(SESSION_KEY, state.session)
+        # Skip the trip to the loop when Edge.finish would do nothing: no session and no
+        # cookie to delete, or a session whose data is unchanged and whose cookie is current.
+        if state.session_record is None:
+            if not state.delete_cookie:
+                return []
+        elif not state.set_cookie and data_fingerprint(state.session) == state.fingerprint:
+            return []
+        return self._call(self.edge.finish(state), "finish")
+
+
+class _Response:
+    """One request's ``start_response`` wrapper and the body iterable handed to the server.
+
+    ``start_response`` saves the session and adds the ``Set-Cookie`` headers; the iterable sets
+    the context variable around every step of the app's body (so it is right in streamed
+    bodies and never outlives the request) and closes the app's iterable.
+    """
+
+    __slots__ = ("_cookies", "_environ", "_finish", "_iterator", "_middleware",
+                 "_start_response", "_state", "refusal", "result", "started")
+
+    def __init__(self, middleware: WSGIAuthMiddleware, environ: WSGIEnvironment,
+                 state: RequestState, start_response: StartResponse, finish: bool) -> None:
+        self._middleware = middleware
+        self._environ = environ
+        self._state = state
+        self._start_response = start_response
+        self._finish = finish
+        self._cookies: list[str] | None = None
+        self._iterator: Iterator[bytes] | None = None
+        self.refusal: Refusal | None = None
+        self.result: Iterable[bytes] | None = None
+        self.started = False
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: OptExcInfo | None = None) -> Any:
+        if self.refusal is not None:
+            return _discard
+        if self._finish:
+            if self._cookies is None:
+                try:
+                    self._cookies = self._middleware._finish(self._environ, self._state)
+                except StorageUnavailable as exc:
+                    # The change cannot be saved: say so instead of pretending it was.
+                    log.warning("session save failed, answering 503: %s", exc)
+                    self.refusal = self._middleware.edge.unavailable()
+                    _refuse(self.refusal, self._start_response, exc_info)
+                    return _discard
+            if self._cookies:
+                headers = [*headers, *(("Set-Cookie", value) for value in self._cookies)]
+        self.started = True
+        if exc_info is None:
+            return self._start_response(status, headers)
+        return self._start_response(status, headers, exc_info)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        token = _current.set(self._state.user)
+        try:
+            if self._iterator is None:
+                self._iterator = iter(() if self.result is None else self.result)
+            chunk = next(self._iterator, None)
+        finally:
+            _current.reset(token)
+        if self.refusal is not None and self.result is not None:
+            # start_response ran lazily, inside the body, and the save failed: nothing of the
+            # app's body has gone out yet, so send the 503's instead.
+            self.close()
+            self._iterator = iter([self.refusal.body_bytes()])
+            return next(self._iterator)
+        if chunk is None:
+            raise StopIteration
+        return chunk
+
+    def close(self) -> None:
+        """Close the app's iterable (with the principal still current)."""
+        result, self.result = self.result, None
+        close = getattr(result, "close", None)
+        if close is not None:
+            token = _current.set(self._state.user)
+            try:
+                close()
+            finally:
+                _current.reset(token)
+
+
+def _discard(data: bytes) -> None:
+    """The ``write`` callable handed out once a 503 replaced the app's response."""
+
+
+def _refuse(refusal: Refusal, start_response: StartResponse,
+            exc_info: OptExcInfo | None = None) -> list[bytes]:
+    body = refusal.body_bytes()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+               *refusal.headers]
+    status = f"{refusal.status} {HTTPStatus(refusal.status).phrase}"
+    if exc_info is None:
+        start_response(status, headers)
+    else:
+        start_response(status, headers, exc_info)
+    return [body]
+
+
+def _publish(environ: WSGIEnvironment, state: RequestState) -> None:
+    environ[USER_KEY] = state.user
+    environ[AUTH_KEY] = credentials_for(state.user)
+    environ[SESSION_KEY] = state.session
+
+
+# -- login and logout ----------------------------------------------------------------------------
+
+def _request(environ: WSGIEnvironment) -> tuple[WSGIAuthMiddleware, RequestState]:
+    state = environ.get(_STATE_KEY)
+    middleware = environ.get(_MIDDLEWARE_KEY)
+    if not isinstance(state, RequestState) or not isinstance(middleware, WSGIAuthMiddleware):
+        raise RuntimeError(
+            "authmw.middleware.wsgi.login/logout need WSGIAuthMiddleware in front of the app")
+    return middleware, state
+
+
+def login(environ: WSGIEnvironment, user_id: str, password: str) -> AuthUser:
+    """Check a password and log the request's client in with a new session.
+
+    Rotates the session id if one existed (session fixation); the middleware sets the cookie on
+    the response. Returns the new :class:`authmw.AuthUser`. Raises ``InvalidCredentials``,
+    ``AccountLocked`` or ``InvalidInput`` like :meth:`AuthFramework.check_password`, and
+    ``StorageUnavailable``.
+    """
+    middleware, state = _request(environ)
+    user = middleware._call(state.edge.login(
+        state, user_id, password, ip_address=environ.get("REMOTE_ADDR"),
+        user_agent=environ.get("HTTP_USER_AGENT")), "login")
+    _publish(environ, state)
+    # The middleware resets the variable when the request's app call returns.
+    _current.set(user)
+    return user
+
+
+def logout(environ: WSGIEnvironment) -> None:
+    """Destroy the request's session server-side; the response deletes the cookie."""
+    middleware, state = _request(environ)
+    middleware._call(state.edge.logout(state), "logout")
+    _publish(environ, state)
+    _current.set(state.user)

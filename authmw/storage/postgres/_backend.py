@@ -1,0 +1,434 @@
+"""PostgresStorage: every record in PostgreSQL tables, through an asyncpg pool.
+
+Reads filter on each row's expiry against the application's clock, so an expired row is never
+returned, whatever the clean-up timer has done (see the TTL rule in
+:mod:`authmw.storage.base`). Races are settled by the database: user creation is one
+``INSERT ... ON CONFLICT DO NOTHING``, token rotation a transaction whose conditional
+``UPDATE`` takes the row lock, counters one ``INSERT ... ON CONFLICT DO UPDATE``.
+
+The pool, lifecycle and query helpers live in :mod:`authmw.storage.postgres._pool`. Driver
+errors become :class:`~authmw.errors.StorageUnavailable` in one place
+(:mod:`authmw.storage.postgres._driver`); reads are retried once when a pooled connection turns
+out to be dead (a server restart), writes never are. The schema is versioned
+(:mod:`authmw.storage.postgres._schema`); backups are described in
+:mod:`authmw.storage.postgres._backup`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+# The driver, imported first thing: without it this module fails to import and
+# storage_from_url names the extra to install. (The queries themselves live in _postgres_*.)
+import asyncpg  # noqa: F401
+
+from ..._time import seconds
+from ...errors import ConfigurationError, UserExists
+from ...models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
+from ..base import KVEntry
+from . import _backup as backup
+from . import _schema as schema
+from ._backup import BackupInfo as PostgresBackupInfo
+from ._config import (
+    PostgresConfig,
+    PostgresMigrationMode,
+    PostgresOptimization,
+    PostgresSSLConfig,
+    redact_url,
+    url_password,
+)
+from ._driver import DRIVER_ERRORS, connect_once, translate
+from ._import import PostgresBulkMixin
+from ._notify import PostgresChannel
+from ._pool import PostgresConnection, affected, config_of, utc_now
+from ._sql import (
+    event_args,
+    row_to_event,
+    row_to_session,
+    row_to_token,
+    row_to_user,
+    session_args,
+    token_args,
+    user_args,
+)
+
+__all__ = [
+    "PostgresBackupInfo",
+    "PostgresConfig",
+    "PostgresMigrationMode",
+    "PostgresOptimization",
+    "PostgresSSLConfig",
+    "PostgresStorage",
+    "migrate_schema",
+]
+
+
+class PostgresStorage(PostgresBulkMixin, PostgresConnection):
+    """Storage in PostgreSQL: durable, shared by every app instance, ACID.
+
+    ``PostgresStorage(url)`` reads options from the URL's query (see :class:`PostgresConfig`);
+    ``PostgresStorage.with_config(config)`` takes a config. Call :meth:`open` (or use any
+    method, which opens once) and :meth:`close`. ``open`` raises ``ConfigurationError`` for a
+    wrong password, a missing database, an untrusted server certificate or (strict mode) a
+    schema at the wrong version, and ``StorageUnavailable`` when the server cannot be reached.
+    """
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStorage:
+        """A storage from a ``postgresql://`` or ``postgres://`` URL (``storage_from_url``)."""
+        return cls(PostgresConfig.from_url(url))
+
+    @classmethod
+    def with_config(cls, config: PostgresConfig) -> PostgresStorage:
+        """A storage with these settings."""
+        return cls(config)
+
+    def with_optimization(self, optimization: PostgresOptimization) -> PostgresStorage:
+        """A new, unopened storage with these performance settings (the guide's builder).
+        Raises ``ConfigurationError`` on an opened storage, whose pool is already built."""
+        if self._pool is not None:
+            raise ConfigurationError("with_optimization: call it before open()")
+        return PostgresStorage(replace(self.config, optimization=optimization))
+
+    @property
+    def name(self) -> str:
+        """``"postgres"``."""
+        return "postgres"
+
+    def __repr__(self) -> str:
+        state = "open" if self._pool is not None else "closed"
+        return (f"PostgresStorage(url={redact_url(self.config.url)!r}, "
+                f"table_prefix={self.config.table_prefix!r}, {state})")
+
+    def invalidation_channel(self) -> PostgresChannel:
+        """The ``LISTEN``/``NOTIFY`` channel of this database and table prefix, on which
+        caches in front of this storage tell each other what changed (no I/O until used)."""
+        return PostgresChannel(self)
+
+    async def ping(self) -> float:
+        """Round-trip ``SELECT 1``; return the latency in seconds."""
+        start = time.perf_counter()
+        await self._query("ping", "fetchval", "SELECT 1", read=True)
+        return time.perf_counter() - start
+
+    async def schema_version(self) -> int:
+        """The schema version in the database (0: none)."""
+        state = await self._with_connection(
+            "schema_version", lambda con: schema.read_state(con, self.config.table_prefix))
+        return state.version
+
+    # -- users -----------------------------------------------------------------------------
+
+    async def create_user(self, user: UserRecord) -> None:
+        """Insert a user; ``UserExists`` if the id is taken, even by a concurrent insert."""
+        status = await self._query("create_user", "execute", self._sql.create_user,
+                                   *user_args(user))
+        if affected(status) == 0:
+            raise UserExists(user.user_id)
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        """The user, or None."""
+        row = await self._query("get_user", "fetchrow", self._sql.get_user, user_id, read=True)
+        return None if row is None else row_to_user(row)
+
+    async def update_user(self, user: UserRecord) -> bool:
+        """Replace an existing user."""
+        status = await self._query("update_user", "execute", self._sql.update_user,
+                                   *user_args(user))
+        return affected(status) == 1
+
+    async def delete_user(self, user_id: str) -> bool:
+        """Delete a user record."""
+        status = await self._query("delete_user", "execute", self._sql.delete_user, user_id)
+        return affected(status) == 1
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    async def store_token(self, token: AuthToken) -> None:
+        """Insert or replace a token record (only digests are stored)."""
+        await self._query("store_token", "execute", self._sql.store_token, *token_args(token))
+
+    async def get_token(self, token_id: str) -> AuthToken | None:
+        """The live token record, or None."""
+        row = await self._query("get_token", "fetchrow", self._sql.get_token, token_id, utc_now(),
+                                read=True)
+        return None if row is None else row_to_token(row)
+
+    async def get_token_by_refresh(self, refresh_id: str) -> AuthToken | None:
+        """The live token record holding this refresh selector, or None."""
+        row = await self._query("get_token_by_refresh", "fetchrow",
+                                self._sql.get_token_by_refresh, refresh_id, utc_now(), read=True)
+        return None if row is None else row_to_token(row)
+
+    async def update_token(self, token: AuthToken) -> bool:
+        """Replace an existing, live token record."""
+        status = await self._query("update_token", "execute", self._sql.update_token,
+                                   *token_args(token), utc_now())
+        return affected(status) == 1
+
+    async def rotate_token(self, retired: AuthToken, new: AuthToken) -> bool:
+        """Retire ``retired`` and store ``new`` in one transaction, unless already retired."""
+        now = utc_now()
+
+        async def rotate(con: Any) -> bool:
+            async with con.transaction():
+                status = await con.execute(self._sql.retire_token, *token_args(retired), now)
+                if affected(status) != 1:
+                    return False
+                await con.execute(self._sql.store_token, *token_args(new))
+                return True
+
+        return await self._with_connection("rotate_token", rotate)
+
+    async def delete_token(self, token_id: str) -> bool:
+        """Delete a token record; True if a live one was deleted."""
+        live = await self._query("delete_token", "fetchval", self._sql.delete_token, token_id,
+                                 utc_now())
+        return live is True
+
+    async def list_user_tokens(self, user_id: str) -> list[AuthToken]:
+        """The user's live token records, revoked ones included."""
+        rows = await self._query("list_user_tokens", "fetch", self._sql.list_user_tokens,
+                                 user_id, utc_now(), read=True)
+        return [row_to_token(row) for row in rows]
+
+    async def delete_user_tokens(self, user_id: str) -> int:
+        """Delete all of the user's token records; return how many live ones there were."""
+        count: int = await self._query("delete_user_tokens", "fetchval",
+                                       self._sql.delete_user_tokens, user_id, utc_now())
+        return count
+
+    # -- sessions --------------------------------------------------------------------------
+
+    async def store_session(self, session: SessionData) -> None:
+        """Insert or replace a session. ``TypeError`` (``ValueError`` for NaN/infinity) if its
+        data is not JSON, and nothing is stored."""
+        data_json = json.dumps(session.data, separators=(",", ":"), allow_nan=False)
+        await self._query("store_session", "execute", self._sql.store_session,
+                          *session_args(session, data_json))
+
+    async def get_session(self, session_id: str) -> SessionData | None:
+        """The live session with a fresh copy of its data, or None."""
+        row = await self._query("get_session", "fetchrow", self._sql.get_session, session_id,
+                                utc_now(), read=True)
+        return None if row is None else row_to_session(row)
+
+    async def touch_session(
+        self, session_id: str, last_accessed: datetime, expires_at: datetime
+    ) -> bool:
+        """Move a live session's access time and expiry."""
+        status = await self._query("touch_session", "execute", self._sql.touch_session,
+                                   session_id, last_accessed, expires_at, utc_now())
+        return affected(status) == 1
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete a session; True if a live one was deleted."""
+        live = await self._query("delete_session", "fetchval", self._sql.delete_session,
+                                 session_id, utc_now())
+        return live is True
+
+    async def list_user_sessions(self, user_id: str) -> list[SessionData]:
+        """The user's live sessions."""
+        rows = await self._query("list_user_sessions", "fetch", self._sql.list_user_sessions,
+                                 user_id, utc_now(), read=True)
+        return [row_to_session(row) for row in rows]
+
+    async def delete_user_sessions(self, user_id: str) -> int:
+        """Delete all of the user's sessions; return how many live ones there were."""
+        count: int = await self._query("delete_user_sessions", "fetchval",
+                                       self._sql.delete_user_sessions, user_id, utc_now())
+        return count
+
+    async def count_active_sessions(self) -> int:
+        """How many sessions are live."""
+        count: int = await self._query("count_active_sessions", "fetchval",
+                                       self._sql.count_sessions, utc_now(), read=True)
+        return count
+
+    # -- key-value -------------------------------------------------------------------------
+
+    async def kv_get(self, key: str) -> bytes | None:
+        """The live value, or None."""
+        value: bytes | None = await self._query("kv_get", "fetchval", self._sql.kv_get, key,
+                                                utc_now(), read=True)
+        return value
+
+    async def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Store bytes for ``ttl`` seconds (default: ``default_ttl``)."""
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"kv values are bytes, got {type(value).__name__}")
+        life = self._default_ttl if ttl is None else seconds(ttl, "ttl")
+        await self._query("kv_set", "execute", self._sql.kv_set, key, bytes(value),
+                          utc_now() + timedelta(seconds=life))
+
+    async def kv_delete(self, key: str) -> bool:
+        """Delete a key; True if a live one was deleted."""
+        live = await self._query("kv_delete", "fetchval", self._sql.kv_delete, key, utc_now())
+        return live is True
+
+    async def kv_incr(self, key: str, ttl: float) -> int:
+        """Atomically increment a counter (fixed window of ``ttl`` seconds)."""
+        life = seconds(ttl, "ttl")
+        now = utc_now()
+        count: int = await self._query("kv_incr", "fetchval", self._sql.kv_incr, key, now,
+                                       now + timedelta(seconds=life))
+        return count
+
+    # -- audit log -------------------------------------------------------------------------
+
+    async def append_audit(self, event: AuditEvent) -> None:
+        """Append an event (dropped when ``enable_audit_log`` is False)."""
+        if not self.config.enable_audit_log:
+            return
+        await self._query("append_audit", "execute", self._sql.append_audit,
+                          *event_args(event))
+
+    async def query_audit(
+        self,
+        *,
+        user_id: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        """Matching events, newest first (empty when ``enable_audit_log`` is False)."""
+        if not self.config.enable_audit_log:
+            return []
+        sql, args = self._sql.query_audit(user_id=user_id, action=action, since=since,
+                                          until=until, limit=limit)
+        rows = await self._query("query_audit", "fetch", sql, *args, read=True)
+        return [row_to_event(row) for row in rows]
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    async def _delete_expired(self, operation: str, sql: str) -> int:
+        # Bounded batches keep each DELETE's locks short on a large backlog.
+        now, total = utc_now(), 0
+        while True:
+            status = await self._query(operation, "execute", sql, now, self._batch_size)
+            removed = affected(status)
+            total += removed
+            if removed < self._batch_size:
+                return total
+
+    async def cleanup_expired_tokens(self) -> int:
+        """Delete expired token records now; return how many."""
+        return await self._delete_expired("cleanup_expired_tokens", self._sql.cleanup_tokens)
+
+    async def cleanup_expired_sessions(self) -> int:
+        """Delete expired sessions now; return how many."""
+        return await self._delete_expired("cleanup_expired_sessions",
+                                          self._sql.cleanup_sessions)
+
+    async def cleanup_expired_kv(self) -> int:
+        """Delete expired key-value entries now; return how many."""
+        return await self._delete_expired("cleanup_expired_kv", self._sql.cleanup_kv)
+
+    async def cleanup_expired(self) -> dict[str, int]:
+        """Reclaim expired rows; also trim the audit log to ``max_audit_events`` if set.
+        Returns counts for ``tokens``, ``sessions``, ``kv`` and ``audit``."""
+        removed = {
+            "tokens": await self.cleanup_expired_tokens(),
+            "sessions": await self.cleanup_expired_sessions(),
+            "kv": await self.cleanup_expired_kv(),
+            "audit": 0,
+        }
+        if self.config.max_audit_events is not None:
+            status = await self._query("cleanup_expired", "execute", self._sql.trim_audit,
+                                       self.config.max_audit_events)
+            removed["audit"] = affected(status)
+        return removed
+
+    async def get_statistics(self) -> StorageStatistics:
+        """Counts of live rows, the database size and this prefix's table sizes."""
+        row = await self._query("get_statistics", "fetchrow", self._sql.statistics, utc_now(),
+                                read=True)
+        pool = self._pool
+        return StorageStatistics(
+            backend=self.name,
+            total_users=row["users"],
+            total_tokens=row["tokens"],
+            active_sessions=row["sessions"],
+            kv_entries=row["kv"],
+            audit_events=row["audit"],
+            database_size_mb=round(row["database_bytes"] / 1048576, 3),
+            extra={
+                "tables_size_mb": round(row["table_bytes"] / 1048576, 3),
+                "table_prefix": self.config.table_prefix,
+                "pool_size": pool.get_size() if pool is not None else 0,
+                "pool_idle": pool.get_idle_size() if pool is not None else 0,
+                "pool_max": self.config.effective_pool_size,
+            },
+        )
+
+    # -- bulk iteration --------------------------------------------------------------------
+
+    async def iter_users(self, batch_size: int = 1000) -> AsyncIterator[list[UserRecord]]:
+        """Every user, in batches."""
+        async for rows in self._pages("iter_users", self._sql.iter_users, "user_id",
+                                      batch_size):
+            yield [row_to_user(row) for row in rows]
+
+    async def iter_tokens(self, batch_size: int = 1000) -> AsyncIterator[list[AuthToken]]:
+        """Every live token record, in batches."""
+        async for rows in self._pages("iter_tokens", self._sql.iter_tokens, "token_id",
+                                      batch_size, utc_now()):
+            yield [row_to_token(row) for row in rows]
+
+    async def iter_sessions(self, batch_size: int = 1000) -> AsyncIterator[list[SessionData]]:
+        """Every live session, in batches."""
+        async for rows in self._pages("iter_sessions", self._sql.iter_sessions, "session_id",
+                                      batch_size, utc_now()):
+            yield [row_to_session(row) for row in rows]
+
+    async def iter_kv(self, batch_size: int = 1000) -> AsyncIterator[list[KVEntry]]:
+        """Every live key-value entry, in batches."""
+        async for rows in self._pages("iter_kv", self._sql.iter_kv, "key", batch_size,
+                                      utc_now()):
+            yield [KVEntry(row["key"], row["value"], row["expires_at"]) for row in rows]
+
+    async def iter_audit(self, batch_size: int = 1000) -> AsyncIterator[list[AuditEvent]]:
+        """Every audit event, oldest first, in batches."""
+        async for rows in self._pages("iter_audit", self._sql.iter_audit, "created_at,id",
+                                      batch_size):
+            yield [row_to_event(row) for row in rows]
+
+    # -- backup ----------------------------------------------------------------------------
+
+    async def create_backup(self, path: str | os.PathLike[str], *,
+                            method: str = "auto") -> PostgresBackupInfo:
+        """Write every row of this prefix's tables to ``path`` (with ``pg_dump`` when
+        installed, else in-process; ``method`` forces one: ``"pg_dump"``/``"in-process"``).
+        The file's header says which made it. Works whether or not the storage is open."""
+        return await backup.create_backup(self.config, path, method=method)
+
+    async def restore_backup(self, path: str | os.PathLike[str], *, method: str = "auto",
+                             replace: bool = False) -> PostgresBackupInfo:
+        """Rebuild this prefix's tables from a backup file: the schema up to the backup's
+        version, then every row in one transaction. The tables must be empty unless
+        ``replace`` is True. ``method``: ``"auto"`` (psql when installed), ``"psql"`` or
+        ``"in-process"``."""
+        return await backup.restore_backup(self.config, path, method=method, replace=replace)
+
+
+async def migrate_schema(url_or_config: str | PostgresConfig, *,
+                         target: int | None = None) -> list[int]:
+    """Apply the missing schema migrations (up to ``target``, default all) to the database
+    and table prefix of ``url_or_config``; return the versions applied now (empty: already
+    current). What ``authmw migrate-schema URL`` runs; safe while apps are running."""
+    config = config_of(url_or_config)
+    con = await connect_once(config, "migrate_schema")
+    try:
+        return await schema.migrate(con, config.table_prefix, target=target)
+    except DRIVER_ERRORS as exc:
+        raise translate(exc, "migrate_schema", target=config.target,
+                        secret=url_password(config.url)) from exc
+    finally:
+        await con.close()

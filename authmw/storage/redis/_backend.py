@@ -1,0 +1,374 @@
+"""RedisStorage: every record in Redis, on one server, behind sentinels, or on a cluster.
+
+Records are JSON strings (sessions: a small hash) whose Redis expiry is the record's own expiry
+(the TTL rule of :mod:`authmw.storage.base`); reads check that expiry again on the client, so
+a clock difference of a few milliseconds never returns an expired record. Per-user index sets
+are sorted sets scored by expiry, pruned on every write. Multi-key writes are Lua scripts on a
+single server and ordered single-slot steps on a cluster (``_writes``). The key layout,
+what is atomic where, and every option are in ``docs/redis.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from ..._time import now_ts, seconds
+from ...errors import ConfigurationError, UserExists
+from ...models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
+from ..base import KVEntry
+from ._config import RedisConfig, RedisFailoverConfig, connect
+from ._executor import Executor
+from ._import import RedisBulkMixin
+from ._invalidation import RedisInvalidationMixin
+from ._keys import KeyLayout
+from ._reads import Bulk, check_batch, parse_session
+from ._writes import AtomicWrites, SlotWrites
+
+__all__ = ["RedisConfig", "RedisFailoverConfig", "RedisStorage"]
+
+_MIN_VERSION = (6, 2)  # SET ... PXAT and exclusive XRANGE bounds arrived in 6.2
+_AUDIT_PAGE = 500
+_DECODED_MAX = 2048  # decoded token records kept, keyed by their exact stored bytes
+
+
+@dataclass(slots=True)
+class _Connection:
+    """What one connected storage holds: the executor and the helpers built on it."""
+
+    x: Executor
+    writes: AtomicWrites | SlotWrites
+    bulk: Bulk
+    sentinel: Any
+
+
+class RedisStorage(RedisBulkMixin, RedisInvalidationMixin):
+    """Storage in Redis: ``RedisStorage("redis://...")``, ``RedisStorage.with_config(cfg)``.
+
+    Connects lazily; :meth:`open` checks the server (version, credentials, database) once.
+    Every method raises ``StorageUnavailable`` when Redis cannot answer.
+    """
+
+    def __init__(self, config: str | RedisConfig = "redis://localhost:6379") -> None:
+        self.config = RedisConfig.from_url(config) if isinstance(config, str) else config
+        self.keys = KeyLayout(self.config.key_prefix)
+        self._default_ttl = seconds(self.config.default_ttl, "default_ttl")
+        self._conn: _Connection | None = None
+        self._opened = False
+        self._decoded: dict[bytes, AuthToken] = {}
+
+    @classmethod
+    def with_config(cls, config: RedisConfig) -> RedisStorage:
+        """A storage with these settings."""
+        return cls(config)
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStorage:
+        """A storage from a URL (see :meth:`RedisConfig.from_url`)."""
+        return cls(RedisConfig.from_url(url))
+
+    @property
+    def name(self) -> str:
+        """``"redis"``."""
+        return "redis"
+
+    @property
+    def mode(self) -> str:
+        """``"standalone"``, ``"sentinel"`` or ``"cluster"``."""
+        if self.config.is_cluster:
+            return "cluster"
+        return "sentinel" if self.config.failover is not None else "standalone"
+
+    def __repr__(self) -> str:
+        return f"RedisStorage(mode={self.mode!r}, config={self.config!r})"
+
+    # -- connections -----------------------------------------------------------------------
+
+    @property
+    def _c(self) -> _Connection:
+        # Connections are made lazily (and again after close()), on the loop that uses them.
+        conn = self._conn
+        if conn is None:
+            x, sentinel = connect(self.config)
+            writes = SlotWrites(x, self.keys) if x.cluster else AtomicWrites(x, self.keys)
+            conn = self._conn = _Connection(x, writes, Bulk(x, self.keys), sentinel)
+        return conn
+
+    @property
+    def _x(self) -> Executor:
+        return self._c.x
+
+    async def open(self) -> None:
+        """Check the server once: reachable (else ``StorageUnavailable``), credentials and
+        database accepted and version at least 6.2 (else ``ConfigurationError``)."""
+        if self._opened:
+            return
+        x = self._x
+        try:
+            await x.client.ping()
+            info = await x.client.info("server")
+            await x.load_scripts()
+        except (aioredis.RedisError, OSError) as exc:
+            raise x.translate(exc, "open", opening=True) from exc
+        if "redis_version" not in info:  # a cluster answers per node
+            info = next(iter(info.values()))
+        version = tuple(int(p) for p in str(info["redis_version"]).split(".")[:2])
+        if version < _MIN_VERSION:
+            raise ConfigurationError(
+                f"redis at {x.describe} is version {info['redis_version']}; authmw needs 6.2+")
+        self._opened = True
+
+    async def close(self) -> None:
+        """Release every connection. The storage reconnects if used again."""
+        conn, self._conn, self._opened = self._conn, None, False
+        if conn is None:
+            return
+        await conn.x.client.aclose()
+        if conn.sentinel is not None:
+            for client in conn.sentinel.sentinels:
+                await client.aclose()
+
+    async def ping(self) -> float:
+        """Round-trip one ``PING``; the latency in seconds."""
+        start = time.perf_counter()
+        await self._x.read("ping", "PING")
+        return time.perf_counter() - start
+
+    # -- users -----------------------------------------------------------------------------
+
+    async def create_user(self, user: UserRecord) -> None:
+        """``SET NX``: exactly one of several racing creations wins; ``UserExists`` otherwise."""
+        created = await self._x.write("create_user", "SET", self.keys.user(user.user_id),
+                                      user.to_json(), "NX", idempotent=False)
+        if not created:
+            raise UserExists(user.user_id)
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        """The user, or None."""
+        raw = await self._x.read("get_user", "GET", self.keys.user(user_id))
+        return None if raw is None else UserRecord.from_json(raw)
+
+    async def update_user(self, user: UserRecord) -> bool:
+        """``SET XX``: replaces only an existing user."""
+        return bool(await self._x.write("update_user", "SET", self.keys.user(user.user_id),
+                                        user.to_json(), "XX"))
+
+    async def delete_user(self, user_id: str) -> bool:
+        """Delete the user record."""
+        return bool(await self._x.write("delete_user", "DEL", self.keys.user(user_id)))
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    async def store_token(self, token: AuthToken) -> None:
+        """Insert or replace a token with its refresh and user index entries."""
+        await self._c.writes.store_token(token, "store")
+
+    async def get_token(self, token_id: str) -> AuthToken | None:
+        """One ``GET``: the live token record, or None."""
+        raw = await self._x.read("get_token", "GET", self.keys.token(token_id))
+        if raw is None:
+            return None
+        # Verifying one token again and again reads the same bytes: decode them once. Any
+        # change to the record (a revocation) changes the bytes, so this never serves stale data.
+        token = self._decoded.get(raw)
+        if token is None:
+            token = AuthToken.from_json(raw)
+            if len(self._decoded) >= _DECODED_MAX:
+                self._decoded.pop(next(iter(self._decoded)))
+            self._decoded[raw] = token
+        return token if token.storage_expires_ts > now_ts() else None
+
+    async def get_token_by_refresh(self, refresh_id: str) -> AuthToken | None:
+        """Follow the refresh index, then check the token still names this refresh id."""
+        token_id = await self._x.read("get_token_by_refresh", "GET",
+                                      self.keys.refresh(refresh_id))
+        if token_id is None:
+            return None
+        token = await self.get_token(token_id.decode())
+        return token if token is not None and token.refresh_id == refresh_id else None
+
+    async def update_token(self, token: AuthToken) -> bool:
+        """Replace an existing token record."""
+        return await self._c.writes.store_token(token, "update")
+
+    async def rotate_token(self, retired: AuthToken, new: AuthToken) -> bool:
+        """Compare-and-set: retire ``retired`` unless already revoked, then store ``new``."""
+        return await self._c.writes.rotate_token(retired, new)
+
+    async def delete_token(self, token_id: str) -> bool:
+        """Delete a token record and its index entries."""
+        return await self._c.writes.delete_token(token_id)
+
+    async def list_user_tokens(self, user_id: str) -> list[AuthToken]:
+        """The user's live tokens, from the user's index."""
+        bulk = self._c.bulk
+        ids = await bulk.live_members("list_user_tokens", self.keys.user_tokens(user_id))
+        tokens = await bulk.tokens("list_user_tokens",
+                                   [self.keys.token(i.decode()) for i in ids])
+        return [t for t in tokens if t.user_id == user_id]
+
+    async def delete_user_tokens(self, user_id: str) -> int:
+        """Delete every token of the user; how many were live."""
+        return await self._c.writes.delete_user_tokens(user_id)
+
+    # -- sessions --------------------------------------------------------------------------
+
+    async def store_session(self, session: SessionData) -> None:
+        """Insert or replace a session (``TypeError`` for non-JSON data, nothing stored)."""
+        await self._c.writes.store_session(session)
+
+    async def get_session(self, session_id: str) -> SessionData | None:
+        """The live session with a fresh copy of its data, or None."""
+        got = await self._x.read("get_session", "HMGET", self.keys.session(session_id),
+                                 "d", "la", "ex")
+        return parse_session(got, now_ts())
+
+    async def touch_session(
+        self, session_id: str, last_accessed: datetime, expires_at: datetime
+    ) -> bool:
+        """Move the access time and expiry (record, key TTL and index score)."""
+        return await self._c.writes.touch_session(
+            session_id, last_accessed.isoformat(), expires_at.isoformat(),
+            expires_at.timestamp())
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete a session and its index entry."""
+        return await self._c.writes.delete_session(session_id)
+
+    async def list_user_sessions(self, user_id: str) -> list[SessionData]:
+        """The user's live sessions, from the user's index."""
+        bulk = self._c.bulk
+        ids = await bulk.live_members("list_user_sessions", self.keys.user_sessions(user_id))
+        sessions = await bulk.sessions("list_user_sessions",
+                                       [self.keys.session(i.decode()) for i in ids])
+        return [s for s in sessions if s.user_id == user_id]
+
+    async def delete_user_sessions(self, user_id: str) -> int:
+        """Delete every session of the user; how many were live."""
+        return await self._c.writes.delete_user_sessions(user_id)
+
+    async def count_active_sessions(self) -> int:
+        """Live sessions, counted with ``SCAN`` (never ``KEYS``)."""
+        return await self._c.bulk.count("count_active_sessions", self.keys.session_open)
+
+    # -- key-value -------------------------------------------------------------------------
+
+    async def kv_get(self, key: str) -> bytes | None:
+        """The live value, or None."""
+        value: bytes | None = await self._x.read("kv_get", "GET", self.keys.kv(key))
+        return value
+
+    async def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """``SET PX``: bytes for ``ttl`` seconds (default ``default_ttl``)."""
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"kv values are bytes, got {type(value).__name__}")
+        life = self._default_ttl if ttl is None else seconds(ttl, "ttl")
+        await self._x.write("kv_set", "SET", self.keys.kv(key), bytes(value),
+                            "PX", max(1, round(life * 1000)))
+
+    async def kv_delete(self, key: str) -> bool:
+        """Delete a key."""
+        return bool(await self._x.write("kv_delete", "DEL", self.keys.kv(key)))
+
+    async def kv_incr(self, key: str, ttl: float) -> int:
+        """``INCR``, and the window's expiry on the first increment (one script)."""
+        window = max(1, round(seconds(ttl, "ttl") * 1000))
+        return int(await self._x.script("kv_incr", "kv_incr", [self.keys.kv(key)], [window],
+                                        idempotent=False))
+
+    # -- audit log -------------------------------------------------------------------------
+
+    async def append_audit(self, event: AuditEvent) -> None:
+        """``XADD`` to the audit stream, trimmed near ``max_audit_events``."""
+        await self._x.write("append_audit", "XADD", self.keys.audit, "MAXLEN", "~",
+                            self.config.max_audit_events, "*", "e", event.to_json(),
+                            idempotent=False)
+
+    async def query_audit(
+        self,
+        *,
+        user_id: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        """Matching events, newest first (the stream read backwards, page by page)."""
+        found: list[AuditEvent] = []
+        high = "+"
+        while len(found) < limit:
+            page = await self._x.read("query_audit", "XREVRANGE", self.keys.audit, high, "-",
+                                      "COUNT", _AUDIT_PAGE)
+            for _, fields in page:
+                event = AuditEvent.from_json(fields[b"e"])
+                if ((user_id is None or event.user_id == user_id)
+                        and (action is None or event.action == action)
+                        and (since is None or event.timestamp >= since)
+                        and (until is None or event.timestamp <= until)):
+                    found.append(event)
+                    if len(found) >= limit:
+                        break
+            if len(page) < _AUDIT_PAGE:
+                break
+            high = "(" + page[-1][0].decode()
+        return found
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    async def cleanup_expired(self) -> dict[str, int]:
+        """Prune expired members from every per-user index (Redis expires the records
+        themselves): ``tokens``/``sessions`` count the index entries removed."""
+        return await self._c.bulk.cleanup()
+
+    async def get_statistics(self) -> StorageStatistics:
+        """Live records counted in one ``SCAN`` pass; ``memory_bytes`` estimated from
+        ``MEMORY USAGE`` samples of each kind of key; the server's total in ``extra``."""
+        return await self._c.bulk.statistics(self.name, self.mode)
+
+    # -- bulk iteration --------------------------------------------------------------------
+
+    async def iter_users(self, batch_size: int = 1000) -> AsyncIterator[list[UserRecord]]:
+        """Every user, in batches (``SCAN``)."""
+        bulk = self._c.bulk
+        async for batch in bulk.records("iter_users", self.keys.user_open, batch_size,
+                                        bulk.users):
+            yield batch
+
+    async def iter_tokens(self, batch_size: int = 1000) -> AsyncIterator[list[AuthToken]]:
+        """Every live token, in batches (``SCAN``)."""
+        bulk = self._c.bulk
+        async for batch in bulk.records("iter_tokens", self.keys.token_open, batch_size,
+                                        bulk.tokens):
+            yield batch
+
+    async def iter_sessions(self, batch_size: int = 1000) -> AsyncIterator[list[SessionData]]:
+        """Every live session, in batches (``SCAN``)."""
+        bulk = self._c.bulk
+        async for batch in bulk.records("iter_sessions", self.keys.session_open, batch_size,
+                                        bulk.sessions):
+            yield batch
+
+    async def iter_kv(self, batch_size: int = 1000) -> AsyncIterator[list[KVEntry]]:
+        """Every live key-value entry with its expiry, in batches (``SCAN``)."""
+        bulk = self._c.bulk
+        async for batch in bulk.records("iter_kv", self.keys.kv_open, batch_size,
+                                        bulk.kv):
+            yield batch
+
+    async def iter_audit(self, batch_size: int = 1000) -> AsyncIterator[list[AuditEvent]]:
+        """Every audit event, oldest first (``XRANGE`` pages)."""
+        check_batch(batch_size)
+        low = "-"
+        while True:
+            page = await self._x.read("iter_audit", "XRANGE", self.keys.audit, low, "+",
+                                      "COUNT", batch_size)
+            if page:
+                yield [AuditEvent.from_json(fields[b"e"]) for _, fields in page]
+            if len(page) < batch_size:
+                return
+            low = "(" + page[-1][0].decode()
