@@ -10,6 +10,7 @@ from .config import AuthConfig, CookieConfig
 from .errors import (
     AccountLocked,
     AuthmwError,
+    BackupError,
     ConfigurationError,
     InvalidCredentials,
     InvalidInput,
@@ -37,6 +38,7 @@ __all__ = [
     "AuthToken",
     "AuthUser",
     "AuthmwError",
+    "BackupError",
     "ConfigurationError",
     "CookieConfig",
     "InMemoryConfig",

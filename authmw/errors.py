@@ -11,7 +11,8 @@ Every error derives from :class:`AuthmwError`, which is never raised itself::
     ├── InvalidInput            (also ValueError) a user id, password or argument is unacceptable
     │   └── MalformedAuthorization  an Authorization header that breaks RFC 6750
     ├── StorageUnavailable      the backend cannot be reached or failed; the cause is chained
-    └── ConfigurationError      (also ValueError) a setting is wrong; raised at construction/open
+    ├── ConfigurationError      (also ValueError) a setting is wrong; raised at construction/open
+    └── BackupError             a backup file cannot be written or read, or is not a valid one
 
 Errors carry the context a caller needs (which user, which reason, which backend) and never a
 secret: no password, no token, no key, no connection password.
@@ -116,3 +117,10 @@ class MalformedAuthorization(InvalidInput):
 
     def __init__(self, problem: str) -> None:
         super().__init__("Authorization", problem)
+
+
+class BackupError(AuthmwError):
+    """A backup file could not be written or read, or is not a valid authmw backup.
+
+    The message names the file and the problem (and the line, for a damaged portable backup).
+    """

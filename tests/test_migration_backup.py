@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from authmw.errors import StorageUnavailable
+from authmw.errors import BackupError, StorageUnavailable
 from authmw.models import UserRecord
 from authmw.storage import AuthStorage, InMemoryStorage, StorageMigration
-from authmw.storage.migration._backup import BackupError, BackupFile, write_backup
+from authmw.storage.migration import BackupFile, write_backup
 from tests.migration_data import add_audit, fill, make_auth
 from tests.test_migration import snapshot
 

@@ -23,12 +23,14 @@ from ..config import AuthConfig
 from ..errors import AuthmwError, ConfigurationError, InvalidInput
 from ..framework import AuthFramework
 from ..storage import AuthStorage, storage_from_url
-from ..storage.migration._backup import BackupFile, backup_kind, write_backup
-from ..storage.migration._runner import (
+from ..storage.migration import (
+    BackupFile,
     MigrationOptions,
     MigrationProgress,
     MigrationReport,
     StorageMigration,
+    backup_kind,
+    write_backup,
 )
 from ._output import ProgressBar, emit_json, redact_url, table
 

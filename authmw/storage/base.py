@@ -32,8 +32,10 @@ A backend shared by several processes may also offer :class:`SupportsInvalidatio
 on which :class:`authmw.storage.cached.CachedStorage` instances tell each other which cached
 records a write changed (Redis pub/sub, PostgreSQL ``LISTEN``/``NOTIFY``). A storage that can
 answer some reads from process memory without any I/O offers :class:`SupportsNowaitReads`, so
-synchronous callers (the WSGI middleware) need no event loop for them. Callers check both with
-``isinstance`` and work without them.
+synchronous callers (the WSGI middleware) need no event loop for them. A backend with a
+versioned schema offers :class:`SupportsSchema`, and one with a backup format of its own (a
+database dump) :class:`SupportsNativeBackup`; the command line uses both. Callers check every
+capability with ``isinstance`` and work without it.
 
 Batch capabilities (migration, backup, restore)
 -----------------------------------------------
@@ -62,9 +64,11 @@ per key, in order, None where nothing live is stored.
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 from ..models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
@@ -78,8 +82,11 @@ __all__ = [
     "InvalidationSubscription",
     "KVEntry",
     "Miss",
+    "NativeBackupInfo",
     "SupportsInvalidation",
+    "SupportsNativeBackup",
     "SupportsNowaitReads",
+    "SupportsSchema",
 ]
 
 
@@ -409,4 +416,58 @@ class BulkLookup(Protocol):
 
     async def lookup_kv(self, keys: Sequence[str]) -> list[KVEntry | None]:
         """The live key-value entries with these keys, with their expiry."""
+        ...
+
+
+@runtime_checkable
+class SupportsSchema(Protocol):
+    """A backend whose tables follow a versioned schema (PostgreSQL)."""
+
+    @property
+    def latest_schema_version(self) -> int:
+        """The schema version this release of authmw expects."""
+        ...
+
+    async def schema_version(self) -> int:
+        """The version the backend's schema is at now (0: no schema yet)."""
+        ...
+
+    async def migrate_schema(self, target: int | None = None) -> list[int]:
+        """Apply the missing migrations up to ``target`` (default: all); return the versions
+        applied now. Safe while other processes use the storage."""
+        ...
+
+    def inspecting(self) -> AuthStorage:
+        """A storage on the same database whose ``open()`` never changes the schema, for health
+        checks that must look at the schema as it is."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NativeBackupInfo:
+    """What a native backup file holds: how it was made, what it covers, which schema version."""
+
+    path: Path
+    method: str
+    tool: str
+    table_prefix: str
+    schema_version: int
+    tables: tuple[str, ...]
+    created_at: datetime
+
+
+@runtime_checkable
+class SupportsNativeBackup(Protocol):
+    """A backend with a backup format of its own (a database dump), beside the portable one."""
+
+    async def create_backup(
+        self, path: str | os.PathLike[str], *, method: str = "auto"
+    ) -> NativeBackupInfo:
+        """Write the backend's data to ``path`` (readable by the owner only)."""
+        ...
+
+    async def restore_backup(
+        self, path: str | os.PathLike[str], *, method: str = "auto", replace: bool = False
+    ) -> NativeBackupInfo:
+        """Rebuild the backend's data from a file made by :meth:`create_backup`."""
         ...

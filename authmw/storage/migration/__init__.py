@@ -7,14 +7,19 @@ JSON-lines file that any backend can be written to and restored from. See ``docs
 
 from __future__ import annotations
 
+from ._backup import BackupFile, BackupSummary, backup_kind, write_backup
 from ._report import KindReport, MigrationProgress, MigrationReport
 from ._runner import MigrationOptions, MigrationSource, StorageMigration
 
 __all__ = [
+    "BackupFile",
+    "BackupSummary",
     "KindReport",
     "MigrationOptions",
     "MigrationProgress",
     "MigrationReport",
     "MigrationSource",
     "StorageMigration",
+    "backup_kind",
+    "write_backup",
 ]

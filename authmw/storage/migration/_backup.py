@@ -33,11 +33,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from ...errors import AuthmwError
+from ...errors import BackupError
 from ...models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord, utcnow
 from ..base import AuthStorage, KVEntry
 
-__all__ = ["BackupError", "BackupFile", "BackupSummary", "backup_kind", "write_backup"]
+__all__ = ["BackupFile", "BackupSummary", "backup_kind", "write_backup"]
 
 FORMAT = "authmw-backup"
 _NATIVE_MAGIC = b"-- authmw-backup: "  # the first line of a PostgreSQL native backup
@@ -47,10 +47,6 @@ _SECTIONS = (("user", "users", "iter_users"), ("token", "tokens", "iter_tokens")
              ("session", "sessions", "iter_sessions"), ("kv", "kv", "iter_kv"),
              ("audit", "audit", "iter_audit"))
 _ORDER = {kind: i for i, (kind, _, _) in enumerate(_SECTIONS)}
-
-
-class BackupError(AuthmwError):
-    """A backup file cannot be written, or is not a complete, intact authmw backup."""
 
 
 @dataclass(frozen=True, slots=True)
