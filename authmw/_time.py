@@ -1,17 +1,34 @@
-"""Small helpers shared by the storage backends (durations, clocks, batching)."""
+"""The one clock and the duration helpers.
+
+Every expiry in authmw is compared against :func:`now_ts` (POSIX seconds) or :func:`utcnow`
+(the same instant as an aware UTC datetime): the framework, every backend and the cache read
+the same wall clock, so a record's expiry means the same thing everywhere.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 from .errors import ConfigurationError
 
-T = TypeVar("T")
+__all__ = ["Duration", "from_ts", "now_ts", "seconds", "utcnow"]
 
 Duration = float | int | timedelta
+"""A duration setting: seconds (int or float) or a ``timedelta``."""
+
+now_ts = time.time
+"""The wall clock as POSIX seconds. An alias, not a wrapper: hot read paths call it directly."""
+
+
+def utcnow() -> datetime:
+    """The wall clock as an aware UTC datetime (the instant :func:`now_ts` gives)."""
+    return datetime.now(UTC)
+
+
+def from_ts(ts: float) -> datetime:
+    """A POSIX timestamp as an aware UTC datetime."""
+    return datetime.fromtimestamp(ts, UTC)
 
 
 def seconds(value: Duration, name: str, *, allow_zero: bool = False) -> float:
@@ -25,27 +42,3 @@ def seconds(value: Duration, name: str, *, allow_zero: bool = False) -> float:
     if result < 0 or (result == 0 and not allow_zero) or result != result:
         raise ConfigurationError(f"{name}: must be a positive duration, got {value!r}")
     return result
-
-
-def from_ts(ts: float) -> datetime:
-    """A POSIX timestamp as an aware UTC datetime."""
-    return datetime.fromtimestamp(ts, UTC)
-
-
-def now_ts() -> float:
-    """The wall clock as a POSIX timestamp (the same clock every backend's TTL uses)."""
-    return time.time()
-
-
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Split ``items`` into lists of at most ``size``."""
-    if size < 1:
-        raise ValueError("batch_size must be at least 1")
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from ._time import utcnow
+
 __all__ = [
     "AuditEvent",
     "AuthToken",
@@ -28,11 +30,6 @@ __all__ = [
 ]
 
 UTC = UTC
-
-
-def utcnow() -> datetime:
-    """The current time as a timezone-aware UTC datetime."""
-    return datetime.now(UTC)
 
 
 def _dt(value: datetime | None) -> str | None:

@@ -29,14 +29,13 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from ..._time import seconds
+from ..._time import now_ts, seconds
 from ...errors import ConfigurationError
 from ...models import AuthToken, SessionData, StorageStatistics, UserRecord
 from ..base import MISS, AuthStorage, BulkLookup, Miss, SupportsInvalidation
@@ -48,7 +47,7 @@ from ._table import Counters, Policy, Table
 __all__ = ["CacheConfig", "CacheStatistics", "CachedStorage"]
 
 log = logging.getLogger("authmw.storage.cached")
-_time = time.time
+_time = now_ts
 T = TypeVar("T")
 
 _Packed = tuple[SessionData, str]  # a cached session: the record without data, data as JSON

@@ -22,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
+from ..._time import now_ts
 from ...errors import StorageUnavailable
 
 __all__ = ["Counters", "Table"]
@@ -36,7 +36,7 @@ log = logging.getLogger("authmw.storage.cached")
 V = TypeVar("V")
 Entry = tuple[V | None, float, float]
 
-_time = time.time
+_time = now_ts
 
 
 class Counters:

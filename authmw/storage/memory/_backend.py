@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import threading
-import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from ..._time import Duration, batched, from_ts, now_ts, seconds
+from ..._time import Duration, from_ts, now_ts, seconds
 from ...errors import ConfigurationError, UserExists
 from ...models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
 from ..base import KVEntry
@@ -28,8 +28,20 @@ from ._import import MemoryBulkMixin
 
 __all__ = ["InMemoryConfig", "InMemoryStorage"]
 
+T = TypeVar("T")
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size`` (``itertools.batched`` arrives in Python 3.12)."""
+    if size < 1:
+        raise ValueError("batch_size must be at least 1")
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
 log = logging.getLogger("authmw.storage.memory")
-_time = time.time  # the hot read path calls the clock directly
+_time = now_ts  # a module global: the hot read path calls the clock directly
 
 # Sessions are kept with their data as JSON text, so a caller mutating a dict it got back (or
 # passed in) never changes what is stored, and non-JSON data fails here as it would in Redis.
