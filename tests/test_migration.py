@@ -57,8 +57,8 @@ async def check_expired_left_behind(storage: AuthStorage, data: Dataset) -> None
                                       "WHERE key = ANY($1)", data.expired_kv) == 0
     else:
         assert isinstance(storage, InMemoryStorage)
-        assert not set(data.expired_token_ids) & set(storage._tokens)
-        assert not set(data.expired_kv) & set(storage._kv)
+        assert not set(data.expired_token_ids) & set(storage._t.tokens)
+        assert not set(data.expired_kv) & set(storage._t.kv)
 
 
 async def test_round_trip_memory_redis_postgres_memory(

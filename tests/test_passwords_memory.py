@@ -81,8 +81,8 @@ async def test_cleanup_task_reclaims_memory() -> None:
     await storage.store_session(make_session(ttl=-1))
     await storage.kv_set("k", b"v", ttl=0.05)
     await asyncio.sleep(0.3)
-    assert storage._tokens == {} and storage._sessions == {} and storage._kv == {}
-    assert storage._user_tokens == {} and storage._user_sessions == {}
+    assert storage._t.tokens == {} and storage._t.sessions == {} and storage._t.kv == {}
+    assert storage._t.user_tokens == {} and storage._t.user_sessions == {}
     await storage.close()
     assert storage._cleanup_task is None
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigurationError
+from ._urls import backend_for
 from .base import AuthStorage, KVEntry
 from .cached import CacheConfig, CachedStorage
 from .memory import InMemoryConfig, InMemoryStorage
@@ -46,17 +46,6 @@ __all__ = [
     "storage_from_url",
 ]
 
-# scheme -> (module, class, pip extra). The one place a URL scheme is tied to a backend.
-_SCHEMES: dict[str, tuple[str, str, str | None]] = {
-    "memory": ("authmw.storage.memory", "InMemoryStorage", None),
-    "redis": ("authmw.storage.redis", "RedisStorage", "redis"),
-    "rediss": ("authmw.storage.redis", "RedisStorage", "redis"),
-    "redis+sentinel": ("authmw.storage.redis", "RedisStorage", "redis"),
-    "redis+cluster": ("authmw.storage.redis", "RedisStorage", "redis"),
-    "postgresql": ("authmw.storage.postgres", "PostgresStorage", "postgres"),
-    "postgres": ("authmw.storage.postgres", "PostgresStorage", "postgres"),
-}
-
 # Public names that live in driver-backed modules: resolved on first attribute access.
 _LAZY: dict[str, str] = {
     "PostgresConfig": "authmw.storage.postgres",
@@ -75,24 +64,6 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'authmw.storage' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
-
-
-def _memory_from_url(url: str) -> InMemoryStorage:
-    parts = urlsplit(url)
-    options = dict(parse_qsl(parts.query))
-    known = {"cleanup_interval", "default_ttl", "max_audit_events"}
-    unknown = set(options) - known
-    if unknown:
-        raise ConfigurationError(
-            f"memory:// does not take {', '.join(sorted(unknown))}; it takes {sorted(known)}"
-        )
-    kwargs: dict[str, Any] = {}
-    for key, value in options.items():
-        try:
-            kwargs[key] = int(value) if key == "max_audit_events" else float(value)
-        except ValueError:
-            raise ConfigurationError(f"memory:// option {key}: not a number: {value!r}") from None
-    return InMemoryStorage(InMemoryConfig(**kwargs))
 
 
 def storage_from_url(url: str, *, cache: bool | CacheConfig = False) -> AuthStorage:
@@ -114,30 +85,17 @@ def storage_from_url(url: str, *, cache: bool | CacheConfig = False) -> AuthStor
 
 
 def _backend_from_url(url: str) -> AuthStorage:
-    if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(
-            f"storage URL must look like scheme://..., got {url!r}; "
-            f"known schemes: {', '.join(sorted(_SCHEMES))}"
-        )
-    scheme = url.split("://", 1)[0].lower()
-    entry = _SCHEMES.get(scheme)
-    if entry is None:
-        raise ConfigurationError(
-            f"unknown storage scheme {scheme!r}; known schemes: {', '.join(sorted(_SCHEMES))}"
-        )
-    if scheme == "memory":
-        return _memory_from_url(url)
-    module_name, class_name, extra = entry
+    backend = backend_for(url)
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(backend.module)
     except ModuleNotFoundError as exc:
         if exc.name is not None and exc.name.startswith("authmw"):
             raise ConfigurationError(
-                f"the {scheme}:// backend is not available in this version of authmw"
+                f"the {backend.name} backend is not available in this version of authmw"
             ) from exc
         raise ConfigurationError(
-            f"the {scheme}:// backend needs the {exc.name!r} package: "
-            f"pip install 'authmw[{extra}]'"
+            f"the {backend.name} backend needs the {exc.name!r} package: "
+            f"pip install 'authmw[{backend.extra}]'"
         ) from exc
-    storage: AuthStorage = getattr(module, class_name).from_url(url)
+    storage: AuthStorage = getattr(module, backend.cls).from_url(url)
     return storage

@@ -11,20 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
-import threading
-from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 from ..._time import Duration, from_ts, now_ts, seconds
 from ...errors import ConfigurationError, UserExists
 from ...models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
+from .._urls import backend_for
 from ..base import KVEntry
-from ._import import MemoryBulkMixin
+from ._import import MemoryBulk
+from ._tables import Tables
 
 __all__ = ["InMemoryConfig", "InMemoryStorage"]
 
@@ -42,10 +42,6 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 log = logging.getLogger("authmw.storage.memory")
 _time = now_ts  # a module global: the hot read path calls the clock directly
-
-# Sessions are kept with their data as JSON text, so a caller mutating a dict it got back (or
-# passed in) never changes what is stored, and non-JSON data fails here as it would in Redis.
-_NO_DATA: dict[str, Any] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +76,7 @@ class InMemoryConfig:
         return InMemoryStorage(self)
 
 
-class InMemoryStorage(MemoryBulkMixin):
+class InMemoryStorage:
     """Storage in process memory: fast, zero dependencies, gone when the process exits."""
 
     name = "memory"
@@ -89,27 +85,43 @@ class InMemoryStorage(MemoryBulkMixin):
         self.config = config or InMemoryConfig()
         self._cleanup_interval = seconds(self.config.cleanup_interval, "cleanup_interval")
         self._default_ttl = seconds(self.config.default_ttl, "default_ttl")
-        self._lock = threading.Lock()
-        self._users: dict[str, UserRecord] = {}
-        self._tokens: dict[str, AuthToken] = {}
-        self._refresh: dict[str, str] = {}
-        self._user_tokens: dict[str, set[str]] = {}
-        self._sessions: dict[str, tuple[SessionData, str]] = {}
-        self._user_sessions: dict[str, set[str]] = {}
-        self._kv: dict[str, tuple[bytes, float]] = {}
-        self._audit: deque[AuditEvent] = deque(maxlen=self.config.max_audit_events)
+        self._t = Tables(self.config.max_audit_events)
+        self._bulk = MemoryBulk(self._t, self._default_ttl)
         self._cleanup_task: asyncio.Task[None] | None = None
 
     @classmethod
     def with_config(
-        cls, cleanup_interval: Duration = timedelta(minutes=5),
+        cls,
+        cleanup_interval: Duration = timedelta(minutes=5),
         default_ttl: Duration = timedelta(hours=1),
     ) -> InMemoryStorage:
         """A storage with the given clean-up interval and default TTL (the guide's shorthand)."""
         return cls(InMemoryConfig(cleanup_interval=cleanup_interval, default_ttl=default_ttl))
 
+    @classmethod
+    def from_url(cls, url: str) -> InMemoryStorage:
+        """A storage from ``memory://`` with optional ``?cleanup_interval=&default_ttl=`` (seconds)
+        and ``&max_audit_events=``; ``ConfigurationError`` names a misspelled or bad option."""
+        backend_for(url, "memory")
+        options = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+        known = ("cleanup_interval", "default_ttl", "max_audit_events")
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ConfigurationError(
+                f"memory:// does not take {', '.join(unknown)}; it takes {', '.join(known)}"
+            )
+        kwargs: dict[str, Any] = {}
+        for key, value in options.items():
+            try:
+                kwargs[key] = int(value) if key == "max_audit_events" else float(value)
+            except ValueError:
+                raise ConfigurationError(
+                    f"memory:// option {key}: not a number: {value!r}"
+                ) from None
+        return cls(InMemoryConfig(**kwargs))
+
     def __repr__(self) -> str:
-        return f"InMemoryStorage(tokens={len(self._tokens)}, sessions={len(self._sessions)})"
+        return f"InMemoryStorage(tokens={len(self._t.tokens)}, sessions={len(self._t.sessions)})"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -152,186 +164,144 @@ class InMemoryStorage(MemoryBulkMixin):
 
     async def create_user(self, user: UserRecord) -> None:
         """Insert a user; ``UserExists`` if taken."""
-        with self._lock:
-            if user.user_id in self._users:
+        with self._t.lock:
+            if user.user_id in self._t.users:
                 raise UserExists(user.user_id)
-            self._users[user.user_id] = user
+            self._t.users[user.user_id] = user
 
     async def get_user(self, user_id: str) -> UserRecord | None:
         """The user, or None."""
-        return self._users.get(user_id)
+        return self._t.users.get(user_id)
 
     async def update_user(self, user: UserRecord) -> bool:
         """Replace an existing user."""
-        with self._lock:
-            if user.user_id not in self._users:
+        with self._t.lock:
+            if user.user_id not in self._t.users:
                 return False
-            self._users[user.user_id] = user
+            self._t.users[user.user_id] = user
             return True
 
     async def delete_user(self, user_id: str) -> bool:
         """Delete a user record."""
-        with self._lock:
-            return self._users.pop(user_id, None) is not None
+        with self._t.lock:
+            return self._t.users.pop(user_id, None) is not None
 
     # -- tokens ----------------------------------------------------------------------------
 
-    def _put_token(self, token: AuthToken) -> None:
-        # Called with the lock held. Records are frozen, so the stored object can be handed out.
-        token = token.stored()
-        old = self._tokens.get(token.token_id)
-        if old is not None and old.refresh_id and old.refresh_id != token.refresh_id:
-            self._refresh.pop(old.refresh_id, None)
-        self._tokens[token.token_id] = token
-        if token.refresh_id:
-            self._refresh[token.refresh_id] = token.token_id
-        self._user_tokens.setdefault(token.user_id, set()).add(token.token_id)
-
-    def _drop_token(self, token_id: str) -> AuthToken | None:
-        # Called with the lock held.
-        token = self._tokens.pop(token_id, None)
-        if token is None:
-            return None
-        if token.refresh_id:
-            self._refresh.pop(token.refresh_id, None)
-        ids = self._user_tokens.get(token.user_id)
-        if ids is not None:
-            ids.discard(token_id)
-            if not ids:
-                del self._user_tokens[token.user_id]
-        return token
-
     async def store_token(self, token: AuthToken) -> None:
         """Insert or replace a token record."""
-        with self._lock:
-            self._put_token(token)
+        with self._t.lock:
+            self._t.put_token(token)
 
     async def get_token(self, token_id: str) -> AuthToken | None:
         """The live token record, or None."""
-        token = self._tokens.get(token_id)
+        token = self._t.tokens.get(token_id)
         if token is None or token.storage_expires_ts <= _time():
             return None
         return token
 
     async def get_token_by_refresh(self, refresh_id: str) -> AuthToken | None:
         """The live token record holding this refresh selector, or None."""
-        token_id = self._refresh.get(refresh_id)
+        token_id = self._t.refresh.get(refresh_id)
         return None if token_id is None else await self.get_token(token_id)
 
     async def update_token(self, token: AuthToken) -> bool:
         """Replace an existing, live token record."""
-        with self._lock:
-            current = self._tokens.get(token.token_id)
+        with self._t.lock:
+            current = self._t.tokens.get(token.token_id)
             if current is None or current.storage_expires_ts <= now_ts():
                 return False
-            self._put_token(token)
+            self._t.put_token(token)
             return True
 
     async def rotate_token(self, retired: AuthToken, new: AuthToken) -> bool:
         """Retire ``retired`` and store ``new`` in one step, unless already retired."""
-        with self._lock:
-            current = self._tokens.get(retired.token_id)
+        with self._t.lock:
+            current = self._t.tokens.get(retired.token_id)
             if current is None or current.is_revoked or current.storage_expires_ts <= now_ts():
                 return False
-            self._put_token(retired)
-            self._put_token(new)
+            self._t.put_token(retired)
+            self._t.put_token(new)
             return True
 
     async def delete_token(self, token_id: str) -> bool:
         """Delete a token record."""
-        with self._lock:
-            token = self._drop_token(token_id)
+        with self._t.lock:
+            token = self._t.drop_token(token_id)
         return token is not None and token.storage_expires_ts > now_ts()
 
     async def list_user_tokens(self, user_id: str) -> list[AuthToken]:
         """The user's live token records."""
         now = now_ts()
-        with self._lock:
-            ids = list(self._user_tokens.get(user_id, ()))
-            tokens = [self._tokens.get(token_id) for token_id in ids]
+        with self._t.lock:
+            ids = list(self._t.user_tokens.get(user_id, ()))
+            tokens = [self._t.tokens.get(token_id) for token_id in ids]
         return [t for t in tokens if t is not None and t.storage_expires_ts > now]
 
     async def delete_user_tokens(self, user_id: str) -> int:
         """Delete all of the user's token records."""
         now = now_ts()
-        with self._lock:
-            dropped = [self._drop_token(i) for i in list(self._user_tokens.get(user_id, ()))]
+        with self._t.lock:
+            dropped = [self._t.drop_token(i) for i in list(self._t.user_tokens.get(user_id, ()))]
         return sum(1 for t in dropped if t is not None and t.storage_expires_ts > now)
 
     # -- sessions --------------------------------------------------------------------------
 
     async def store_session(self, session: SessionData) -> None:
         """Insert or replace a session."""
-        data_json = json.dumps(session.data, separators=(",", ":"))
-        with self._lock:
-            self._sessions[session.session_id] = (replace(session, data=_NO_DATA), data_json)
-            self._user_sessions.setdefault(session.user_id, set()).add(session.session_id)
-
-    def _live_session(self, session_id: str, now: float) -> SessionData | None:
-        entry = self._sessions.get(session_id)
-        if entry is None or entry[0].expires_ts <= now:
-            return None
-        return replace(entry[0], data=json.loads(entry[1]))
+        data_json = self._t.encode_session(session)
+        with self._t.lock:
+            self._t.put_session(session, data_json)
 
     async def get_session(self, session_id: str) -> SessionData | None:
         """The live session with a fresh copy of its data, or None."""
-        return self._live_session(session_id, now_ts())
+        return self._t.live_session(session_id, now_ts())
 
     async def touch_session(
         self, session_id: str, last_accessed: datetime, expires_at: datetime
     ) -> bool:
         """Move a live session's access time and expiry."""
-        with self._lock:
-            entry = self._sessions.get(session_id)
+        with self._t.lock:
+            entry = self._t.sessions.get(session_id)
             if entry is None or entry[0].expires_ts <= now_ts():
                 return False
             touched = replace(entry[0], last_accessed=last_accessed, expires_at=expires_at)
-            self._sessions[session_id] = (touched, entry[1])
+            self._t.sessions[session_id] = (touched, entry[1])
             return True
-
-    def _drop_session(self, session_id: str) -> SessionData | None:
-        # Called with the lock held.
-        entry = self._sessions.pop(session_id, None)
-        if entry is None:
-            return None
-        ids = self._user_sessions.get(entry[0].user_id)
-        if ids is not None:
-            ids.discard(session_id)
-            if not ids:
-                del self._user_sessions[entry[0].user_id]
-        return entry[0]
 
     async def delete_session(self, session_id: str) -> bool:
         """Delete a session."""
-        with self._lock:
-            session = self._drop_session(session_id)
+        with self._t.lock:
+            session = self._t.drop_session(session_id)
         return session is not None and session.expires_ts > now_ts()
 
     async def list_user_sessions(self, user_id: str) -> list[SessionData]:
         """The user's live sessions."""
         now = now_ts()
-        with self._lock:
-            ids = list(self._user_sessions.get(user_id, ()))
-        found = (self._live_session(i, now) for i in ids)
+        with self._t.lock:
+            ids = list(self._t.user_sessions.get(user_id, ()))
+        found = (self._t.live_session(i, now) for i in ids)
         return [s for s in found if s is not None]
 
     async def delete_user_sessions(self, user_id: str) -> int:
         """Delete all of the user's sessions."""
         now = now_ts()
-        with self._lock:
-            dropped = [self._drop_session(i) for i in list(self._user_sessions.get(user_id, ()))]
+        with self._t.lock:
+            dropped = [
+                self._t.drop_session(i) for i in list(self._t.user_sessions.get(user_id, ()))
+            ]
         return sum(1 for s in dropped if s is not None and s.expires_ts > now)
 
     async def count_active_sessions(self) -> int:
         """How many sessions are live."""
         now = now_ts()
-        return sum(1 for s, _ in list(self._sessions.values()) if s.expires_ts > now)
+        return sum(1 for s, _ in list(self._t.sessions.values()) if s.expires_ts > now)
 
     # -- key-value -------------------------------------------------------------------------
 
     async def kv_get(self, key: str) -> bytes | None:
         """The live value, or None."""
-        entry = self._kv.get(key)
+        entry = self._t.kv.get(key)
         if entry is None or entry[1] <= now_ts():
             return None
         return entry[0]
@@ -341,31 +311,31 @@ class InMemoryStorage(MemoryBulkMixin):
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(f"kv values are bytes, got {type(value).__name__}")
         life = self._default_ttl if ttl is None else seconds(ttl, "ttl")
-        self._kv[key] = (bytes(value), now_ts() + life)
+        self._t.kv[key] = (bytes(value), now_ts() + life)
 
     async def kv_delete(self, key: str) -> bool:
         """Delete a key."""
-        entry = self._kv.pop(key, None)
+        entry = self._t.kv.pop(key, None)
         return entry is not None and entry[1] > now_ts()
 
     async def kv_incr(self, key: str, ttl: float) -> int:
         """Atomically increment a counter (fixed window of ``ttl`` seconds)."""
         life = seconds(ttl, "ttl")
-        with self._lock:
+        with self._t.lock:
             now = now_ts()
-            entry = self._kv.get(key)
+            entry = self._t.kv.get(key)
             if entry is None or entry[1] <= now:
                 count, expires = 1, now + life
             else:
                 count, expires = int(entry[0]) + 1, entry[1]
-            self._kv[key] = (str(count).encode(), expires)
+            self._t.kv[key] = (str(count).encode(), expires)
             return count
 
     # -- audit log -------------------------------------------------------------------------
 
     async def append_audit(self, event: AuditEvent) -> None:
         """Append an event (the oldest falls off past ``max_audit_events``)."""
-        self._audit.append(event)
+        self._t.audit.append(event)
 
     async def query_audit(
         self,
@@ -378,7 +348,7 @@ class InMemoryStorage(MemoryBulkMixin):
     ) -> list[AuditEvent]:
         """Matching events, newest first."""
         found: list[AuditEvent] = []
-        for event in reversed(list(self._audit)):
+        for event in reversed(list(self._t.audit)):
             if len(found) >= limit:
                 break
             if user_id is not None and event.user_id != user_id:
@@ -398,30 +368,32 @@ class InMemoryStorage(MemoryBulkMixin):
         """Remove expired tokens, sessions and kv entries, yielding to the loop between chunks."""
         removed = {"tokens": 0, "sessions": 0, "kv": 0}
         now = now_ts()
-        expired_tokens = [k for k, t in list(self._tokens.items()) if t.storage_expires_ts <= now]
-        expired_sessions = [k for k, (s, _) in list(self._sessions.items()) if s.expires_ts <= now]
-        expired_kv = [k for k, (_, exp) in list(self._kv.items()) if exp <= now]
+        expired_tokens = [k for k, t in list(self._t.tokens.items()) if t.storage_expires_ts <= now]
+        expired_sessions = [
+            k for k, (s, _) in list(self._t.sessions.items()) if s.expires_ts <= now
+        ]
+        expired_kv = [k for k, (_, exp) in list(self._t.kv.items()) if exp <= now]
         for chunk in batched(expired_tokens, 1000):
-            with self._lock:
+            with self._t.lock:
                 for key in chunk:
-                    token = self._tokens.get(key)
+                    token = self._t.tokens.get(key)
                     if token is not None and token.storage_expires_ts <= now:
-                        self._drop_token(key)
+                        self._t.drop_token(key)
                         removed["tokens"] += 1
             await asyncio.sleep(0)
         for chunk in batched(expired_sessions, 1000):
-            with self._lock:
+            with self._t.lock:
                 for key in chunk:
-                    entry = self._sessions.get(key)
+                    entry = self._t.sessions.get(key)
                     if entry is not None and entry[0].expires_ts <= now:
-                        self._drop_session(key)
+                        self._t.drop_session(key)
                         removed["sessions"] += 1
             await asyncio.sleep(0)
-        with self._lock:
+        with self._t.lock:
             for key in expired_kv:
-                kv = self._kv.get(key)
+                kv = self._t.kv.get(key)
                 if kv is not None and kv[1] <= now:
-                    del self._kv[key]
+                    del self._t.kv[key]
                     removed["kv"] += 1
         return removed
 
@@ -430,42 +402,91 @@ class InMemoryStorage(MemoryBulkMixin):
         now = now_ts()
         return StorageStatistics(
             backend=self.name,
-            total_users=len(self._users),
-            total_tokens=sum(1 for t in list(self._tokens.values()) if t.storage_expires_ts > now),
+            total_users=len(self._t.users),
+            total_tokens=sum(
+                1 for t in list(self._t.tokens.values()) if t.storage_expires_ts > now
+            ),
             active_sessions=await self.count_active_sessions(),
-            kv_entries=sum(1 for _, exp in list(self._kv.values()) if exp > now),
-            audit_events=len(self._audit),
+            kv_entries=sum(1 for _, exp in list(self._t.kv.values()) if exp > now),
+            audit_events=len(self._t.audit),
         )
 
     # -- bulk iteration --------------------------------------------------------------------
 
     async def iter_users(self, batch_size: int = 1000) -> AsyncIterator[list[UserRecord]]:
         """Every user, in batches."""
-        for batch in batched(list(self._users.values()), batch_size):
+        for batch in batched(list(self._t.users.values()), batch_size):
             yield batch
 
     async def iter_tokens(self, batch_size: int = 1000) -> AsyncIterator[list[AuthToken]]:
         """Every live token record, in batches."""
         now = now_ts()
-        live = [t for t in list(self._tokens.values()) if t.storage_expires_ts > now]
+        live = [t for t in list(self._t.tokens.values()) if t.storage_expires_ts > now]
         for batch in batched(live, batch_size):
             yield batch
 
     async def iter_sessions(self, batch_size: int = 1000) -> AsyncIterator[list[SessionData]]:
         """Every live session, in batches."""
         now = now_ts()
-        live = [s for s in (self._live_session(i, now) for i in list(self._sessions)) if s]
+        live = [s for s in (self._t.live_session(i, now) for i in list(self._t.sessions)) if s]
         for batch in batched(live, batch_size):
             yield batch
 
     async def iter_kv(self, batch_size: int = 1000) -> AsyncIterator[list[KVEntry]]:
         """Every live key-value entry, in batches."""
         now = now_ts()
-        live = [KVEntry(k, v, from_ts(exp)) for k, (v, exp) in list(self._kv.items()) if exp > now]
+        live = [
+            KVEntry(k, v, from_ts(exp)) for k, (v, exp) in list(self._t.kv.items()) if exp > now
+        ]
         for batch in batched(live, batch_size):
             yield batch
 
     async def iter_audit(self, batch_size: int = 1000) -> AsyncIterator[list[AuditEvent]]:
         """Every audit event, oldest first, in batches."""
-        for batch in batched(list(self._audit), batch_size):
+        for batch in batched(list(self._t.audit), batch_size):
             yield batch
+
+    # -- batch capabilities (migration, backup, restore) -------------------------------------
+
+    @property
+    def audit_ids_unique(self) -> bool:
+        """False: the in-memory audit log does not index event ids."""
+        return False
+
+    async def import_users(self, batch: Sequence[UserRecord]) -> list[bool]:
+        """``BulkImport.import_users``."""
+        return self._bulk.import_users(batch)
+
+    async def import_tokens(self, batch: Sequence[AuthToken]) -> list[bool]:
+        """``BulkImport.import_tokens``."""
+        return self._bulk.import_tokens(batch)
+
+    async def import_sessions(self, batch: Sequence[SessionData]) -> list[bool]:
+        """``BulkImport.import_sessions``."""
+        return self._bulk.import_sessions(batch)
+
+    async def import_kv(self, batch: Sequence[KVEntry], default_ttl: bool = False) -> list[bool]:
+        """``BulkImport.import_kv``."""
+        return self._bulk.import_kv(batch, default_ttl)
+
+    async def import_audit(self, batch: Sequence[AuditEvent]) -> list[bool]:
+        """``BulkImport.import_audit``: appends every event (the caller deduplicates)."""
+        self._t.audit.extend(batch)
+        return [True] * len(batch)
+
+    async def lookup_users(self, user_ids: Sequence[str]) -> list[UserRecord | None]:
+        """``BulkLookup.lookup_users``."""
+        return [self._t.users.get(user_id) for user_id in user_ids]
+
+    async def lookup_tokens(self, token_ids: Sequence[str]) -> list[AuthToken | None]:
+        """``BulkLookup.lookup_tokens``."""
+        return self._bulk.lookup_tokens(token_ids)
+
+    async def lookup_sessions(self, session_ids: Sequence[str]) -> list[SessionData | None]:
+        """``BulkLookup.lookup_sessions``."""
+        now = now_ts()
+        return [self._t.live_session(session_id, now) for session_id in session_ids]
+
+    async def lookup_kv(self, keys: Sequence[str]) -> list[KVEntry | None]:
+        """``BulkLookup.lookup_kv``."""
+        return self._bulk.lookup_kv(keys)
