@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import unicodedata
 from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from ._framework_nowait import NowaitPaths
-from ._time import seconds
+from ._time import now_ts, seconds
 from .config import AuthConfig
 from .errors import (
     AccountLocked,
@@ -37,7 +35,7 @@ _FAILURES = "authmw:login-failures:"
 _LOCKED = "authmw:locked-until:"
 
 
-class AuthFramework(NowaitPaths):
+class AuthFramework:
     """The authentication flows. Use ``async with AuthFramework(storage, config) as auth:``."""
 
     def __init__(self, storage: AuthStorage, config: AuthConfig | None = None) -> None:
@@ -170,7 +168,7 @@ class AuthFramework(NowaitPaths):
         who = {"ip": ip_address, "agent": user_agent}
         locked = await self.storage.kv_get(_LOCKED + user_id)
         if locked is not None:
-            retry_after = max(0.0, float(locked) - time.time())
+            retry_after = max(0.0, float(locked) - now_ts())
             await self._audit("login", False, user_id, reason="locked", **who)
             raise AccountLocked(user_id, retry_after)
         user = await self.storage.get_user(user_id)
@@ -182,7 +180,7 @@ class AuthFramework(NowaitPaths):
             await self._audit("login", False, user_id, reason="invalid_credentials", **who)
             failures = await self.storage.kv_incr(_FAILURES + user_id, self._window)
             if failures >= self.config.max_failed_logins:
-                until = time.time() + self._lockout
+                until = now_ts() + self._lockout
                 await self.storage.kv_set(_LOCKED + user_id, repr(until).encode(), self._lockout)
                 await self.storage.kv_delete(_FAILURES + user_id)
                 await self._audit("account.lockout", True, user_id, failures=failures, **who)
@@ -233,32 +231,59 @@ class AuthFramework(NowaitPaths):
         """
         if not self._open:
             await self.open()
-        token_id = self._verified.get(access_token)
+        token_id, verifier = self._token_key(access_token)
         nowait = self._nowait
+        # A cache hit is a plain call: no coroutine to create and await.
+        record = MISS if nowait is None else nowait.get_token_nowait(token_id)
+        if record is MISS:
+            record = await self.storage.get_token(token_id)
+        return self._accept_token(access_token, token_id, verifier, record)
+
+    def verify_nowait(self, access_token: str) -> AuthToken | None:
+        """:meth:`verify` without I/O, from any thread: the record when the storage could
+        answer from memory, None when only :meth:`verify` can tell (a cache miss, a storage
+        without a memory path, a framework not opened yet).
+
+        Raises ``InvalidToken`` as :meth:`verify` does; junk and forged tokens are refused here
+        whatever the storage.
+        """
+        nowait = self._nowait
+        if nowait is None or not self._open:
+            return None
+        token_id, verifier = self._token_key(access_token)
+        record = nowait.get_token_nowait(token_id)
+        if record is MISS:
+            return None
+        return self._accept_token(access_token, token_id, verifier, record)
+
+    @property
+    def can_answer_nowait(self) -> bool:
+        """True when the storage can answer from memory, so the ``*_nowait`` methods may
+        return answers; False when they always return None."""
+        return self._nowait is not None
+
+    def _token_key(self, access_token: str) -> tuple[str, str | None]:
+        """(token id, secret part to check) of an access token. The secret part is None when
+        this exact token passed the full check before (the memo): no hash is needed then."""
+        token_id = self._verified.get(access_token)
         if token_id is not None:
-            # A cache hit is a plain call: no coroutine to create and await.
-            record = MISS if nowait is None else nowait.get_token_nowait(token_id)
-            if record is MISS:
-                record = await self.storage.get_token(token_id)
-            if record is None:
-                raise InvalidToken("unknown", token_id=token_id)
-        else:
-            token_id, verifier = self._codec.parse(access_token, ACCESS)
-            record = MISS if nowait is None else nowait.get_token_nowait(token_id)
-            if record is MISS:
-                record = await self.storage.get_token(token_id)
-            if record is None or not verifier_matches(verifier, record.access_digest):
+            return token_id, None
+        return self._codec.parse(access_token, ACCESS)
+
+    def _accept_token(
+        self, access_token: str, token_id: str, verifier: str | None, record: AuthToken | None
+    ) -> AuthToken:
+        """The one decision of both verify paths: the stored record, if the token is usable."""
+        if record is None:
+            raise InvalidToken("unknown", token_id=token_id)
+        if verifier is not None:
+            if not verifier_matches(verifier, record.access_digest):
                 raise InvalidToken("unknown", token_id=token_id)
             self._remember(access_token, token_id)
-        return self._usable(record)
-
-    @staticmethod
-    def _usable(record: AuthToken) -> AuthToken:
-        """The record, unless it is revoked or its access part expired (both verify paths)."""
         if record.revoked_at is not None:
-            raise InvalidToken("revoked", token_id=record.token_id)
-        if record.expires_ts <= time.time():
-            raise InvalidToken("expired", token_id=record.token_id)
+            raise InvalidToken("revoked", token_id=token_id)
+        if record.expires_ts <= now_ts():
+            raise InvalidToken("expired", token_id=token_id)
         return record
 
     def _remember(self, access_token: str, token_id: str) -> None:
@@ -390,15 +415,37 @@ class AuthFramework(NowaitPaths):
         if not self._open:
             await self.open()
         selector, verifier = self._codec.parse(session_id, SESSION)
-        session = await self.storage.get_session(selector)
-        if session is None or not verifier_matches(verifier, session.verifier_digest):
-            raise InvalidToken("unknown", token_id=selector)
+        found = await self.storage.get_session(selector)
+        session = self._accept_session(selector, verifier, found)
         now = utcnow()
         if now - session.last_accessed >= self._touch_every:
             expires = min(now + self._idle, session.absolute_expires_at)
             if await self.storage.touch_session(selector, now, expires):
                 session = replace(session, last_accessed=now, expires_at=expires)
         return session
+
+    def get_session_nowait(self, session_id: str) -> SessionData | None:
+        """:meth:`get_session` without I/O, from any thread: the session when the storage could
+        answer from memory and no ``last_accessed`` write is due, None when only
+        :meth:`get_session` can tell. Raises ``InvalidToken`` as :meth:`get_session` does."""
+        nowait = self._nowait
+        if nowait is None or not self._open:
+            return None
+        selector, verifier = self._codec.parse(session_id, SESSION)
+        found = nowait.get_session_nowait(selector)
+        if found is MISS:
+            return None
+        session = self._accept_session(selector, verifier, found)
+        if utcnow() - session.last_accessed >= self._touch_every:
+            return None  # the touch is a write: get_session does it
+        return session
+
+    @staticmethod
+    def _accept_session(selector: str, verifier: str, found: SessionData | None) -> SessionData:
+        """The one decision of both session paths: the session, if its secret part matches."""
+        if found is None or not verifier_matches(verifier, found.verifier_digest):
+            raise InvalidToken("unknown", token_id=selector)
+        return found
 
     async def save_session(self, session: SessionData, data: dict[str, Any]) -> SessionData:
         """Store new data for a session; return the updated record."""

@@ -69,3 +69,8 @@ def make_session(
     }
     fields.update(overrides)
     return SessionData(**fields)
+
+
+def forge(token: str) -> str:
+    """``token`` with the last hex digit of its keyed tag changed: always a different tag."""
+    return token[:-1] + ("1" if token[-1] == "0" else "0")

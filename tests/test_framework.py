@@ -22,6 +22,7 @@ from authmw import (
 from authmw.storage import AuthStorage
 from authmw.testing import fast_password_hasher
 from tests.conftest import TEST_SECRET
+from tests.factories import forge
 
 
 def make_auth(storage: AuthStorage, **overrides: object) -> AuthFramework:
@@ -207,7 +208,7 @@ async def test_verify_refusals(auth: AuthFramework) -> None:
         "garbage": "malformed",
         "x" * 5000: "malformed",
         token.refresh_token: "malformed",
-        token.access_token[:-4] + "0000": "forged",
+        forge(token.access_token): "forged",
     }
     for value, reason in cases.items():
         with pytest.raises(InvalidToken) as info:
@@ -435,7 +436,7 @@ async def test_session_refusals(auth: AuthFramework) -> None:
     token = await auth.authenticate("val", "password")
     sid, _ = await auth.create_session("val")
     for bad, reason in (("junk", "malformed"), (token.access_token, "malformed"),
-                        (sid[:-2] + "00", "forged")):
+                        (forge(sid), "forged")):
         with pytest.raises(InvalidToken) as info:
             await auth.get_session(bad)
         assert info.value.reason == reason
