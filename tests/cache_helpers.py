@@ -77,20 +77,21 @@ async def frameworks(kind: str, url: str, count: int = 2, *, inner_options: Any 
             await inner.close()
 
 
-async def refused_within(auth: AuthFramework, token: str, limit: float = 2.0) -> float:
-    """Seconds until ``auth`` refuses ``token`` (verifying every half millisecond); fails the
-    test if it still accepts it after ``limit`` seconds."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < limit:
+async def refused_eventually(auth: AuthFramework, token: str, limit: float = 10.0) -> None:
+    """Wait until ``auth`` refuses ``token`` (verifying every half millisecond); fail the test
+    if it still accepts it after ``limit`` seconds. How fast it happens is measured in
+    ``benchmarks/``, never asserted: the machines are noisy."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
         try:
             await auth.verify(token)
         except InvalidToken:
-            return time.perf_counter() - start
+            return
         await asyncio.sleep(0.0005)
     pytest.fail(f"token still accepted after {limit} s")
 
 
-async def eventually(check: Callable[[], bool], limit: float = 5.0) -> None:
+async def eventually(check: Callable[[], bool], limit: float = 10.0) -> None:
     """Wait (bounded) until ``check()`` is true."""
     deadline = time.monotonic() + limit
     while not check():

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from tests.cache_helpers import (
     frameworks,
     inner_storage,
     namespace_for,
-    refused_within,
+    refused_eventually,
 )
 from tests.conftest import TEST_SECRET
 
@@ -73,7 +72,7 @@ async def test_revocation_reaches_the_other_instance(pair: list[AuthFramework]) 
         await b.verify(access)  # cached on b now
     before = cache_of(b).cache_statistics()
     assert await a.revoke(access)
-    assert await refused_within(b, access) < 0.1
+    await refused_eventually(b, access)
     assert cache_of(b).cache_statistics().invalidations_received > before.invalidations_received
 
 
@@ -85,15 +84,15 @@ async def test_every_kind_of_write_reaches_the_other_instance(
     access, refresh = await login(a, "bob")
     await b.verify(access)
     await a.refresh(refresh)
-    assert await refused_within(b, access) < 0.1
+    await refused_eventually(b, access)
 
     session_id, record = await a.create_session("bob", {"cart": []})
     assert (await b.get_session(session_id)).data == {"cart": []}
     await a.save_session(record, {"cart": [7]})
-    await eventually(lambda: b.get_session_nowait(session_id) is None, 0.1)
+    await eventually(lambda: b.get_session_nowait(session_id) is None)
     assert (await b.get_session(session_id)).data == {"cart": [7]}
     await a.destroy_session(session_id)
-    await eventually(lambda: b.get_session_nowait(session_id) is None, 0.1)
+    await eventually(lambda: b.get_session_nowait(session_id) is None)
     with pytest.raises(InvalidToken):
         await b.get_session(session_id)
 
@@ -102,7 +101,7 @@ async def test_every_kind_of_write_reaches_the_other_instance(
     await b.verify(fresh)
     await b.get_session(other_session)
     await a.revoke_user("bob")
-    assert await refused_within(b, fresh) < 0.1
+    await refused_eventually(b, fresh)
     with pytest.raises(InvalidToken):
         await b.get_session(other_session)
 
@@ -110,7 +109,7 @@ async def test_every_kind_of_write_reaches_the_other_instance(
     user = await cache_b.get_user("bob")
     assert user is not None and user.is_active
     await cache_a.update_user(dataclasses.replace(user, is_active=False))
-    await eventually(lambda: "bob" not in cache_b._user_entries, 0.1)
+    await eventually(lambda: "bob" not in cache_b._user_entries)
     got = await cache_b.get_user("bob")
     assert got is not None and not got.is_active
 
@@ -170,7 +169,7 @@ async def test_after_the_subscription_was_killed_and_restored(
     await b.verify(access)
     await eventually(lambda: cache_of(a).subscribed)
     assert await a.revoke(access)
-    assert await refused_within(b, access) < 0.1
+    await refused_eventually(b, access)
 
 
 @pytest.fixture
@@ -227,11 +226,9 @@ async def test_revocation_reaches_another_process(
         assert await loop.run_in_executor(None, _ask, proc, f"verify {access}") == "ok"
         assert await loop.run_in_executor(None, _ask, proc, f"watch {access}") == "watching"
         await auth.revoke(access)
-        revoked_at = time.time()
         assert proc.stdout is not None
         answer = (await loop.run_in_executor(None, proc.stdout.readline)).split()
-        assert answer[0] == "refused", answer
-        assert float(answer[1]) - revoked_at < 0.1
+        assert answer[0] == "refused", answer  # the peer watches for 10 s at most
         assert await loop.run_in_executor(None, _ask, proc, f"verify {access}") == \
             "refused revoked"
     finally:
@@ -253,7 +250,7 @@ async def test_cluster_invalidation(redis_cluster: RedisCluster) -> None:
         access, _ = await login(a)
         await b.verify(access)
         await a.revoke(access)
-        assert await refused_within(b, access) < 0.1
+        await refused_eventually(b, access)
     finally:
         await a.close()
         await b.close()

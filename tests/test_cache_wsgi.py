@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -38,15 +37,15 @@ def middleware(redis_url: str) -> Iterator[WSGIAuthMiddleware]:
         run_async(clean)
 
 
-async def _hold_the_loop(started: threading.Event, seconds: float) -> None:
+async def _hold_the_loop(started: threading.Event, release: threading.Event) -> None:
     started.set()
-    time.sleep(seconds)  # noqa: ASYNC251 - blocking the loop thread is the point
+    release.wait(30)  # blocking the loop thread is the point
 
 
-def _block_loop(mw: WSGIAuthMiddleware, seconds: float) -> threading.Thread:
-    """Keep the middleware's loop thread busy for ``seconds`` (from a helper thread)."""
+def _block_loop(mw: WSGIAuthMiddleware, release: threading.Event) -> threading.Thread:
+    """Keep the middleware's loop thread blocked until ``release`` is set (from a helper)."""
     started = threading.Event()
-    blocker = threading.Thread(target=mw.run, args=(_hold_the_loop(started, seconds),))
+    blocker = threading.Thread(target=mw.run, args=(_hold_the_loop(started, release), 60))
     blocker.start()
     assert started.wait(5)
     return blocker
@@ -61,19 +60,26 @@ def test_cache_hits_do_not_cross_to_the_loop(middleware: WSGIAuthMiddleware) -> 
         assert http.post("/login", json={"user": "alice", "password": "password"}
                          ).status_code == 200
         assert http.get("/session").status_code == 200  # read once: cached from now on
-        blocker = _block_loop(middleware, 1.5)
+        release = threading.Event()
+        blocker = _block_loop(middleware, release)
         try:
-            start = time.perf_counter()
+            # Answered while the loop is blocked: a request that needed it would wait, then
+            # get 503 from the middleware's timeout.
             assert http.get("/private", headers=bearer(token)).text == "hello alice"
             assert http.get("/whoami").json()["method"] == "session"
             refused = http.get("/private", headers=bearer("junk-token"))
             assert refused.status_code == 401  # decided in-process, no storage needed
-            assert time.perf_counter() - start < 0.5
-            other = login_token(middleware, "bob")  # runs on the loop: waits for it
-            assert time.perf_counter() - start > 1.0
+            # A call that needs storage runs on the loop: it cannot finish until released.
+            tokens: list[str] = []
+            bob = threading.Thread(target=lambda: tokens.append(login_token(middleware, "bob")))
+            bob.start()
+            bob.join(0.5)
+            assert bob.is_alive() and not tokens
         finally:
+            release.set()
             blocker.join(10)
-        assert http.get("/private", headers=bearer(other)).text == "hello bob"
+        bob.join(10)
+        assert http.get("/private", headers=bearer(tokens[0])).text == "hello bob"
     stats = cache_of(middleware.auth).cache_statistics()
     assert stats.hits >= 3
 
