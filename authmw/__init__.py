@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from ._version import __version__ as __version__
 from .config import AuthConfig, CookieConfig
 from .errors import (
     AccountLocked,
@@ -26,8 +27,6 @@ from .middleware.principal import AuthUser, current_user
 from .middleware.wsgi import WSGIAuthMiddleware
 from .models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
 from .storage import InMemoryConfig, InMemoryStorage, storage_from_url
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AccountLocked",

@@ -96,7 +96,7 @@ async def write_backup(storage: AuthStorage, path: str | os.PathLike[str], *,
     the file cannot be written (no space, no permission), and ``StorageUnavailable`` when the
     storage fails; either way nothing is left under ``path`` or a temporary name.
     """
-    from ... import __version__
+    from ..._version import __version__
 
     target = Path(path)
     temp = _temp_path(target)
