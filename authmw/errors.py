@@ -22,6 +22,21 @@ from __future__ import annotations
 
 from typing import Literal
 
+__all__ = [
+    "AccountLocked",
+    "AuthmwError",
+    "BackupError",
+    "ConfigurationError",
+    "InvalidCredentials",
+    "InvalidInput",
+    "InvalidToken",
+    "MalformedAuthorization",
+    "RefreshTokenReused",
+    "StorageUnavailable",
+    "TokenRefusal",
+    "UserExists",
+]
+
 TokenRefusal = Literal["malformed", "forged", "unknown", "expired", "revoked", "reused"]
 
 

@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
-from ._urls import backend_for
+from . import _urls
 from .base import AuthStorage, KVEntry
 from .cached import CacheConfig, CachedStorage
 from .memory import InMemoryConfig, InMemoryStorage
@@ -85,7 +85,7 @@ def storage_from_url(url: str, *, cache: bool | CacheConfig = False) -> AuthStor
 
 
 def _backend_from_url(url: str) -> AuthStorage:
-    backend = backend_for(url)
+    backend = _urls.backend_for(url)
     try:
         module = importlib.import_module(backend.module)
     except ModuleNotFoundError as exc:
