@@ -1,4 +1,4 @@
-"""Each public module's ``__all__`` is exactly what it exports, and every public name is documented."""
+"""Each public module's ``__all__`` is what it exports; every public name is documented."""
 
 from __future__ import annotations
 
