@@ -140,6 +140,13 @@ class AuthConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ConfigurationError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+        touch = seconds(self.session_touch_interval, "session_touch_interval", allow_zero=True)
+        if touch >= seconds(self.session_idle_timeout, "session_idle_timeout"):
+            # An active user's session would only be extended after it had already expired.
+            raise ConfigurationError(
+                "session_touch_interval must be shorter than session_idle_timeout, or active "
+                "users are logged out"
+            )
         if self.min_password_length > self.max_password_length:
             raise ConfigurationError("min_password_length is above max_password_length")
         if self.password_hasher is not None and not isinstance(self.password_hasher,

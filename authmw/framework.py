@@ -74,6 +74,7 @@ class AuthFramework:
         async with self._open_lock:
             if not self._open:
                 await self.storage.open()
+                await self._passwords.warm()
                 self._open = True
 
     async def close(self) -> None:
@@ -229,9 +230,10 @@ class AuthFramework:
         Raises ``InvalidToken`` with ``reason`` malformed, forged, unknown, expired or revoked.
         Junk and forged tokens are refused without touching storage.
         """
+        # Parsed first: junk and forged tokens are refused even when storage cannot be opened.
+        token_id, verifier = self._token_key(access_token)
         if not self._open:
             await self.open()
-        token_id, verifier = self._token_key(access_token)
         nowait = self._nowait
         # A cache hit is a plain call: no coroutine to create and await.
         record = MISS if nowait is None else nowait.get_token_nowait(token_id)
@@ -412,9 +414,9 @@ class AuthFramework:
         ``last_accessed`` is written at most once per ``session_touch_interval``. Raises
         ``InvalidToken`` when the id is malformed, forged, unknown or expired.
         """
+        selector, verifier = self._codec.parse(session_id, SESSION)
         if not self._open:
             await self.open()
-        selector, verifier = self._codec.parse(session_id, SESSION)
         found = await self.storage.get_session(selector)
         session = self._accept_session(selector, verifier, found)
         now = utcnow()

@@ -54,6 +54,9 @@ def test_secret_never_in_repr() -> None:
         {"secret_key": "k" * 40, "min_password_length": 20, "max_password_length": 10},
         {"secret_key": "k" * 40, "password_hasher": "argon2"},
         {"secret_key": "k" * 40, "cookie": {"name": "x"}},
+        # A touch interval at or past the idle timeout would log active users out.
+        {"secret_key": "k" * 40, "session_idle_timeout": 60, "session_touch_interval": 60},
+        {"secret_key": "k" * 40, "session_idle_timeout": 60, "session_touch_interval": 600},
     ],
 )
 def test_bad_config_is_refused(settings: dict[str, object]) -> None:

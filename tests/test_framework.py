@@ -19,7 +19,7 @@ from authmw import (
     RefreshTokenReused,
     UserExists,
 )
-from authmw.storage import AuthStorage
+from authmw.storage import AuthStorage, InMemoryStorage
 from authmw.testing import fast_password_hasher
 from tests.conftest import TEST_SECRET
 from tests.factories import forge
@@ -523,3 +523,31 @@ async def test_audit_can_be_disabled(storage: AuthStorage) -> None:
     await auth.register_user("ben", "password")
     await auth.authenticate("ben", "password")
     assert await storage.query_audit() == []
+
+
+async def test_forged_tokens_are_refused_while_storage_is_down() -> None:
+    """Junk and forged tokens get InvalidToken (401 at the edge), not StorageUnavailable, even
+    when the storage could never be opened: the keyed tag is checked first."""
+    from authmw.storage.redis import RedisConfig, RedisStorage
+
+    down = RedisStorage(RedisConfig(url="redis://127.0.0.1:1/0", timeout=0.5, retry_attempts=1))
+    auth = AuthFramework(down, AuthConfig(secret_key=TEST_SECRET))
+    other = AuthFramework(InMemoryStorage(), AuthConfig(secret_key="another-key-" + "x" * 32))
+    await other.register_user("eve", "password")
+    foreign = (await other.authenticate("eve", "password")).access_token
+    for bad, reason in (("junk", "malformed"), (foreign, "forged")):
+        with pytest.raises(InvalidToken) as info:
+            await auth.verify(bad)
+        assert info.value.reason == reason
+    with pytest.raises(InvalidToken):
+        await auth.get_session("st1.junk")
+    await other.close()
+
+
+async def test_open_prepares_the_dummy_hash() -> None:
+    """After open(), the hash that unknown-user logins burn exists already, so the first such
+    login costs what later ones do (no timing signal on a fresh process)."""
+    auth = make_auth(InMemoryStorage())
+    await auth.open()
+    assert auth._passwords._dummy_hash is not None
+    await auth.close()
