@@ -95,6 +95,8 @@ def compare(
     unit: str = "req/s",
     at_least: float | None = None,
     lead: bool = False,
+    detail: str = "",
+    peer_detail: str = "",
 ) -> Row:
     """Our rates beside a peer's, measured in the same rounds.
 
@@ -111,8 +113,8 @@ def compare(
     return Row(
         section,
         case,
-        _amount(median(ours), unit),
-        f"{peer}: {_amount(median(theirs), unit)}",
+        _amount(median(ours), unit) + (f", {detail}" if detail else ""),
+        f"{peer}: {_amount(median(theirs), unit)}" + (f", {peer_detail}" if peer_detail else ""),
         _ratio(ratio),
         target,
         met,
