@@ -32,11 +32,14 @@ def _say(message: str) -> None:
 
 
 def _digest() -> str:
-    """What the installed packages depend on: the requirement list, pyproject, Python's version."""
+    """What the installed packages depend on: the requirement list and pyproject.toml.
+
+    Not the launching interpreter's version: the virtualenv keeps the Python it was made with,
+    and a launcher of another version must not make every run reinstall.
+    """
     h = hashlib.sha256()
     for path in (REQUIREMENTS, ROOT / "pyproject.toml"):
         h.update(path.read_bytes())
-    h.update(f"{sys.version_info.major}.{sys.version_info.minor}".encode())
     return h.hexdigest()
 
 

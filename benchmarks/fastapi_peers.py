@@ -225,7 +225,9 @@ async def run(ctx: Context) -> list[Row]:
     ctx.notes.append(
         "fastapi-users: after finding the token (Redis GET or an SQL SELECT) its "
         "`current_user` loads the user row from PostgreSQL on every request, as its design "
-        "does; authmw's token record carries what a request needs."
+        "does; authmw's token record carries what a request needs. authmw's FastAPI "
+        "dependencies (current_user, optional_user) are plain functions, which FastAPI runs "
+        "in its thread pool on every request."
     )
     redis_peer, db_peer = "fastapi-users RedisStrategy", "fastapi-users DatabaseStrategy"
     return [

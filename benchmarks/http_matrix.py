@@ -367,6 +367,12 @@ async def run(ctx: Context) -> list[Row]:
             delays, trips = await revocation(ctx, auth, up["ours2"], token)
     finally:
         await auth.close()
+    ctx.notes.append(
+        "Revocation under load: each poll is a real request queued behind wrk's 64 "
+        "connections, so the delay includes that wait; 'one request under that load' is its "
+        "size. wrk runs one thread on the same 2 cores as uvicorn, Redis and this process, "
+        "which caps what the 2-worker scaling ratio can show here."
+    )
     rows.append(
         absolute(
             "HTTP: revocation under load (2 workers, wrk 64 connections)",

@@ -183,6 +183,10 @@ async def cpu_group(ctx: Context) -> list[Row]:
                 for name, (app, scope, _) in cases.items()
             },
         )
+    ctx.notes.append(
+        "Starlette's SessionMiddleware keeps the session data in the signed cookie itself: it "
+        "looks nothing up, so it is the floor any server-side session is compared with."
+    )
     dict_peer = "Starlette AuthenticationMiddleware + dict"
     cookie_peer = "Starlette SessionMiddleware"
     return [
@@ -333,6 +337,11 @@ async def io_group(ctx: Context) -> list[Row]:
     finally:
         await client.aclose()
         await pool.close()
+    ctx.notes.append(
+        "starsessions (SessionMiddleware + SessionAutoloadMiddleware, RedisStore, lifetime "
+        "3600 s, not rolling) saves the session to Redis and sets its cookie again on every "
+        "request that loaded it, even when nothing changed."
+    )
     star_peer = "starsessions + Redis"
     return [
         compare(

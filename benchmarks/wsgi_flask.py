@@ -263,6 +263,12 @@ def measure(ctx: Context) -> list[Row]:
             built.ext.close()
         if session_client is not None:
             session_client.close()
+    ctx.notes.append(
+        "Flask-Session with its defaults (permanent sessions, Flask's "
+        "SESSION_REFRESH_EACH_REQUEST) writes the session back to Redis on every request. "
+        "authmw's Flask bearer row on memory crosses to the middleware's loop thread on every "
+        "request; on a cached storage a hit is answered on the request's own thread."
+    )
     login_peer = "Flask-Login request_loader + dict"
     session_peer = "Flask-Session + Redis"
     return [
