@@ -46,7 +46,7 @@ async def fill(redis: RedisStorage, count: int) -> None:
 
 async def cleanup(redis: RedisStorage, pg: PostgresStorage) -> None:
     """Remove the benchmark's keys and tables."""
-    bulk = redis._c.bulk
+    bulk = redis._reads
     async for keys in bulk.scan("bench", glob_escape(redis.config.key_prefix) + "*"):
         await bulk.pipeline("bench", [("UNLINK", k) for k in keys])
     prefix = pg.config.table_prefix

@@ -73,7 +73,7 @@ async def best_pair(label: str, concurrency: int, total: int,
 
 async def purge(storage: RedisStorage) -> None:
     """Remove every key under the storage's prefix."""
-    bulk = storage._c.bulk
+    bulk = storage._reads
     async for keys in bulk.scan("purge", glob_escape(storage.config.key_prefix) + "*"):
         await bulk.pipeline("purge", [("UNLINK", k) for k in keys])
 

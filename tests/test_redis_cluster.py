@@ -17,7 +17,7 @@ from authmw._time import now_ts
 from authmw.errors import StorageUnavailable
 from authmw.models import utcnow
 from authmw.storage.redis import RedisStorage
-from authmw.storage.redis._writes import ms
+from authmw.storage.redis._keys import ms
 from tests.backends.redis import RedisCluster, RedisServer, cluster_config, opened
 from tests.factories import make_session, make_token
 
@@ -153,7 +153,7 @@ async def test_interrupted_rotation_fails_closed(cs: RedisStorage) -> None:
 async def test_interrupted_session_write_stays_revocable(cs: RedisStorage) -> None:
     """The index entry is written before the session, so revoke-all always finds it."""
     session = make_session("revocable")
-    writes = cs._c.writes
+    writes = cs._writes
     index = cs.keys.user_sessions("revocable")
     await writes._index_before("store_session", index, session.session_id,  # type: ignore[union-attr]
                                ms(session.expires_ts))
