@@ -43,7 +43,7 @@ def test_builder_methods_return_changed_copies() -> None:
     assert not clustered.with_cluster_mode(False).cluster_mode
     failover = RedisFailoverConfig("mymaster", ["s1:26379"])
     assert base.with_failover(failover).failover is failover
-    assert isinstance(config.build(), RedisStorage)
+    assert isinstance(RedisStorage.with_config(config), RedisStorage)
 
 
 @pytest.mark.parametrize("settings", [

@@ -9,15 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from ..._time import Duration, seconds
 from ...errors import ConfigurationError
 from .._urls import Endpoint, backend_for, parse_url, redact_url
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ._backend import RedisStorage
 
 __all__ = ["RedisConfig", "RedisFailoverConfig"]
 
@@ -185,12 +182,6 @@ class RedisConfig:
     def with_retry_delay(self, delay: Duration) -> RedisConfig:
         """A copy with another first retry delay."""
         return replace(self, retry_delay=delay)
-
-    def build(self) -> RedisStorage:
-        """A :class:`RedisStorage` with these settings."""
-        from ._backend import RedisStorage
-
-        return RedisStorage(self)
 
 
 def _failover_from_url(url: str) -> RedisFailoverConfig:
