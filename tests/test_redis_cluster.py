@@ -165,3 +165,14 @@ async def test_interrupted_session_write_stays_revocable(cs: RedisStorage) -> No
     # ... stopped before the exact index score was set: still found and deleted.
     assert await cs.delete_user_sessions("revocable") == 1
     assert await cs.get_session(session.session_id) is None
+
+
+async def test_scans_before_any_other_command_see_every_node(cs: RedisStorage) -> None:
+    """A storage whose first command is a SCAN (count, iterate) still finds every record: the
+    cluster topology is learnt before the nodes are listed."""
+    await cs.store_session(make_session("early"))
+    fresh = RedisStorage(cs.config)  # not opened: no command has taught it the topology yet
+    try:
+        assert await fresh.count_active_sessions() == 1
+    finally:
+        await fresh.close()

@@ -286,7 +286,11 @@ class Executor:
         """The keys matching ``pattern``, one batch per ``SCAN`` reply, from every primary of a
         cluster (``SCAN`` may return a key twice)."""
         client: Any = self.client
-        nodes: list[Any] = client.get_primaries() if self.cluster else [None]
+        nodes: list[Any] = [None]
+        if self.cluster:
+            # A cluster client learns the nodes with its first command; until then it lists none.
+            await self.call(operation, client.initialize)
+            nodes = client.get_primaries()
         for node in nodes:
             cursor = 0
             while True:
