@@ -17,7 +17,7 @@ from authmw._time import now_ts
 from authmw.errors import StorageUnavailable
 from authmw.models import utcnow
 from authmw.storage.redis import RedisStorage
-from authmw.storage.redis._writes import ms
+from authmw.storage.redis._keys import ms
 from tests.backends.redis import RedisCluster, RedisServer, cluster_config, opened
 from tests.factories import make_session, make_token
 
@@ -153,7 +153,7 @@ async def test_interrupted_rotation_fails_closed(cs: RedisStorage) -> None:
 async def test_interrupted_session_write_stays_revocable(cs: RedisStorage) -> None:
     """The index entry is written before the session, so revoke-all always finds it."""
     session = make_session("revocable")
-    writes = cs._c.writes
+    writes = cs._writes
     index = cs.keys.user_sessions("revocable")
     await writes._index_before("store_session", index, session.session_id,  # type: ignore[union-attr]
                                ms(session.expires_ts))
@@ -165,3 +165,14 @@ async def test_interrupted_session_write_stays_revocable(cs: RedisStorage) -> No
     # ... stopped before the exact index score was set: still found and deleted.
     assert await cs.delete_user_sessions("revocable") == 1
     assert await cs.get_session(session.session_id) is None
+
+
+async def test_scans_before_any_other_command_see_every_node(cs: RedisStorage) -> None:
+    """A storage whose first command is a SCAN (count, iterate) still finds every record: the
+    cluster topology is learnt before the nodes are listed."""
+    await cs.store_session(make_session("early"))
+    fresh = RedisStorage(cs.config)  # not opened: no command has taught it the topology yet
+    try:
+        assert await fresh.count_active_sessions() == 1
+    finally:
+        await fresh.close()

@@ -43,7 +43,7 @@ def test_builder_methods_return_changed_copies() -> None:
     assert not clustered.with_cluster_mode(False).cluster_mode
     failover = RedisFailoverConfig("mymaster", ["s1:26379"])
     assert base.with_failover(failover).failover is failover
-    assert isinstance(config.build(), RedisStorage)
+    assert isinstance(RedisStorage.with_config(config), RedisStorage)
 
 
 @pytest.mark.parametrize("settings", [
@@ -132,6 +132,90 @@ def test_password_never_in_repr() -> None:
             assert SECRET not in text
             assert SECRET.replace("-", "%2D") not in text
     assert "user:***@h" in repr(configs[0])
+
+
+# One secret per position, each distinct, so a leak says which position leaked.
+POSITIONS = {
+    "userinfo": "Pw-userinfo-1", "password": "Pw-query-2", "sentinel_password": "Pw-sentinel-3",
+    "ssl_password": "Pw-sslkey-4", "sslpassword": "Pw-sslpassword-5", "cluster": "Pw-cluster-6",
+    "cluster_query": "Pw-cluster-query-7", "sentinel_url": "Pw-sentinel-url-8",
+    "failover_setting": "Pw-failover-9", "schemeless_sentinel": "Pw-bare-sentinel-10",
+}
+
+
+def _leaks(text: str) -> list[str]:
+    """The positions whose secret appears in ``text`` (raw or percent-encoded)."""
+    return [name for name, secret in POSITIONS.items()
+            if secret in text or secret.replace("-", "%2D") in text]
+
+
+def _every_position_configs(*, all_options: bool = True) -> list[RedisConfig]:
+    """Configs with a secret in every position (``all_options=False``: only the query options
+    redis-py accepts on every kind of connection, so that connecting gets as far as the host)."""
+    p = POSITIONS
+    query = f"password={p['password']}&key_prefix=leak:"
+    if all_options:
+        query += f"&ssl_password={p['ssl_password']}&sslpassword={p['sslpassword']}"
+    failover = RedisFailoverConfig(
+        "mymaster", [f"redis://:{p['sentinel_url']}@127.0.0.1:1",
+                     f"user:{p['schemeless_sentinel']}@127.0.0.1:2"],
+        sentinel_password=p["failover_setting"])
+    return [
+        RedisConfig.from_url(f"redis://user:{p['userinfo']}@127.0.0.1:1/0?{query}"),
+        RedisConfig.from_url(f"rediss://:{p['userinfo']}@127.0.0.1:1/0?{query}"
+                             f"&ssl_password={p['ssl_password']}"),
+        RedisConfig.from_url(f"redis+sentinel://:{p['userinfo']}@127.0.0.1:1,127.0.0.1:2/m/0"
+                             f"?sentinel_password={p['sentinel_password']}&{query}"),
+        RedisConfig.from_url(f"redis+cluster://:{p['userinfo']}@127.0.0.1:1?{query}"),
+        RedisConfig(url=f"redis://:{p['userinfo']}@127.0.0.1:1/0?{query}", failover=failover),
+        RedisConfig(url=f"redis://127.0.0.1:1/0?{query}", cluster_mode=True, cluster_urls=[
+            f"redis://:{p['cluster']}@127.0.0.1:1",
+            f"redis://127.0.0.1:2?password={p['cluster_query']}"]),
+    ]
+
+
+def test_no_secret_in_any_repr_whatever_its_position() -> None:
+    """Passwords in user info, password=, sentinel_password=, ssl_password=, sslpassword=,
+    cluster URLs, sentinel URLs and the failover setting: no repr or str shows any of them."""
+    for config in _every_position_configs():
+        storage = RedisStorage(config)
+        for text in (repr(config), str(config), repr(storage), str(storage),
+                     repr(config.failover), str(config.failover)):
+            assert not _leaks(text), (_leaks(text), text)
+
+
+async def test_no_secret_in_connection_errors_whatever_its_position(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Connecting to a wrong host with secrets in every position: the errors, their causes and
+    the retry log lines show none of them."""
+    caplog.set_level(logging.DEBUG, logger="authmw")
+    for config in _every_position_configs(all_options=False):
+        storage = RedisStorage(config.with_timeout(0.5).with_retry_attempts(1)
+                               .with_retry_delay(0.01))
+        with pytest.raises((StorageUnavailable, ConfigurationError)) as at_open:
+            await storage.open()
+        with pytest.raises((StorageUnavailable, ConfigurationError)) as at_read:
+            await storage.get_token("x")
+        await storage.close()
+        for error in (at_open.value, at_read.value):
+            for text in (str(error), repr(error), str(error.__cause__), repr(error.__cause__)):
+                assert not _leaks(text), (_leaks(text), text)
+    assert caplog.records, "retries are logged"
+    assert not _leaks(caplog.text), _leaks(caplog.text)
+
+
+def test_no_secret_in_configuration_errors() -> None:
+    """A refused scheme, option or URL never echoes the password beside it."""
+    secret = POSITIONS["userinfo"]
+    with pytest.raises(ConfigurationError) as scheme:
+        RedisConfig(url=f"http://:{secret}@h?password={secret}")
+    with pytest.raises(ConfigurationError) as option:
+        RedisConfig.from_url(f"redis://:{secret}@h/0?pool_size={secret}")
+    with pytest.raises(ConfigurationError) as port:
+        RedisConfig.from_url(f"redis://:{secret}@h:port/0")
+    for info in (scheme, option, port):
+        assert not _leaks(str(info.value)), str(info.value)
 
 
 # -- real servers: credentials, database numbers, TLS -----------------------------------------

@@ -20,7 +20,7 @@ from authmw.errors import StorageUnavailable
 from authmw.storage.redis import RedisConfig, RedisStorage
 from authmw.storage.redis._executor import _retryable
 from tests.backends.redis import RedisServer, opened, prefix, wait_until
-from tests.factories import make_token
+from tests.factories import make_token, make_user
 
 PASSWORD = "err-test-password"
 
@@ -139,6 +139,16 @@ async def test_unacknowledged_write(primary: RedisServer) -> None:
         assert "acknowledged by" in str(info.value) and "of 2 replica" in str(info.value)
 
 
+async def test_unacknowledged_import(primary: RedisServer) -> None:
+    """An import page is a write like any other: refused when too few replicas acknowledge it."""
+    async for storage in opened(fast(f"redis://:{PASSWORD}@127.0.0.1:{primary.port}/0",
+                                     wait_replicas=2, wait_timeout=0.1)):
+        with pytest.raises(StorageUnavailable) as info:
+            await storage.import_users([make_user("imported")])
+        assert info.value.operation == "import_users"
+        assert "acknowledged by" in str(info.value) and "of 2 replica" in str(info.value)
+
+
 async def test_acknowledged_write_reaches_replica(
     primary: RedisServer, replica: RedisServer,
 ) -> None:
@@ -148,6 +158,9 @@ async def test_acknowledged_write_reaches_replica(
         await storage.store_token(token)
         with replica.client() as client:
             assert client.exists(storage.keys.token(token.token_id)) == 1
+        assert await storage.import_users([make_user("copied")]) == [True]
+        with replica.client() as client:
+            assert client.exists(storage.keys.user("copied")) == 1
 
 
 async def test_errors_carry_the_operation_and_no_secret() -> None:

@@ -14,7 +14,7 @@ from redis.asyncio import RedisCluster
 from authmw._time import now_ts
 from authmw.models import AuditEvent, utcnow
 from authmw.storage.redis import RedisConfig, RedisStorage
-from authmw.storage.redis._writes import ms
+from authmw.storage.redis._keys import ms
 from tests.backends.redis import opened, prefix
 from tests.factories import make_session, make_token, make_user
 
@@ -35,7 +35,7 @@ async def cmd(storage: RedisStorage, *args: Any) -> Any:
 async def keys_of(storage: RedisStorage) -> set[str]:
     """Every key under the storage's prefix, without the prefix."""
     found: set[str] = set()
-    async for batch in storage._c.bulk.scan("test", storage.config.key_prefix + "*"):
+    async for batch in storage._reads.scan("test", storage.config.key_prefix + "*"):
         found.update(k.decode()[len(storage.config.key_prefix):] for k in batch)
     return found
 

@@ -238,7 +238,7 @@ def redis_cluster() -> Iterator[RedisCluster]:
 async def purge(storage: RedisStorage) -> None:
     """Remove every key under the storage's prefix (SCAN + UNLINK, on every node)."""
     pattern = glob_escape(storage.config.key_prefix) + "*"
-    bulk = storage._c.bulk
+    bulk = storage._reads
     async for keys in bulk.scan("purge", pattern):
         await bulk.pipeline("purge", [("UNLINK", k) for k in keys])
 

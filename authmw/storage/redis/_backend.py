@@ -1,64 +1,67 @@
 """RedisStorage: every record in Redis, on one server, behind sentinels, or on a cluster.
 
-Records are JSON strings (sessions: a small hash) whose Redis expiry is the record's own expiry
-(the TTL rule of :mod:`authmw.storage.base`); reads check that expiry again on the client, so
-a clock difference of a few milliseconds never returns an expired record. Per-user index sets
-are sorted sets scored by expiry, pruned on every write. Multi-key writes are Lua scripts on a
-single server and ordered single-slot steps on a cluster (``_writes``). The key layout,
-what is atomic where, and every option are in ``docs/redis.md``.
+The storage is composed of helpers it holds: an executor that runs every command (connecting
+on first use), the writes of its mode, the multi-key reads, the importer and the invalidation
+channel. Records are JSON strings (sessions: a small hash) whose Redis expiry is the record's
+own expiry (the TTL rule of :mod:`authmw.storage.base`); reads check that expiry again on the
+client, so a clock difference of a few milliseconds never returns an expired record. Per-user
+index sets are sorted sets scored by expiry, pruned on every write. Multi-key writes are Lua
+scripts on a single server and ordered single-slot steps on a cluster (``_writes``). The key
+layout, what is atomic where, and every option are in ``docs/redis.md``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Any
-
-import redis.asyncio as aioredis
+from functools import partial
 
 from ..._time import now_ts, seconds
 from ...errors import ConfigurationError, UserExists
 from ...models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
-from ..base import KVEntry
-from ._config import RedisConfig, RedisFailoverConfig, connect
+from ..base import InvalidationChannel, KVEntry
+from ._config import RedisConfig
+from ._connect import connect
 from ._executor import Executor
-from ._import import RedisBulkMixin
-from ._invalidation import RedisInvalidationMixin
+from ._import import Importer
+from ._invalidation import Channel
 from ._keys import KeyLayout
 from ._reads import Bulk, check_batch, parse_session
+from ._scripts import scripts_for
 from ._writes import AtomicWrites, SlotWrites
 
-__all__ = ["RedisConfig", "RedisFailoverConfig", "RedisStorage"]
+__all__ = ["RedisStorage"]
 
 _MIN_VERSION = (6, 2)  # SET ... PXAT and exclusive XRANGE bounds arrived in 6.2
 _AUDIT_PAGE = 500
 _DECODED_MAX = 2048  # decoded token records kept, keyed by their exact stored bytes
 
 
-@dataclass(slots=True)
-class _Connection:
-    """What one connected storage holds: the executor and the helpers built on it."""
-
-    x: Executor
-    writes: AtomicWrites | SlotWrites
-    bulk: Bulk
-    sentinel: Any
-
-
-class RedisStorage(RedisBulkMixin, RedisInvalidationMixin):
+class RedisStorage:
     """Storage in Redis: ``RedisStorage("redis://...")``, ``RedisStorage.with_config(cfg)``.
 
     Connects lazily; :meth:`open` checks the server (version, credentials, database) once.
-    Every method raises ``StorageUnavailable`` when Redis cannot answer.
+    Every method raises ``StorageUnavailable`` when Redis cannot answer. Besides
+    ``AuthStorage`` it offers ``BulkImport``, ``BulkLookup`` and ``SupportsInvalidation``.
     """
 
     def __init__(self, config: str | RedisConfig = "redis://localhost:6379") -> None:
-        self.config = RedisConfig.from_url(config) if isinstance(config, str) else config
-        self.keys = KeyLayout(self.config.key_prefix)
-        self._default_ttl = seconds(self.config.default_ttl, "default_ttl")
-        self._conn: _Connection | None = None
+        self.config = cfg = RedisConfig.from_url(config) if isinstance(config, str) else config
+        self.keys = keys = KeyLayout(cfg.key_prefix)
+        self._default_ttl = seconds(cfg.default_ttl, "default_ttl")
+        self._x = x = Executor(
+            partial(connect, cfg), cluster=cfg.is_cluster, scripts=scripts_for(cfg.is_cluster),
+            attempts=cfg.retry_attempts,
+            delay=seconds(cfg.retry_delay, "retry_delay", allow_zero=True),
+            concurrency=cfg.pool_size, wait_replicas=cfg.wait_replicas,
+            wait_timeout=seconds(cfg.wait_timeout, "wait_timeout"))
+        # A cluster cannot run a script over keys in several slots: its writes are ordered steps.
+        self._writes = SlotWrites(x, keys) if cfg.is_cluster else AtomicWrites(x, keys)
+        self._reads = Bulk(x, keys)
+        self._importer = Importer(x, keys, self._reads, default_ttl=self._default_ttl,
+                                  max_audit_events=cfg.max_audit_events)
+        self._channel = Channel(x, keys.prefix)
         self._opened = False
         self._decoded: dict[bytes, AuthToken] = {}
 
@@ -89,49 +92,22 @@ class RedisStorage(RedisBulkMixin, RedisInvalidationMixin):
 
     # -- connections -----------------------------------------------------------------------
 
-    @property
-    def _c(self) -> _Connection:
-        # Connections are made lazily (and again after close()), on the loop that uses them.
-        conn = self._conn
-        if conn is None:
-            x, sentinel = connect(self.config)
-            writes = SlotWrites(x, self.keys) if x.cluster else AtomicWrites(x, self.keys)
-            conn = self._conn = _Connection(x, writes, Bulk(x, self.keys), sentinel)
-        return conn
-
-    @property
-    def _x(self) -> Executor:
-        return self._c.x
-
     async def open(self) -> None:
         """Check the server once: reachable (else ``StorageUnavailable``), credentials and
         database accepted and version at least 6.2 (else ``ConfigurationError``)."""
         if self._opened:
             return
-        x = self._x
-        try:
-            await x.client.ping()
-            info = await x.client.info("server")
-            await x.load_scripts()
-        except (aioredis.RedisError, OSError) as exc:
-            raise x.translate(exc, "open", opening=True) from exc
-        if "redis_version" not in info:  # a cluster answers per node
-            info = next(iter(info.values()))
-        version = tuple(int(p) for p in str(info["redis_version"]).split(".")[:2])
+        found = await self._x.probe()
+        version = tuple(int(p) for p in found.split(".")[:2])
         if version < _MIN_VERSION:
             raise ConfigurationError(
-                f"redis at {x.describe} is version {info['redis_version']}; authmw needs 6.2+")
+                f"redis at {self._x.describe} is version {found}; authmw needs 6.2+")
         self._opened = True
 
     async def close(self) -> None:
         """Release every connection. The storage reconnects if used again."""
-        conn, self._conn, self._opened = self._conn, None, False
-        if conn is None:
-            return
-        await conn.x.client.aclose()
-        if conn.sentinel is not None:
-            for client in conn.sentinel.sentinels:
-                await client.aclose()
+        self._opened = False
+        await self._x.close()
 
     async def ping(self) -> float:
         """Round-trip one ``PING``; the latency in seconds."""
@@ -166,7 +142,7 @@ class RedisStorage(RedisBulkMixin, RedisInvalidationMixin):
 
     async def store_token(self, token: AuthToken) -> None:
         """Insert or replace a token with its refresh and user index entries."""
-        await self._c.writes.store_token(token, "store")
+        await self._writes.store_token(token, "store")
 
     async def get_token(self, token_id: str) -> AuthToken | None:
         """One ``GET``: the live token record, or None."""
@@ -194,33 +170,33 @@ class RedisStorage(RedisBulkMixin, RedisInvalidationMixin):
 
     async def update_token(self, token: AuthToken) -> bool:
         """Replace an existing token record."""
-        return await self._c.writes.store_token(token, "update")
+        return await self._writes.store_token(token, "update")
 
     async def rotate_token(self, retired: AuthToken, new: AuthToken) -> bool:
         """Compare-and-set: retire ``retired`` unless already revoked, then store ``new``."""
-        return await self._c.writes.rotate_token(retired, new)
+        return await self._writes.rotate_token(retired, new)
 
     async def delete_token(self, token_id: str) -> bool:
         """Delete a token record and its index entries."""
-        return await self._c.writes.delete_token(token_id)
+        return await self._writes.delete_token(token_id)
 
     async def list_user_tokens(self, user_id: str) -> list[AuthToken]:
         """The user's live tokens, from the user's index."""
-        bulk = self._c.bulk
-        ids = await bulk.live_members("list_user_tokens", self.keys.user_tokens(user_id))
-        tokens = await bulk.tokens("list_user_tokens",
+        reads = self._reads
+        ids = await reads.live_members("list_user_tokens", self.keys.user_tokens(user_id))
+        tokens = await reads.tokens("list_user_tokens",
                                    [self.keys.token(i.decode()) for i in ids])
         return [t for t in tokens if t.user_id == user_id]
 
     async def delete_user_tokens(self, user_id: str) -> int:
         """Delete every token of the user; how many were live."""
-        return await self._c.writes.delete_user_tokens(user_id)
+        return await self._writes.delete_user_tokens(user_id)
 
     # -- sessions --------------------------------------------------------------------------
 
     async def store_session(self, session: SessionData) -> None:
         """Insert or replace a session (``TypeError`` for non-JSON data, nothing stored)."""
-        await self._c.writes.store_session(session)
+        await self._writes.store_session(session)
 
     async def get_session(self, session_id: str) -> SessionData | None:
         """The live session with a fresh copy of its data, or None."""
@@ -232,29 +208,29 @@ class RedisStorage(RedisBulkMixin, RedisInvalidationMixin):
         self, session_id: str, last_accessed: datetime, expires_at: datetime
     ) -> bool:
         """Move the access time and expiry (record, key TTL and index score)."""
-        return await self._c.writes.touch_session(
+        return await self._writes.touch_session(
             session_id, last_accessed.isoformat(), expires_at.isoformat(),
             expires_at.timestamp())
 
     async def delete_session(self, session_id: str) -> bool:
         """Delete a session and its index entry."""
-        return await self._c.writes.delete_session(session_id)
+        return await self._writes.delete_session(session_id)
 
     async def list_user_sessions(self, user_id: str) -> list[SessionData]:
         """The user's live sessions, from the user's index."""
-        bulk = self._c.bulk
-        ids = await bulk.live_members("list_user_sessions", self.keys.user_sessions(user_id))
-        sessions = await bulk.sessions("list_user_sessions",
+        reads = self._reads
+        ids = await reads.live_members("list_user_sessions", self.keys.user_sessions(user_id))
+        sessions = await reads.sessions("list_user_sessions",
                                        [self.keys.session(i.decode()) for i in ids])
         return [s for s in sessions if s.user_id == user_id]
 
     async def delete_user_sessions(self, user_id: str) -> int:
         """Delete every session of the user; how many were live."""
-        return await self._c.writes.delete_user_sessions(user_id)
+        return await self._writes.delete_user_sessions(user_id)
 
     async def count_active_sessions(self) -> int:
         """Live sessions, counted with ``SCAN`` (never ``KEYS``)."""
-        return await self._c.bulk.count("count_active_sessions", self.keys.session_open)
+        return await self._reads.count("count_active_sessions", self.keys.session_open)
 
     # -- key-value -------------------------------------------------------------------------
 
@@ -323,41 +299,41 @@ class RedisStorage(RedisBulkMixin, RedisInvalidationMixin):
     async def cleanup_expired(self) -> dict[str, int]:
         """Prune expired members from every per-user index (Redis expires the records
         themselves): ``tokens``/``sessions`` count the index entries removed."""
-        return await self._c.bulk.cleanup()
+        return await self._reads.cleanup()
 
     async def get_statistics(self) -> StorageStatistics:
         """Live records counted in one ``SCAN`` pass; ``memory_bytes`` estimated from
         ``MEMORY USAGE`` samples of each kind of key; the server's total in ``extra``."""
-        return await self._c.bulk.statistics(self.name, self.mode)
+        return await self._reads.statistics(self.name, self.mode)
 
     # -- bulk iteration --------------------------------------------------------------------
 
     async def iter_users(self, batch_size: int = 1000) -> AsyncIterator[list[UserRecord]]:
         """Every user, in batches (``SCAN``)."""
-        bulk = self._c.bulk
-        async for batch in bulk.records("iter_users", self.keys.user_open, batch_size,
-                                        bulk.users):
+        reads = self._reads
+        async for batch in reads.records("iter_users", self.keys.user_open, batch_size,
+                                         reads.users):
             yield batch
 
     async def iter_tokens(self, batch_size: int = 1000) -> AsyncIterator[list[AuthToken]]:
         """Every live token, in batches (``SCAN``)."""
-        bulk = self._c.bulk
-        async for batch in bulk.records("iter_tokens", self.keys.token_open, batch_size,
-                                        bulk.tokens):
+        reads = self._reads
+        async for batch in reads.records("iter_tokens", self.keys.token_open, batch_size,
+                                         reads.tokens):
             yield batch
 
     async def iter_sessions(self, batch_size: int = 1000) -> AsyncIterator[list[SessionData]]:
         """Every live session, in batches (``SCAN``)."""
-        bulk = self._c.bulk
-        async for batch in bulk.records("iter_sessions", self.keys.session_open, batch_size,
-                                        bulk.sessions):
+        reads = self._reads
+        async for batch in reads.records("iter_sessions", self.keys.session_open, batch_size,
+                                         reads.sessions):
             yield batch
 
     async def iter_kv(self, batch_size: int = 1000) -> AsyncIterator[list[KVEntry]]:
         """Every live key-value entry with its expiry, in batches (``SCAN``)."""
-        bulk = self._c.bulk
-        async for batch in bulk.records("iter_kv", self.keys.kv_open, batch_size,
-                                        bulk.kv):
+        reads = self._reads
+        async for batch in reads.records("iter_kv", self.keys.kv_open, batch_size,
+                                         reads.kv):
             yield batch
 
     async def iter_audit(self, batch_size: int = 1000) -> AsyncIterator[list[AuditEvent]]:
@@ -372,3 +348,52 @@ class RedisStorage(RedisBulkMixin, RedisInvalidationMixin):
             if len(page) < batch_size:
                 return
             low = "(" + page[-1][0].decode()
+
+    # -- batch import and lookup (BulkImport, BulkLookup) ------------------------------------
+
+    @property
+    def audit_ids_unique(self) -> bool:
+        """False: the audit stream does not index event ids."""
+        return False
+
+    async def import_users(self, batch: Sequence[UserRecord]) -> list[bool]:
+        """``SET NX`` per user, pipelined."""
+        return await self._importer.import_users(batch)
+
+    async def import_tokens(self, batch: Sequence[AuthToken]) -> list[bool]:
+        """Each live token whose id (and refresh id) is free, with its indexes."""
+        return await self._importer.import_tokens(batch)
+
+    async def import_sessions(self, batch: Sequence[SessionData]) -> list[bool]:
+        """Each live session whose id is free, with its user index entry."""
+        return await self._importer.import_sessions(batch)
+
+    async def import_kv(self, batch: Sequence[KVEntry], default_ttl: bool = False) -> list[bool]:
+        """``SET NX PXAT`` per entry, pipelined; already expired entries are not written."""
+        return await self._importer.import_kv(batch, default_ttl)
+
+    async def import_audit(self, batch: Sequence[AuditEvent]) -> list[bool]:
+        """``XADD`` per event, pipelined (the caller deduplicates)."""
+        return await self._importer.import_audit(batch)
+
+    async def lookup_users(self, user_ids: Sequence[str]) -> list[UserRecord | None]:
+        """``MGET`` of the user keys."""
+        return await self._importer.lookup_users(user_ids)
+
+    async def lookup_tokens(self, token_ids: Sequence[str]) -> list[AuthToken | None]:
+        """``MGET`` of the token keys; expired records read as None."""
+        return await self._importer.lookup_tokens(token_ids)
+
+    async def lookup_sessions(self, session_ids: Sequence[str]) -> list[SessionData | None]:
+        """``HMGET`` per session, pipelined."""
+        return await self._importer.lookup_sessions(session_ids)
+
+    async def lookup_kv(self, keys: Sequence[str]) -> list[KVEntry | None]:
+        """``GET`` and ``PTTL`` per key, pipelined."""
+        return await self._importer.lookup_kv(keys)
+
+    # -- cache invalidation (SupportsInvalidation) --------------------------------------------
+
+    def invalidation_channel(self) -> InvalidationChannel:
+        """Pub/sub on ``<key_prefix>invalidate`` (see :mod:`authmw.storage.cached`)."""
+        return self._channel

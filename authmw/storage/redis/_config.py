@@ -1,8 +1,7 @@
-"""Settings of the Redis backend and how they become a connection.
+"""The settings of the Redis backend: :class:`RedisConfig` and :class:`RedisFailoverConfig`.
 
-:class:`RedisConfig` and :class:`RedisFailoverConfig` are public through
-:mod:`authmw.storage.redis`; :func:`connect` turns settings into an :class:`Executor` over a
-single-server, sentinel or cluster client.
+Both are public through :mod:`authmw.storage.redis`. URLs are split and redacted by
+:mod:`authmw.storage._urls`, so no ``repr`` or error shows a password.
 """
 
 from __future__ import annotations
@@ -10,20 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from ..._time import Duration, seconds
 from ...errors import ConfigurationError
-from . import _executor as rc
-from ._scripts import ATOMIC, KV_INCR, SLOT
+from .._urls import Endpoint, backend_for, parse_url, redact_url
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._backend import RedisStorage
-
-__all__ = ["RedisConfig", "RedisFailoverConfig", "connect"]
-
-_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+__all__ = ["RedisConfig", "RedisFailoverConfig"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +33,18 @@ class RedisFailoverConfig:
         if not self.master_name or not self.sentinels:
             raise ConfigurationError("failover: needs a master_name and at least one sentinel")
 
-    def endpoints(self) -> list[rc.Endpoint]:
+    def urls(self) -> list[str]:
+        """The sentinels as URLs (``redis://`` added where no scheme was written)."""
+        return [s if "://" in s else f"redis://{s}" for s in self.sentinels]
+
+    def endpoints(self) -> list[Endpoint]:
         """The sentinels as host/port pairs (26379 when a port is missing)."""
-        return [e for s in self.sentinels
-                for e in rc.parse_url(s if "://" in s else f"redis://{s}", 26379).hosts]
+        return [e for url in self.urls() for e in parse_url(url, 26379).hosts]
 
     def __repr__(self) -> str:
-        shown = [rc.redact_url(s) for s in self.sentinels]
+        # Each sentinel as it was written, redacted as the URL it stands for.
+        shown = [redact_url(s) if "://" in s else redact_url(url).removeprefix("redis://")
+                 for s, url in zip(self.sentinels, self.urls(), strict=True)]
         return f"RedisFailoverConfig(master_name={self.master_name!r}, sentinels={shown!r})"
 
 
@@ -81,11 +79,11 @@ class RedisConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cluster_urls", tuple(self.cluster_urls))
-        scheme = self.url.split("://", 1)[0].lower() if "://" in self.url else ""
-        if scheme not in _SCHEMES:
-            raise ConfigurationError(
-                f"url: expected one of {', '.join(s + '://' for s in _SCHEMES)}, "
-                f"got {rc.redact_url(self.url)!r}")
+        try:
+            backend_for(self.url, "redis")
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"url: {exc}") from None
+        scheme = self.url.split("://", 1)[0].lower()
         if scheme == "redis+sentinel" and self.failover is None:
             object.__setattr__(self, "failover", _failover_from_url(self.url))
         for name in ("timeout", "default_ttl", "wait_timeout"):
@@ -114,9 +112,9 @@ class RedisConfig:
         return self.cluster_mode or self.url.lower().startswith("redis+cluster://")
 
     def __repr__(self) -> str:
-        return (f"RedisConfig(url={rc.redact_url(self.url)!r}, pool_size={self.pool_size}, "
+        return (f"RedisConfig(url={redact_url(self.url)!r}, pool_size={self.pool_size}, "
                 f"key_prefix={self.key_prefix!r}, cluster_mode={self.is_cluster}, "
-                f"cluster_urls={[rc.redact_url(u) for u in self.cluster_urls]!r}, "
+                f"cluster_urls={[redact_url(u) for u in self.cluster_urls]!r}, "
                 f"failover={self.failover!r})")
 
     @classmethod
@@ -127,7 +125,7 @@ class RedisConfig:
         ``pool_size``, ``timeout``, ``default_ttl``, ``retry_attempts``, ``retry_delay``,
         ``wait_replicas``, ``wait_timeout``, ``max_audit_events`` and, for sentinels,
         ``sentinel_password``; other options go to redis-py (e.g. ``ssl_cert_reqs``)."""
-        parsed = rc.parse_url(url)
+        parsed = parse_url(url, 6379)
         options: dict[str, Any] = {}
         rest: list[tuple[str, str]] = []
         for key, value in parsed.query:
@@ -185,16 +183,10 @@ class RedisConfig:
         """A copy with another first retry delay."""
         return replace(self, retry_delay=delay)
 
-    def build(self) -> RedisStorage:
-        """A :class:`RedisStorage` with these settings."""
-        from ._backend import RedisStorage
-
-        return RedisStorage(self)
-
 
 def _failover_from_url(url: str) -> RedisFailoverConfig:
     """``redis+sentinel://[auth@]s1:26379,s2/master[/db]?sentinel_password=...``."""
-    parsed = rc.parse_url(url, 26379)
+    parsed = parse_url(url, 26379)
     if not parsed.path:
         raise ConfigurationError("redis+sentinel:// URL: name the master in the path, "
                                  "e.g. redis+sentinel://host:26379/mymaster/0")
@@ -208,52 +200,3 @@ _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "max_audit_events": int,
 }
 
-
-def connect(cfg: RedisConfig) -> tuple[rc.Executor, Any]:
-    """An executor over the client the settings describe, and the sentinel manager (or None)."""
-    timeout = read_timeout = seconds(cfg.timeout, "timeout")
-    if cfg.wait_replicas:
-        # A write's reply comes after WAIT, so its read may take up to wait_timeout longer.
-        read_timeout += seconds(cfg.wait_timeout, "wait_timeout")
-    parsed = rc.parse_url(cfg.url)
-    secrets = [p for p in (parsed.password,) if p]
-    client: rc.AnyClient
-    sentinel: Any = None
-    if cfg.is_cluster:
-        seeds = [rc.parse_url(u) for u in cfg.cluster_urls] or [parsed]
-        nodes = [e for p in seeds for e in p.hosts]
-        creds = next((p for p in [parsed, *seeds] if p.password or p.username), parsed)
-        secrets += [p.password for p in seeds if p.password]
-        if not nodes:
-            raise ConfigurationError("cluster_mode: give cluster_urls or hosts in url")
-        client = rc.cluster_client(
-            nodes, username=creds.username, password=creds.password,
-            ssl=any(p.scheme == "rediss" for p in seeds), pool_size=cfg.pool_size,
-            timeout=timeout)
-        describe = f"cluster {','.join(f'{e.host}:{e.port}' for e in nodes)}"
-    elif cfg.failover is not None:
-        failover = cfg.failover
-        # A password written into a sentinel URL counts as the sentinel password.
-        in_urls = [p.password for u in failover.sentinels if "://" in u
-                   for p in [rc.parse_url(u)] if p.password]
-        sentinel_password = failover.sentinel_password or next(iter(in_urls), None)
-        secrets += [p for p in (sentinel_password, *in_urls) if p]
-        db_part = parsed.path[-1] if parsed.path else "0"
-        db = int(db_part) if db_part.isdigit() else 0
-        client, sentinel = rc.sentinel_client(
-            failover.endpoints(), failover.master_name,
-            sentinel_password=sentinel_password, username=parsed.username,
-            password=parsed.password, db=db, ssl=parsed.scheme == "rediss",
-            pool_size=cfg.pool_size, timeout=timeout, read_timeout=read_timeout)
-        describe = f"sentinel master {failover.master_name!r}"
-    else:
-        client = rc.standalone_client(cfg.url, cfg.pool_size, timeout, read_timeout)
-        describe = rc.redact_url(cfg.url)
-    scripts = {**(SLOT if cfg.is_cluster else ATOMIC), "kv_incr": KV_INCR}
-    executor = rc.Executor(
-        client, scripts=scripts, attempts=cfg.retry_attempts,
-        delay=seconds(cfg.retry_delay, "retry_delay", allow_zero=True),
-        concurrency=cfg.pool_size, wait_replicas=cfg.wait_replicas,
-        wait_timeout=seconds(cfg.wait_timeout, "wait_timeout"), secrets=secrets,
-        describe=describe)
-    return executor, sentinel

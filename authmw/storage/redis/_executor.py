@@ -1,32 +1,28 @@
-"""Connections, retries and error translation for the Redis backend.
+"""Runs every command of the Redis backend: retries, ``WAIT`` and error translation.
 
 :class:`Executor` is the one place where redis-py errors become authmw errors: every command
-of :class:`authmw.storage.redis.RedisStorage` runs through it. It also
+of :class:`authmw.storage.redis.RedisStorage` (its writes, reads, importer and invalidation
+channel) runs through it, and nothing else touches the client. It also
 
+* connects on first use (and again after :meth:`Executor.close`), on the loop that uses it;
 * bounds concurrency to ``pool_size`` (so the pool never overflows in any mode: redis-py's
   sentinel and cluster pools raise instead of waiting when they run out);
 * retries with backoff. redis-py's own retries are switched off because it cannot tell which
   commands are safe to repeat; here a command is repeated after an error that proves the server
   never ran it (refused connection, ``READONLY`` from a demoted master, ``LOADING``,
   ``CLUSTERDOWN``), and after any connection error only when the write is idempotent;
-* appends ``WAIT`` to writes when ``wait_replicas`` asks for replica acknowledgement.
+* appends ``WAIT`` to writes when ``wait_replicas`` asks for replica acknowledgement;
+* runs the Lua scripts of :mod:`._scripts` by SHA, loading one again where a server lost it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SlaveNotFoundError
-from redis.backoff import NoBackoff
+from redis.asyncio.sentinel import MasterNotFoundError, SlaveNotFoundError
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
@@ -35,6 +31,7 @@ from redis.exceptions import (
     ClusterError,
     NoScriptError,
     ReadOnlyError,
+    RedisClusterException,
     RedisError,
     ResponseError,
     TryAgainError,
@@ -43,28 +40,26 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...errors import ConfigurationError, StorageUnavailable
+from .._urls import scrub
+from ._connect import AnyClient, Connection
+from ._scripts import Script
 
-__all__ = [
-    "Endpoint",
-    "Executor",
-    "NotAcknowledged",
-    "ParsedUrl",
-    "parse_url",
-    "redact_url",
-]
+__all__ = ["DRIVER_ERRORS", "Executor", "NotAcknowledged"]
 
 log = logging.getLogger("authmw.storage.redis")
 
 T = TypeVar("T")
-
-AnyClient = aioredis.Redis | RedisCluster
-
 
 _DETAIL_MAX = 400
 
 
 class NotAcknowledged(RedisError):
     """A write reached fewer replicas than ``wait_replicas`` within ``wait_timeout``."""
+
+
+DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
+"""What the driver raises when Redis cannot answer. ``RedisClusterException`` (no reachable
+startup node, among others) is not a ``RedisError``."""
 
 
 # Errors that prove the command did not run, so repeating it is always safe.
@@ -102,169 +97,101 @@ def _retryable(exc: BaseException, idempotent: bool) -> bool:
     return idempotent and isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))
 
 
-# -- URLs ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One ``host:port``."""
-
-    host: str
-    port: int
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedUrl:
-    """The parts of a ``redis://``-family URL that authmw needs (several hosts allowed)."""
-
-    scheme: str
-    username: str | None
-    password: str | None = field(repr=False)
-    hosts: tuple[Endpoint, ...]
-    path: tuple[str, ...]
-    query: tuple[tuple[str, str], ...]
-
-
-def parse_url(url: str, default_port: int = 6379) -> ParsedUrl:
-    """Split a URL whose netloc may list several ``host:port`` pairs (sentinels, cluster)."""
-    parts = urlsplit(url)
-    userinfo, _, hostlist = parts.netloc.rpartition("@")
-    username = password = None
-    if userinfo:
-        user, sep, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if sep else None
-    hosts = []
-    for item in filter(None, hostlist.split(",")):
-        host, port = item, default_port
-        if item.startswith("["):  # [::1]:6379
-            host, _, rest = item[1:].partition("]")
-            port = int(rest[1:]) if rest.startswith(":") else default_port
-        elif item.count(":") == 1:
-            host, _, port_text = item.partition(":")
-            try:
-                port = int(port_text)
-            except ValueError:
-                raise ConfigurationError(
-                    f"redis URL {redact_url(url)}: bad port {port_text!r}"
-                ) from None
-        hosts.append(Endpoint(unquote(host), port))
-    path = tuple(p for p in parts.path.split("/") if p)
-    return ParsedUrl(
-        parts.scheme.lower(), username, password, tuple(hosts), path,
-        tuple(parse_qsl(parts.query)),
-    )
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password and any ``*password*`` query value replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable redis URL>"
-    netloc = parts.netloc
-    userinfo, at, hostlist = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.partition(':')[0]}:***@{hostlist}"
-    query = [
-        (k, "***" if "password" in k.lower() else v) for k, v in parse_qsl(parts.query)
-    ]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*"),
-                       parts.fragment))
-
-
-# -- clients ---------------------------------------------------------------------------------
-
-def _no_retry() -> Retry:
-    return Retry(NoBackoff(), 0)
-
-
-def standalone_client(
-    url: str, pool_size: int, timeout: float, read_timeout: float,
-) -> aioredis.Redis:
-    """A client for one server, from a ``redis://``, ``rediss://`` or ``unix://`` URL."""
-    try:
-        pool = aioredis.ConnectionPool.from_url(
-            url, max_connections=pool_size, socket_timeout=read_timeout,
-            socket_connect_timeout=timeout, retry=_no_retry(),
-        )
-    except (ValueError, TypeError) as exc:
-        raise ConfigurationError(f"redis URL {redact_url(url)}: {exc}") from None
-    return aioredis.Redis(connection_pool=pool)
-
-
-def sentinel_client(
-    sentinels: Sequence[Endpoint], master_name: str, *, sentinel_password: str | None,
-    username: str | None, password: str | None, db: int, ssl: bool, pool_size: int,
-    timeout: float, read_timeout: float,
-) -> tuple[aioredis.Redis, Sentinel]:
-    """A client for the current master of ``master_name``, found through ``sentinels``."""
-    sentinel_kwargs: dict[str, Any] = {
-        "socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": _no_retry(),
-    }
-    if sentinel_password:
-        sentinel_kwargs["password"] = sentinel_password
-    manager = Sentinel(  # type: ignore[no-untyped-call]
-        [(e.host, e.port) for e in sentinels], sentinel_kwargs=sentinel_kwargs,
-        socket_timeout=read_timeout, socket_connect_timeout=timeout,
-    )
-    client = manager.master_for(
-        master_name, max_connections=pool_size, retry=_no_retry(), username=username,
-        password=password, db=db, ssl=ssl,
-    )
-    return client, manager
-
-
-def cluster_client(
-    nodes: Sequence[Endpoint], *, username: str | None, password: str | None, ssl: bool,
-    pool_size: int, timeout: float,
-) -> RedisCluster:
-    """A cluster client that discovers the topology from any of ``nodes``."""
-    return RedisCluster(
-        startup_nodes=[ClusterNode(e.host, e.port) for e in nodes], username=username,
-        password=password, ssl=ssl, max_connections=pool_size, socket_timeout=timeout,
-        socket_connect_timeout=timeout, retry=_no_retry(),
-    )
-
-
-# -- executing commands ----------------------------------------------------------------------
-
-
 class Executor:
-    """Runs commands with bounded concurrency, retries, ``WAIT`` and error translation."""
+    """Runs commands with bounded concurrency, retries, ``WAIT`` and error translation.
+
+    ``connect`` makes the client (see :func:`._connect.connect`); it is called on first use
+    and again after :meth:`close`. ``scripts`` are the Lua scripts :meth:`script` may run.
+    """
 
     def __init__(
-        self, client: AnyClient, *, scripts: Mapping[str, str], attempts: int, delay: float,
-        concurrency: int, wait_replicas: int, wait_timeout: float,
-        secrets: Sequence[str], describe: str,
+        self, connect: Callable[[], Connection], *, cluster: bool, scripts: Mapping[str, Script],
+        attempts: int, delay: float, concurrency: int, wait_replicas: int, wait_timeout: float,
     ) -> None:
-        self.client = client
-        self.cluster = isinstance(client, RedisCluster)
-        self._sources = dict(scripts)
-        self._shas = {n: hashlib.sha1(s.encode(), usedforsecurity=False).hexdigest()
-                      for n, s in scripts.items()}
+        self._connect = connect
+        self._conn: Connection | None = None
+        self.cluster = cluster
+        self._scripts = dict(scripts)
         self._attempts = attempts
         self._delay = delay
+        self._concurrency = concurrency
         self._sem = asyncio.Semaphore(concurrency)
         self._wait = wait_replicas
         self._wait_ms = int(wait_timeout * 1000)
-        self._secrets = [s for s in secrets if s]
-        self.describe = describe
+        # What messages may say, from the latest connection (kept after close() for the
+        # errors of commands still in flight).
+        self.describe = "redis"
+        self._secrets: tuple[str, ...] = ()
+        self._password_given = False
+
+    # -- the connection ------------------------------------------------------------------------
+
+    @property
+    def client(self) -> AnyClient:
+        """The redis-py client, connected on first use (and again after :meth:`close`)."""
+        conn = self._conn
+        if conn is None:
+            conn = self._open()
+        return conn.client
+
+    def _open(self) -> Connection:
+        conn = self._conn = self._connect()
+        # A fresh semaphore with each connection: a semaphore binds to the loop it waits on.
+        self._sem = asyncio.Semaphore(self._concurrency)
+        self.describe, self._secrets = conn.describe, conn.secrets
+        self._password_given = conn.password_given
+        return conn
+
+    async def close(self) -> None:
+        """Release every connection; the next command connects again."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def probe(self) -> str:
+        """``PING``, ``INFO server`` and the scripts loaded, once and without retries: the
+        server's version. Bad credentials or database raise ``ConfigurationError``, anything
+        else ``StorageUnavailable``."""
+        client = self.client
+        try:
+            await client.ping()
+            info = await client.info("server")
+            await self.load_scripts()
+        except DRIVER_ERRORS as exc:
+            raise self.translate(exc, "open", opening=True) from exc
+        if "redis_version" not in info:  # a cluster answers per node
+            info = next(iter(info.values()))
+        return str(info["redis_version"])
+
+    def dedicated_connection(self, operation: str, turn: int, **overrides: Any) -> Any:
+        """A new connection outside the pool, not yet connected, with the client's own settings
+        and ``overrides``; on a cluster, to node ``turn`` modulo the nodes known.
+        ``StorageUnavailable`` when a cluster knows no nodes yet."""
+        client: Any = self.client
+        if not self.cluster:
+            pool = client.connection_pool
+            factory, kwargs = pool.connection_class, pool.connection_kwargs
+        else:
+            nodes = client.get_nodes()
+            if not nodes:
+                raise StorageUnavailable("redis", operation,
+                                         "the cluster client knows no nodes yet")
+            node = nodes[turn % len(nodes)]
+            factory, kwargs = node.connection_class, node.connection_kwargs
+        return factory(**{**kwargs, **overrides})
 
     # -- translation: the one place a driver error becomes an authmw error ------------------
 
     def redact(self, text: str) -> str:
-        """``text`` with every configured password masked."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        """``text`` with every configured secret masked."""
+        return scrub(text, self._secrets)
 
     def translate(self, exc: BaseException, operation: str, *, opening: bool = False) -> Exception:
         """The authmw error for a driver error (``ConfigurationError`` for bad settings at open)."""
         # Capped: some driver messages embed whole client reprs.
         detail = self.redact(f"{type(exc).__name__}: {exc}")[:_DETAIL_MAX]
         if opening and isinstance(exc, (AuthenticationError, AuthorizationError)):
-            if not self._secrets:
+            if not self._password_given:
                 return ConfigurationError(
                     f"redis at {self.describe} requires a password and none was given "
                     f"({detail})")
@@ -291,31 +218,41 @@ class Executor:
                     pause)
         return pause
 
+    # -- commands ------------------------------------------------------------------------------
+
     async def call(
         self, operation: str, fn: Callable[..., Awaitable[T]], *args: Any,
         idempotent: bool = True, first_attempt: int = 0, **kwargs: Any,
     ) -> T:
         """Await ``fn(*args, **kwargs)``; retry what is safe; raise ``StorageUnavailable``."""
+        if self._conn is None:
+            self._open()  # before taking the semaphore: connecting replaces it
         attempt = first_attempt
         while True:
             try:
                 async with self._sem:
                     return await fn(*args, **kwargs)
-            except (RedisError, OSError) as exc:
+            except DRIVER_ERRORS as exc:
                 pause = self._after_error(exc, operation, attempt, idempotent)
             attempt += 1
             await asyncio.sleep(pause)
 
     async def read(self, operation: str, *args: Any) -> Any:
         """One read command."""
+        client = self.client
         # The verify hot path: the first try without the retry loop's extra coroutine frame.
         try:
             async with self._sem:
-                return await self.client.execute_command(*args)
-        except (RedisError, OSError) as exc:
+                return await client.execute_command(*args)
+        except DRIVER_ERRORS as exc:
             pause = self._after_error(exc, operation, 0, True)
         await asyncio.sleep(pause)
         return await self.call(operation, self.client.execute_command, *args, first_attempt=1)
+
+    async def command(self, operation: str, *args: Any, idempotent: bool = True) -> Any:
+        """One command that needs no replica acknowledgement (``PUBLISH``)."""
+        return await self.call(operation, self.client.execute_command, *args,
+                               idempotent=idempotent)
 
     async def write(self, operation: str, *args: Any, idempotent: bool = True) -> Any:
         """One write command, acknowledged by ``wait_replicas`` replicas when configured."""
@@ -325,34 +262,94 @@ class Executor:
         self, operation: str, name: str, keys: Sequence[str], args: Sequence[Any], *,
         idempotent: bool = True,
     ) -> Any:
-        """Run a registered Lua script as one write."""
-        return await self.call(operation, self._eval, name, keys, args, idempotent=idempotent)
+        """Run one of the registered Lua scripts as one write."""
+        return await self.call(operation, self._eval, self._scripts[name], keys, args,
+                               idempotent=idempotent)
+
+    async def pipeline(
+        self, operation: str, commands: Sequence[tuple[Any, ...]], *, writes: bool = False,
+    ) -> list[Any]:
+        """``commands`` in one pipeline (not a transaction), repeated whole when a retry is
+        safe. With ``writes``, acknowledged by ``wait_replicas`` replicas like :meth:`write`."""
+        return await self.call(operation, self._pipeline, commands, writes)
+
+    async def mget(self, operation: str, keys: Sequence[str | bytes]) -> list[bytes | None]:
+        """The values of ``keys``, in one ``MGET`` (one per hash slot on a cluster)."""
+        if self.cluster:
+            client: Any = self.client
+            found: list[bytes | None] = await self.call(operation, client.mget_nonatomic,
+                                                        list(keys))
+            return found
+        return list(await self.read(operation, "MGET", *keys))
+
+    async def scan(self, operation: str, pattern: str, count: int) -> AsyncIterator[list[bytes]]:
+        """The keys matching ``pattern``, one batch per ``SCAN`` reply, from every primary of a
+        cluster (``SCAN`` may return a key twice)."""
+        client: Any = self.client
+        nodes: list[Any] = [None]
+        if self.cluster:
+            # A cluster client learns the nodes with its first command; until then it lists none.
+            await self.call(operation, client.initialize)
+            nodes = client.get_primaries()
+        for node in nodes:
+            cursor = 0
+            while True:
+                if node is None:
+                    cursor, keys = await self.read(operation, "SCAN", cursor, "MATCH", pattern,
+                                                   "COUNT", count)
+                else:
+                    cursors, keys = await self.call(operation, client.scan, cursor, pattern,
+                                                    count, target_nodes=node)
+                    cursor = next(iter(cursors.values()))
+                yield keys
+                if cursor == 0:
+                    break
+
+    async def info(self, operation: str, section: str) -> dict[str, Any]:
+        """``INFO section`` of the server, or of every primary of a cluster (keyed by node
+        when there are several)."""
+        client: Any = self.client
+        if self.cluster:
+            found: dict[str, Any] = await self.call(operation, client.info, section,
+                                                    target_nodes="primaries")
+        else:
+            found = await self.call(operation, client.info, section)
+        return found
 
     async def load_scripts(self) -> None:
         """Load every script into the server's cache (all primaries in a cluster)."""
-        for source in self._sources.values():
-            await self.client.script_load(source)
+        for script in self._scripts.values():
+            await self.client.script_load(script.source)
 
-    async def _eval(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        command = ("EVALSHA", self._shas[name], len(keys), *keys, *args)
+    async def _eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
             return await self._write(*command)
         except NoScriptError:
             # A restarted or newly promoted server has an empty script cache.
-            await self.client.script_load(self._sources[name])
+            await self.client.script_load(script.source)
             return await self._write(*command)
 
     async def _write(self, *args: Any) -> Any:
         if not self._wait:
             return await self.client.execute_command(*args)
-        # WAIT covers the writes of its own connection, so it rides in the same pipeline.
-        pipe = self.client.pipeline(transaction=False)
-        pipe.execute_command(*args)
-        pipe.execute_command("WAIT", self._wait, self._wait_ms)
-        result, acked = await pipe.execute()
-        if int(acked) < self._wait:
-            raise NotAcknowledged(
-                f"write acknowledged by {acked} of {self._wait} replica(s) "
-                f"within {self._wait_ms} ms"
-            )
+        result, = await self._pipeline([args], True)
         return result
+
+    async def _pipeline(self, commands: Sequence[tuple[Any, ...]], writes: bool) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        wait = writes and self._wait
+        if wait:
+            # WAIT covers the writes of its own connection, so it rides in the same pipeline.
+            pipe.execute_command("WAIT", self._wait, self._wait_ms)
+        got = list(await pipe.execute())
+        if wait:
+            acked = got.pop()
+            if int(acked) < self._wait:
+                raise NotAcknowledged(
+                    f"write acknowledged by {acked} of {self._wait} replica(s) "
+                    f"within {self._wait_ms} ms"
+                )
+        return got

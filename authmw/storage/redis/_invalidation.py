@@ -2,10 +2,10 @@
 
 The channel is ``<key_prefix>invalidate``, so caches share it exactly when they share a key
 prefix. Messages are published through the storage's executor (its retries and error
-translation). Each subscription runs on a connection of its own, made from the same settings as
-the storage's pool but outside it (a subscribed connection cannot run commands, and the pool
-is sized for commands), named ``authmw-invalidation:<prefix>`` in ``CLIENT LIST``. On a cluster
-it connects to one node (``PUBLISH`` reaches every node), the next node on each new
+translation). Each subscription runs on a connection of its own that the executor makes from
+the same settings as its pool but outside it (a subscribed connection cannot run commands, and
+the pool is sized for commands), named ``authmw-invalidation:<prefix>`` in ``CLIENT LIST``. On a
+cluster it connects to one node (``PUBLISH`` reaches every node), the next node on each new
 subscription.
 """
 
@@ -15,18 +15,13 @@ import asyncio
 import contextlib
 import itertools
 import re
-from typing import TYPE_CHECKING, Any
-
-from redis.exceptions import RedisError
+from typing import Any
 
 from ...errors import StorageUnavailable
-from ..base import InvalidationChannel, InvalidationSubscription
+from ..base import InvalidationSubscription
+from ._executor import DRIVER_ERRORS, Executor
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._executor import Executor
-    from ._keys import KeyLayout
-
-__all__ = ["RedisInvalidationMixin", "client_name_for"]
+__all__ = ["Channel", "client_name_for"]
 
 
 def client_name_for(prefix: str) -> str:
@@ -70,7 +65,7 @@ class _Subscription:
         out: list[str] = []
         try:
             response = await self._conn.read_response(timeout=timeout)
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
         if response is not None:
             self._take(response, out)
@@ -90,7 +85,7 @@ class _Subscription:
                 response = await self._conn.read_response(timeout=remaining)
                 if response is not None and self._take(response, self._pending):
                     return
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
 
     async def close(self) -> None:
@@ -99,64 +94,36 @@ class _Subscription:
             await self._conn.disconnect()
 
 
-class _Channel:
-    """``PUBLISH`` through the storage's executor, ``SUBSCRIBE`` on a dedicated connection."""
+class Channel:
+    """``PUBLISH`` through the storage's executor, ``SUBSCRIBE`` on a dedicated connection
+    (an :class:`authmw.storage.base.InvalidationChannel`)."""
 
-    def __init__(self, storage: RedisInvalidationMixin) -> None:
-        self._storage = storage
-        self.name = storage.keys.prefix + "invalidate"
-        self.client_name = client_name_for(storage.keys.prefix)
+    def __init__(self, x: Executor, prefix: str) -> None:
+        self._x = x
+        self.name = prefix + "invalidate"
+        self.client_name = client_name_for(prefix)
         self._next_node = itertools.count()
 
     async def publish(self, message: str) -> None:
         """``PUBLISH`` (retried like any idempotent command: a duplicate is harmless)."""
-        x = self._storage._x
-        await x.call("publish invalidation", x.client.execute_command, "PUBLISH", self.name,
-                     message)
-
-    def _connection(self, x: Executor) -> Any:
-        client: Any = x.client
-        if not x.cluster:
-            factory, kwargs = (client.connection_pool.connection_class,
-                               client.connection_pool.connection_kwargs)
-        else:
-            nodes = client.get_nodes()
-            if not nodes:
-                raise StorageUnavailable("redis", "invalidation subscription",
-                                         "the cluster client knows no nodes yet")
-            node = nodes[next(self._next_node) % len(nodes)]
-            factory, kwargs = node.connection_class, node.connection_kwargs
-        # RESP2 whatever the client's default: there a message is an ordinary reply (RESP3
-        # delivers it out of band, to a push handler) and PING answers ["pong", ""].
-        return factory(**{**kwargs, "protocol": 2})
+        await self._x.command("publish invalidation", "PUBLISH", self.name, message)
 
     async def subscribe(self) -> InvalidationSubscription:
         """A new subscription on its own connection; ``StorageUnavailable`` if it fails."""
-        x = self._storage._x
-        conn = self._connection(x)
+        x = self._x
+        # RESP2 whatever the client's default: there a message is an ordinary reply (RESP3
+        # delivers it out of band, to a push handler) and PING answers ["pong", ""].
+        conn = x.dedicated_connection("invalidation subscription", next(self._next_node),
+                                      protocol=2)
         try:
             await conn.connect()
             await conn.send_command("CLIENT", "SETNAME", self.client_name)
             await conn.read_response()
             await conn.send_command("SUBSCRIBE", self.name)
             await conn.read_response()  # ["subscribe", channel, 1]: from now on we hear it
-        except (RedisError, OSError) as exc:
+        except DRIVER_ERRORS as exc:
             with contextlib.suppress(Exception):
                 await conn.disconnect()
             raise _Subscription(conn, x)._error(exc) from exc
         return _Subscription(conn, x)
 
-
-class RedisInvalidationMixin:
-    """``SupportsInvalidation`` for :class:`authmw.storage.redis.RedisStorage`."""
-
-    # Provided by RedisStorage.
-    keys: KeyLayout
-
-    @property
-    def _x(self) -> Executor:  # pragma: no cover - RedisStorage's property wins
-        raise NotImplementedError
-
-    def invalidation_channel(self) -> InvalidationChannel:
-        """Pub/sub on ``<key_prefix>invalidate`` (see :mod:`authmw.storage.cached`)."""
-        return _Channel(self)

@@ -1,14 +1,21 @@
-"""The Redis key layout of :class:`authmw.storage.redis.RedisStorage` (see ``docs/redis.md``).
+"""The Redis data layout of :class:`authmw.storage.redis.RedisStorage`: key names and times.
 
-Every id is written inside ``{...}`` so that Redis Cluster hashes only the id: a record and the
-side keys that must change with it (a token and its rotation marker, a user and the user's
-index sets) share a slot. Record keys end with ``}`` and side keys never do, which is how a
-``SCAN`` pattern tells them apart whatever characters an id holds.
+``docs/redis.md`` describes it. Every id is written inside ``{...}`` so that Redis Cluster
+hashes only the id: a record and the side keys that must change with it (a token and its
+rotation marker, a user and the user's index sets) share a slot. Record keys end with ``}``
+and side keys never do, which is how a ``SCAN`` pattern tells them apart whatever characters
+an id holds. Times (index scores, ``PXAT``) are integer milliseconds since the epoch.
 """
 
 from __future__ import annotations
 
-__all__ = ["KeyLayout", "glob_escape"]
+__all__ = ["KeyLayout", "glob_escape", "ms"]
+
+
+def ms(ts: float) -> int:
+    """A POSIX timestamp as the integer milliseconds of index scores and ``PXAT`` (rounded
+    down: a key never outlives it)."""
+    return int(ts * 1000)
 
 
 def glob_escape(text: str) -> str:

@@ -1,5 +1,5 @@
-"""Reads over many keys for the Redis backend: ``SCAN`` (every primary of a cluster), batched
-``MGET``/pipelines, the bulk iterators, counting, index clean-up and statistics."""
+"""Reads over many keys for the Redis backend: paged ``MGET``/pipelines, ``SCAN`` without
+duplicates, the bulk iterators, counting, index clean-up and statistics."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from ..._time import from_ts, now_ts
 from ...models import AuthToken, SessionData, StorageStatistics, UserRecord
 from ..base import KVEntry
 from ._executor import Executor
-from ._keys import KeyLayout, glob_escape
-from ._writes import ms
+from ._keys import KeyLayout, glob_escape, ms
 
 __all__ = ["Bulk", "parse_session"]
 
@@ -59,47 +58,24 @@ class Bulk:
         """Values of ``keys`` (a cluster splits the read per slot)."""
         out: list[bytes | None] = []
         for start in range(0, len(keys), _PAGE):
-            chunk = list(keys[start:start + _PAGE])
-            if self.x.cluster:
-                out.extend(await self.x.call(op, self.x.client.mget_nonatomic, chunk))  # type: ignore[union-attr]
-            else:
-                out.extend(await self.x.read(op, "MGET", *chunk))
+            out.extend(await self.x.mget(op, keys[start:start + _PAGE]))
         return out
 
     async def pipeline(self, op: str, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Run ``commands`` in pipelines of :data:`_PAGE` (not transactions)."""
         out: list[Any] = []
         for start in range(0, len(commands), _PAGE):
-            out.extend(await self.x.call(op, self._pipeline, commands[start:start + _PAGE]))
+            out.extend(await self.x.pipeline(op, commands[start:start + _PAGE]))
         return out
-
-    async def _pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        pipe = self.x.client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute())
 
     async def scan(self, op: str, pattern: str) -> AsyncIterator[list[bytes]]:
         """Batches of distinct keys matching ``pattern`` (on every primary of a cluster)."""
-        x, seen = self.x, set()
-        client: Any = x.client
-        nodes: list[Any] = client.get_primaries() if x.cluster else [None]
-        for node in nodes:
-            cursor = 0
-            while True:
-                if node is None:
-                    cursor, keys = await x.read(op, "SCAN", cursor, "MATCH", pattern,
-                                                "COUNT", _SCAN_COUNT)
-                else:
-                    cursors, keys = await x.call(op, client.scan, cursor, pattern,
-                                                 _SCAN_COUNT, target_nodes=node)
-                    cursor = next(iter(cursors.values()))
-                fresh = [k for k in keys if k not in seen]  # SCAN may return a key twice
-                seen.update(fresh)
-                if fresh:
-                    yield fresh
-                if cursor == 0:
-                    break
+        seen: set[bytes] = set()
+        async for keys in self.x.scan(op, pattern, _SCAN_COUNT):
+            fresh = [k for k in keys if k not in seen]  # SCAN may return a key twice
+            seen.update(fresh)
+            if fresh:
+                yield fresh
 
     async def records(
         self, op: str, opening: str, batch_size: int,
@@ -196,11 +172,7 @@ class Bulk:
         averages = {kind: sum(sizes) / len(sizes) for kind, sizes in per_kind.items()}
         estimate = round(sum(averages.get(kind, 0.0) * n for kind, n in counts.items()))
         audit_events = int(await self.x.read(op, "XLEN", self.k.audit))
-        info: dict[str, Any]
-        if self.x.cluster:
-            info = await self.x.call(op, self.x.client.info, "memory", target_nodes="primaries")
-        else:
-            info = await self.x.call(op, self.x.client.info, "memory")
+        info = await self.x.info(op, "memory")
         # A cluster answers with one section per node; a single server with the section itself.
         sections = [info] if "used_memory" in info else list(info.values())
         return StorageStatistics(

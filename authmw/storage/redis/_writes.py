@@ -24,19 +24,14 @@ from typing import Any
 from ..._time import now_ts
 from ...models import AuthToken, SessionData
 from ._executor import Executor
-from ._keys import KeyLayout
+from ._keys import KeyLayout, ms
 
-__all__ = ["AtomicWrites", "SlotWrites", "ms"]
+__all__ = ["AtomicWrites", "SlotWrites"]
 
 # Members handled per script call when deleting everything of a user: keeps each call short
 # so one user with many tokens never blocks the server for long.
 _BATCH = 500
 _MAX_ROUNDS = 10_000
-
-
-def ms(ts: float) -> int:
-    """A POSIX timestamp as integer milliseconds (rounded down: a key never outlives it)."""
-    return int(ts * 1000)
 
 
 def _live_token(raw: bytes | None) -> bool:

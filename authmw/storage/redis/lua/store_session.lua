@@ -1,0 +1,4 @@
+-- KEYS: session, user index | ARGV: json, la, ex, uid, sid, exp, now
+idx_set(KEYS[2], ARGV[5], ARGV[6], ARGV[7])
+ses_put(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[7])
+return 1
