@@ -101,7 +101,7 @@ class AuthConfig:
     refresh_token_ttl: Duration = timedelta(days=14)
     session_idle_timeout: Duration = timedelta(hours=2)
     session_absolute_timeout: Duration = timedelta(days=1)
-    session_touch_interval: Duration = timedelta(minutes=1)
+    session_touch_interval: Duration | None = None
     max_failed_logins: int = 5
     failed_login_window: Duration = timedelta(minutes=15)
     lockout_duration: Duration = timedelta(minutes=15)
@@ -133,15 +133,13 @@ class AuthConfig:
         for name in ("access_token_ttl", "refresh_token_ttl", "session_idle_timeout",
                      "session_absolute_timeout", "failed_login_window", "lockout_duration"):
             seconds(getattr(self, name), name)
-        seconds(self.session_touch_interval, "session_touch_interval", allow_zero=True)
         for name, minimum in (("max_failed_logins", 1), ("min_password_length", 1),
                               ("max_password_length", 1), ("max_user_id_length", 1),
                               ("max_concurrent_hashes", 1), ("verified_token_cache", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ConfigurationError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-        touch = seconds(self.session_touch_interval, "session_touch_interval", allow_zero=True)
-        if touch >= seconds(self.session_idle_timeout, "session_idle_timeout"):
+        if self.touch_interval >= seconds(self.session_idle_timeout, "session_idle_timeout"):
             # An active user's session would only be extended after it had already expired.
             raise ConfigurationError(
                 "session_touch_interval must be shorter than session_idle_timeout, or active "
@@ -154,6 +152,14 @@ class AuthConfig:
             raise ConfigurationError("password_hasher: expected an argon2.PasswordHasher")
         if not isinstance(self.cookie, CookieConfig):
             raise ConfigurationError("cookie: expected a CookieConfig")
+
+    @property
+    def touch_interval(self) -> float:
+        """Seconds between writes of a session's ``last_accessed``: ``session_touch_interval``,
+        or by default a minute, capped at half the idle timeout."""
+        if self.session_touch_interval is None:
+            return min(60.0, seconds(self.session_idle_timeout, "session_idle_timeout") / 2)
+        return seconds(self.session_touch_interval, "session_touch_interval", allow_zero=True)
 
     @property
     def signing_keys(self) -> list[bytes]:

@@ -49,8 +49,7 @@ class AuthFramework:
         self._idle = timedelta(seconds=seconds(cfg.session_idle_timeout, "session_idle_timeout"))
         self._absolute = timedelta(
             seconds=seconds(cfg.session_absolute_timeout, "session_absolute_timeout"))
-        self._touch_every = timedelta(seconds=seconds(
-            cfg.session_touch_interval, "session_touch_interval", allow_zero=True))
+        self._touch_every = timedelta(seconds=cfg.touch_interval)
         self._window = seconds(cfg.failed_login_window, "failed_login_window")
         self._lockout = seconds(cfg.lockout_duration, "lockout_duration")
         # Raw access token -> token id, filled only after a full check (tag and digest) passed.
