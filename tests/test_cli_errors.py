@@ -130,7 +130,8 @@ async def test_postgres_only_commands_refuse_other_backends(redis_at_url: Store,
     """--native, native restore and migrate-schema name PostgreSQL when given another URL."""
     url, _ = redis_at_url
     line = one_line_error(authmw("backup", url, str(tmp_path / "n.sql"), "--native"))
-    assert "for PostgreSQL storages" in line
+    assert "for storages with a native backup format (PostgreSQL)" in line
+    assert "this URL is a redis storage" in line
     (tmp_path / "dump.sql").write_text("-- authmw-backup: 1\n")
     assert "PostgreSQL" in one_line_error(authmw("restore", url, str(tmp_path / "dump.sql")))
     assert "PostgreSQL" in one_line_error(authmw("migrate-schema", url))
