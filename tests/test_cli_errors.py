@@ -26,7 +26,7 @@ PgStore = tuple[str, PostgresStorage]
 
 
 def test_unreachable_url() -> None:
-    """Nothing listening: one line naming the backend and the redacted address."""
+    """Nothing listening: one line naming the backend and the redacted address, no secret."""
     port = free_port()
     for command in (["stats"], ["backup"], ["cleanup"]):
         args = [*command, f"redis://:hidden-pw@127.0.0.1:{port}/0"]
@@ -36,8 +36,12 @@ def test_unreachable_url() -> None:
         assert "redis storage unavailable" in line and f"127.0.0.1:{port}" in line
         assert "hidden-pw" not in line
     assert not Path("/tmp/never-written.jsonl").exists()
-    line = one_line_error(authmw("stats", f"postgresql://postgres@127.0.0.1:{port}/x"))
+    result = authmw("stats", f"postgresql://postgres:pg-Pa55-cli@127.0.0.1:{port}/x"
+                             "?sslpassword=KEYPASS-cli")
+    line = one_line_error(result)
     assert "postgres storage unavailable" in line
+    assert "pg-Pa55-cli" not in result.stdout + result.stderr
+    assert "KEYPASS-cli" not in result.stdout + result.stderr
 
 
 def test_bad_scheme_and_missing_url() -> None:
