@@ -26,7 +26,7 @@ PgStore = tuple[str, PostgresStorage]
 
 
 def test_unreachable_url() -> None:
-    """Nothing listening: one line naming the backend and the redacted address."""
+    """Nothing listening: one line naming the backend and the redacted address, no secret."""
     port = free_port()
     for command in (["stats"], ["backup"], ["cleanup"]):
         args = [*command, f"redis://:hidden-pw@127.0.0.1:{port}/0"]
@@ -36,8 +36,12 @@ def test_unreachable_url() -> None:
         assert "redis storage unavailable" in line and f"127.0.0.1:{port}" in line
         assert "hidden-pw" not in line
     assert not Path("/tmp/never-written.jsonl").exists()
-    line = one_line_error(authmw("stats", f"postgresql://postgres@127.0.0.1:{port}/x"))
+    result = authmw("stats", f"postgresql://postgres:pg-Pa55-cli@127.0.0.1:{port}/x"
+                             "?sslpassword=KEYPASS-cli")
+    line = one_line_error(result)
     assert "postgres storage unavailable" in line
+    assert "pg-Pa55-cli" not in result.stdout + result.stderr
+    assert "KEYPASS-cli" not in result.stdout + result.stderr
 
 
 def test_bad_scheme_and_missing_url() -> None:
@@ -130,7 +134,8 @@ async def test_postgres_only_commands_refuse_other_backends(redis_at_url: Store,
     """--native, native restore and migrate-schema name PostgreSQL when given another URL."""
     url, _ = redis_at_url
     line = one_line_error(authmw("backup", url, str(tmp_path / "n.sql"), "--native"))
-    assert "for PostgreSQL storages" in line
+    assert "for storages with a native backup format (PostgreSQL)" in line
+    assert "this URL is a redis storage" in line
     (tmp_path / "dump.sql").write_text("-- authmw-backup: 1\n")
     assert "PostgreSQL" in one_line_error(authmw("restore", url, str(tmp_path / "dump.sql")))
     assert "PostgreSQL" in one_line_error(authmw("migrate-schema", url))

@@ -97,7 +97,8 @@ async def test_round_trip_restores_every_row(
     source: PostgresStorage, empty_db_url: str, tmp_path: Path, made_with: str,
     restore_with: str,
 ) -> None:
-    """A backup restored on an empty database reproduces every row of every table."""
+    """A backup, readable by its owner only, restored on an empty database reproduces every
+    row of every table."""
     prefix = source.config.table_prefix
     path = tmp_path / "auth.sql"
     info = await source.create_backup(path, method=made_with)
@@ -105,6 +106,7 @@ async def test_round_trip_restores_every_row(
     text = path.read_text()
     assert f"-- made-with: {made_with}\n" in text and f"-- table-prefix: {prefix}\n" in text
     assert _names(tmp_path) == ["auth.sql"]  # no temp file left behind
+    assert path.stat().st_mode & 0o777 == 0o600  # password hashes: the owner's eyes only
 
     target = _target(empty_db_url, prefix)
     restored = await target.restore_backup(path, method=restore_with)

@@ -116,7 +116,7 @@ async def test_background_cleanup_runs_every_interval(postgres_url: str) -> None
         assert await _raw_count(storage, "sessions") == 0
     finally:
         await storage.close()
-    assert storage._cleanup_task is None
+    assert storage._db.cleanup_task is None
 
 
 async def test_audit_log_trimmed_to_max_events(postgres_url: str) -> None:

@@ -13,7 +13,8 @@ import asyncpg
 import pytest
 
 from authmw.errors import ConfigurationError, StorageUnavailable
-from authmw.storage.postgres import PostgresConfig, PostgresStorage
+from authmw.storage._urls import is_secret_option
+from authmw.storage.postgres import PostgresConfig, PostgresSSLConfig, PostgresStorage
 from tests.backends.postgres import PgCluster, free_port, fresh_prefix
 from tests.factories import make_token, make_user
 
@@ -61,6 +62,70 @@ async def test_wrong_password_is_configuration_error(cluster: PgCluster) -> None
     assert isinstance(info.value.__cause__, asyncpg.InvalidPasswordError)
     assert "not-the-Password-9" not in str(info.value)
     assert "not-the-Password-9" not in repr(storage)
+
+
+# One distinct value per place a URL can carry a secret; the query names are all ones that
+# storage._urls.is_secret_option flags (checked below, so the test cannot drift from the rule).
+URL_SECRETS = {"userinfo": "Userinfo-Pa55-1", "password": "Query-Pa55-2",
+               "sslpassword": "KEYPASS-Pa55-3", "passphrase": "Phrase-Pa55-4",
+               "client_secret": "Client-Pa55-5", "auth_token": "Token-Pa55-6"}
+
+
+def _secret_query(*names: str) -> str:
+    return "&".join(f"{name}={URL_SECRETS[name]}" for name in names)
+
+
+def _exception_texts(exc: BaseException) -> list[str]:
+    texts: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None:
+        texts += [str(seen), repr(seen), *map(str, seen.args)]
+        seen = seen.__cause__ or seen.__context__
+    return texts
+
+
+async def test_no_secret_in_any_repr_or_error(cluster: PgCluster,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """No repr of a config, SSL config or storage, and no error of a failed connection (wrong
+    password, port or host) or a refused URL, shows a password or any secret query option."""
+    caplog.set_level(logging.DEBUG)
+    assert all(is_secret_option(name) for name in URL_SECRETS if name != "userinfo")
+    options = _secret_query("sslpassword", "passphrase", "client_secret", "auth_token")
+    userinfo = URL_SECRETS["userinfo"]
+    with_port = f"127.0.0.1:{cluster.port}"
+    wrong_userinfo = f"postgresql://app:{userinfo}@{with_port}/appdb?{options}"
+    wrong_query = f"postgresql://app@{with_port}/appdb?{_secret_query('password')}&{options}"
+    wrong_port = (f"postgresql://app:{userinfo}@127.0.0.1:{free_port()}/appdb"
+                  f"?{_secret_query('password')}&{options}")
+    wrong_host = f"postgresql://app:{userinfo}@no-such-host.invalid/appdb?{options}"
+    texts: list[str] = []
+
+    ssl_config = PostgresSSLConfig(ca_cert_path=__file__)
+    for url in (wrong_userinfo, wrong_query, wrong_port, wrong_host):
+        config = PostgresConfig.from_url(url + "&timeout=5&table_prefix=leak_")
+        for shown in (config, PostgresConfig(url=url), config.with_ssl_config(ssl_config),
+                      ssl_config, PostgresStorage(url), PostgresStorage.with_config(config)):
+            texts += [repr(shown), str(shown)]
+        assert "***" in repr(config)
+
+    for url, expected in ((wrong_userinfo, ConfigurationError),
+                          (wrong_query, ConfigurationError),
+                          (wrong_port, StorageUnavailable),
+                          (wrong_host, StorageUnavailable)):
+        storage = PostgresStorage(url + "&timeout=5")
+        with pytest.raises(expected) as info:
+            await storage.open()
+        texts += _exception_texts(info.value)
+    for bad in (f"mysql://app:{userinfo}@h/db?{options}",
+                f"postgresql://app:{userinfo}@h/db?{options}&pool_size=many"):
+        with pytest.raises(ConfigurationError) as refused:
+            PostgresStorage(bad)
+        texts += _exception_texts(refused.value)
+
+    texts.append(caplog.text)
+    for text in texts:
+        for secret in URL_SECRETS.values():
+            assert secret not in text, text
 
 
 async def test_missing_database_is_configuration_error(cluster: PgCluster) -> None:

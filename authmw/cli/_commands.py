@@ -1,7 +1,9 @@
-"""What each ``authmw`` subcommand does (the parser and error handling live in ``cli.py``).
+"""What each ``authmw`` subcommand does (the parser and error handling live in ``cli/__init__``).
 
 Each command is a coroutine taking the parsed arguments and returning the exit code; errors
 are raised as :class:`~authmw.errors.AuthmwError` and turned into one line by ``cli.main``.
+What only some storages can do (a versioned schema, a native backup format) is asked of the
+storage as an optional capability of :mod:`authmw.storage.base`, checked with ``isinstance``.
 """
 
 from __future__ import annotations
@@ -9,13 +11,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
-import importlib
 import os
 import secrets
 import statistics
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from ..config import AuthConfig
 from ..errors import AuthmwError, ConfigurationError, InvalidInput
 from ..framework import AuthFramework
 from ..storage import AuthStorage, storage_from_url
+from ..storage.base import SupportsNativeBackup, SupportsSchema
 from ..storage.migration import (
     BackupFile,
     MigrationOptions,
@@ -68,14 +69,20 @@ async def opened(url: str, storage: AuthStorage | None = None) -> AsyncIterator[
             await store.close()
 
 
-def _postgres() -> Any:
-    return importlib.import_module("authmw.storage.postgres")
+def _native_backup(storage: AuthStorage, what: str) -> SupportsNativeBackup:
+    """``storage`` as a storage with a native backup format, else ``ConfigurationError``."""
+    if not isinstance(storage, SupportsNativeBackup):
+        raise ConfigurationError(f"{what} is for storages with a native backup format "
+                                 f"(PostgreSQL); this URL is a {storage.name} storage")
+    return storage
 
 
-def _require_postgres(storage: AuthStorage, what: str) -> None:
-    if storage.name != "postgres":
-        raise ConfigurationError(f"{what} is for PostgreSQL storages; this URL is a "
-                                 f"{storage.name} storage")
+def _versioned(storage: AuthStorage, what: str) -> SupportsSchema:
+    """``storage`` as a storage with a versioned schema, else ``ConfigurationError``."""
+    if not isinstance(storage, SupportsSchema):
+        raise ConfigurationError(f"{what} is for storages with a versioned schema "
+                                 f"(PostgreSQL); this URL is a {storage.name} storage")
+    return storage
 
 
 # -- migrate and restore ----------------------------------------------------------------------
@@ -147,9 +154,10 @@ async def cmd_restore(args: argparse.Namespace) -> int:
     native file through its own restore."""
     url = storage_url(args.url)
     if backup_kind(args.file) == "native":
-        async with opened(url) as storage:
-            _require_postgres(storage, "restoring a file that is not a portable backup")
-            info = await storage.restore_backup(args.file, replace=args.replace)  # type: ignore[attr-defined]
+        storage = storage_from_url(url)
+        native = _native_backup(storage, "restoring a file that is not a portable backup")
+        async with opened(url, storage):
+            info = await native.restore_backup(args.file, replace=args.replace)
         print(f"restored {args.file} (PostgreSQL {info.method} backup, schema version "
               f"{info.schema_version}, tables {', '.join(info.tables)})")
         return 0
@@ -171,10 +179,11 @@ async def cmd_backup(args: argparse.Namespace) -> int:
     """``authmw backup URL FILE``."""
     url = storage_url(args.url)
     path = Path(args.file)
-    async with opened(url) as storage:
-        if args.native:
-            _require_postgres(storage, "--native")
-            info = await storage.create_backup(path)  # type: ignore[attr-defined]
+    storage = storage_from_url(url)
+    native = _native_backup(storage, "--native") if args.native else None
+    async with opened(url, storage):
+        if native is not None:
+            info = await native.create_backup(path)
             print(f"backup written: {path} (PostgreSQL, made with {info.tool}, "
                   f"schema version {info.schema_version})")
             return 0
@@ -223,16 +232,6 @@ async def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _check_storage(url: str) -> AuthStorage:
-    storage = storage_from_url(url)
-    if storage.name == "postgres":
-        # Never migrate from a health check: look at the schema as it is.
-        pg = _postgres()
-        config = replace(storage.config, migration_mode=pg.PostgresMigrationMode.MANUAL)  # type: ignore[attr-defined]
-        storage = pg.PostgresStorage.with_config(config)
-    return storage
-
-
 async def cmd_check(args: argparse.Namespace) -> int:
     """``authmw check URL``: exit 0 when healthy."""
     url = storage_url(args.url)
@@ -241,7 +240,9 @@ async def cmd_check(args: argparse.Namespace) -> int:
     def record(name: str, ok: bool, detail: str) -> None:
         checks.append({"check": name, "ok": ok, "detail": detail})
 
-    storage = await _check_storage(url)
+    storage = storage_from_url(url)
+    if isinstance(storage, SupportsSchema):
+        storage = storage.inspecting()  # never migrate from a health check: look as it is
     try:
         await storage.open()
         record("connectivity", True, f"{storage.name} at {redact_url(url)}")
@@ -249,9 +250,9 @@ async def cmd_check(args: argparse.Namespace) -> int:
         latency = statistics.median(samples)
         record("latency", latency <= args.max_latency,
                f"median {latency:.2f} ms of 5 pings (limit {args.max_latency:g} ms)")
-        if storage.name == "postgres":
-            version = await storage.schema_version()  # type: ignore[attr-defined]
-            latest = importlib.import_module("authmw.storage.postgres._schema").latest_version()
+        if isinstance(storage, SupportsSchema):
+            version = await storage.schema_version()
+            latest = storage.latest_schema_version
             record("schema", version == latest,
                    f"version {version}, this authmw expects {latest}"
                    + ("" if version == latest else "; run `authmw migrate-schema URL`"))
@@ -324,9 +325,9 @@ async def cmd_revoke_user(args: argparse.Namespace) -> int:
 async def cmd_migrate_schema(args: argparse.Namespace) -> int:
     """``authmw migrate-schema URL``: PostgreSQL's manual schema mode."""
     url = storage_url(args.url)
-    storage = storage_from_url(url)
-    _require_postgres(storage, "migrate-schema")
-    applied = await _postgres().migrate_schema(url, target=args.target)
+    # Not opened: opening may migrate (migration_mode=auto), past the --target asked for.
+    versioned = _versioned(storage_from_url(url), "migrate-schema")
+    applied = await versioned.migrate_schema(args.target)
     if applied:
         print(f"applied schema migrations {', '.join(map(str, applied))}")
     else:

@@ -1,59 +1,27 @@
-"""Output helpers of the ``authmw`` command line: tables, JSON, a progress bar, redaction."""
+"""Output helpers of the ``authmw`` command line: tables, JSON, a progress bar, one-line errors.
+
+URLs are shown and secrets masked by the one rule of :mod:`authmw.storage._urls`, re-exported
+here for the commands.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, TextIO
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from ..storage import _urls
+from ..storage._urls import redact_url, secrets_of
 
 __all__ = ["ProgressBar", "emit_json", "redact_url", "scrub", "secrets_of", "table"]
 
 
-def redact_url(url: str) -> str:
-    """``url`` with its password (and any ``*password*`` query value) shown as ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    userinfo, at, hosts = parts.netloc.rpartition("@")
-    netloc = parts.netloc
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    query = parts.query
-    if any("password" in k.lower() for k, _ in pairs):
-        query = urlencode([(k, "***" if "password" in k.lower() else v) for k, v in pairs],
-                          safe="*:")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def secrets_of(urls: Iterable[str | None]) -> list[str]:
-    """The passwords written into ``urls`` (raw and percent-decoded), to scrub from messages."""
-    found: list[str] = []
-    for url in urls:
-        if not url:
-            continue
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            continue
-        userinfo, at, _ = parts.netloc.rpartition("@")
-        if at and ":" in userinfo:
-            raw = userinfo.partition(":")[2]
-            found += [raw, unquote(raw)]
-        found += [v for k, v in parse_qsl(parts.query) if "password" in k.lower()]
-    # Longest first, so a password containing another is masked whole.
-    return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
-
-
 def scrub(text: str, secrets: Sequence[str]) -> str:
-    """``text`` on one line, with every secret replaced by ``***``."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return " ".join(text.split())
+    """``text`` on one line (a command's error is one line), with every secret replaced by
+    ``***`` by the one redaction rule of :mod:`authmw.storage._urls`."""
+    return " ".join(_urls.scrub(text, secrets).split())
 
 
 def emit_json(data: Any, out: TextIO | None = None) -> None:

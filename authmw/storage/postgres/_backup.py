@@ -1,4 +1,4 @@
-"""Backup and restore of the PostgreSQL backend's tables.
+"""Native backup and restore of the PostgreSQL backend's tables (pg_dump's data format).
 
 A backup is a plain SQL data file in ``pg_dump``'s format: a header of ``-- key: value``
 comments saying how and from what it was made, then one ``COPY ... FROM stdin`` block per
@@ -12,7 +12,8 @@ Either kind of file restores with ``psql`` or in-process. The in-process path ac
 statements such files contain (``SET``, ``set_config('search_path')``, ``setval``) and
 ``COPY`` into this prefix's tables; ``psql`` runs whatever the file says, so only restore
 files you made. Files are written to a temporary name and renamed, so a failed backup never
-leaves a half file under the requested name.
+leaves a half file under the requested name, and are readable by their owner only (they hold
+password hashes).
 """
 
 # ruff: noqa: S608 -- SQL is built only from the validated table prefix (an identifier
@@ -26,23 +27,24 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from ..._time import seconds
+from ..._time import seconds, utcnow
 from ...errors import ConfigurationError, StorageUnavailable
+from .._urls import parse_url, scrub, secrets_of
+from ..base import NativeBackupInfo
 from . import _schema as schema
-from ._config import PostgresConfig, url_password
+from ._config import PostgresConfig
 from ._driver import BACKEND, DRIVER_ERRORS, connect_once, translate
 from ._sql import TABLE_SUFFIXES
 
-__all__ = ["BackupInfo", "create_backup", "restore_backup"]
+__all__ = ["create_backup", "read_header", "restore_backup"]
 
 log = logging.getLogger("authmw.storage.postgres")
 
@@ -60,25 +62,25 @@ _ALLOWED = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class BackupInfo:
-    """What a backup file holds: how it was made, for which prefix and schema version."""
-
-    path: Path
-    method: str
-    tool: str
-    table_prefix: str
-    schema_version: int
-    tables: tuple[str, ...]
-    created_at: datetime
-
-
 def _unquote(ident: str) -> str:
     return ident[1:-1].replace('""', '"') if ident.startswith('"') else ident
 
 
 def _quote(ident: str) -> str:
     return '"' + ident.replace('"', '""') + '"'
+
+
+def _password(url: str) -> str | None:
+    """The password ``url`` carries, in its user info or as ``?password=``."""
+    parsed = parse_url(url, 5432)
+    if parsed.password:
+        return parsed.password
+    return next((v for k, v in parsed.query if k.lower() == "password" and v), None)
+
+
+def _private_file(path: Path) -> IO[bytes]:
+    """``path`` opened for writing, created readable and writable by its owner only."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
 def _libpq_env(config: PostgresConfig) -> tuple[str, dict[str, str]]:
@@ -92,7 +94,7 @@ def _libpq_env(config: PostgresConfig) -> tuple[str, dict[str, str]]:
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "password"])
     url = urlunsplit(("postgresql", netloc, parts.path, query, ""))
     env = dict(os.environ)
-    password = url_password(config.url)
+    password = _password(config.url)
     if password:
         env["PGPASSWORD"] = password
     env["PGCONNECT_TIMEOUT"] = str(max(2, int(seconds(config.timeout, "timeout"))))
@@ -111,7 +113,7 @@ def _libpq_env(config: PostgresConfig) -> tuple[str, dict[str, str]]:
 
 
 async def _run_tool(argv: list[str], env: dict[str, str], stdout: IO[bytes] | int,
-                    secret: str | None) -> bytes:
+                    secrets: Sequence[str]) -> bytes:
     """Run pg_dump/psql; return its stdout when not redirected. Raises StorageUnavailable with
     the tool's (scrubbed) complaint when it fails."""
     proc = await asyncio.create_subprocess_exec(
@@ -120,9 +122,7 @@ async def _run_tool(argv: list[str], env: dict[str, str], stdout: IO[bytes] | in
     )
     out, err = await proc.communicate()
     if proc.returncode != 0:
-        message = err.decode(errors="replace").strip()
-        if secret:
-            message = message.replace(secret, "***")
+        message = scrub(err.decode(errors="replace").strip(), secrets)
         raise StorageUnavailable(BACKEND, Path(argv[0]).name,
                                  f"exited with {proc.returncode}: {message[-2000:]}")
     return out or b""
@@ -188,7 +188,7 @@ async def _write_in_process(con: Any, out: IO[bytes], tables: list[tuple[str, st
 
 
 async def create_backup(config: PostgresConfig, path: str | os.PathLike[str], *,
-                        method: str = "auto") -> BackupInfo:
+                        method: str = "auto") -> NativeBackupInfo:
     """Write every row of the prefix's tables to ``path``.
 
     ``method``: ``"auto"`` (pg_dump when installed and working, else in-process),
@@ -201,12 +201,12 @@ async def create_backup(config: PostgresConfig, path: str | os.PathLike[str], *,
     pg_dump = shutil.which("pg_dump")
     if method == "pg_dump" and pg_dump is None:
         raise ConfigurationError("backup method pg_dump: pg_dump is not installed")
-    secret = url_password(config.url)
+    hidden = secrets_of([config.url])
     con = await connect_once(config, "create_backup")
     try:
         tables = await _qualified_tables(con, config.table_prefix)
         version = (await schema.read_state(con, config.table_prefix)).version
-        created = datetime.now(UTC)
+        created = utcnow()
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
         try:
             made_with = ""
@@ -217,11 +217,11 @@ async def create_backup(config: PostgresConfig, path: str | os.PathLike[str], *,
                         "--strict-names", "--encoding=UTF8", f"--dbname={url}"]
                 argv += [f"--table={_quote(nsp)}.{_quote(name)}" for nsp, name in tables]
                 try:
-                    with open(tmp, "wb") as out:  # noqa: ASYNC230 (local file; pg_dump does the work)
+                    with _private_file(tmp) as out:  # local file; pg_dump does the work
                         out.write(_header("pg_dump", tool, config.table_prefix, version,
                                           tables, created).encode())
                         out.flush()
-                        await _run_tool(argv, env, out, secret)
+                        await _run_tool(argv, env, out, hidden)
                         out.flush()
                         os.fsync(out.fileno())
                     made_with = "pg_dump"
@@ -231,7 +231,7 @@ async def create_backup(config: PostgresConfig, path: str | os.PathLike[str], *,
                     log.warning("pg_dump failed (%s); backing up in-process instead", exc)
             if not made_with:
                 tool = f"asyncpg {asyncpg.__version__} COPY"
-                with open(tmp, "wb") as out:  # noqa: ASYNC230 (local file, written per COPY chunk)
+                with _private_file(tmp) as out:  # local file, written per COPY chunk
                     out.write(_header("in-process", tool, config.table_prefix, version, tables,
                                       created).encode())
                     await _write_in_process(con, out, tables, f"{config.table_prefix}audit_log")
@@ -243,16 +243,16 @@ async def create_backup(config: PostgresConfig, path: str | os.PathLike[str], *,
             if tmp.exists():
                 tmp.unlink()
     except DRIVER_ERRORS as exc:
-        raise translate(exc, "create_backup", target=config.target, secret=secret) from exc
+        raise translate(exc, "create_backup", target=config.target, secrets=hidden) from exc
     finally:
         await con.close()
     log.info("postgres backup of %r written to %s with %s", config.table_prefix, target,
              made_with)
-    return BackupInfo(target, made_with, tool, config.table_prefix, version,
+    return NativeBackupInfo(target, made_with, tool, config.table_prefix, version,
                       tuple(f"{nsp}.{name}" for nsp, name in tables), created)
 
 
-def read_header(path: str | os.PathLike[str]) -> BackupInfo:
+def read_header(path: str | os.PathLike[str]) -> NativeBackupInfo:
     """The header of a backup file; ``ConfigurationError`` if it is not an authmw backup."""
     fields: dict[str, str] = {}
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -265,7 +265,7 @@ def read_header(path: str | os.PathLike[str]) -> BackupInfo:
                 break
             fields[match.group(1)] = match.group(2)
     try:
-        return BackupInfo(
+        return NativeBackupInfo(
             Path(path), fields["made-with"], fields.get("tool", ""), fields["table-prefix"],
             int(fields["schema-version"]), tuple(fields["tables"].split()),
             datetime.fromisoformat(fields["created-at"]),
@@ -331,7 +331,7 @@ async def _copy_rows(lines: Iterator[bytes], state: dict[str, bool]) -> AsyncIte
 
 
 async def restore_backup(config: PostgresConfig, path: str | os.PathLike[str], *,
-                         method: str = "auto", replace: bool = False) -> BackupInfo:
+                         method: str = "auto", replace: bool = False) -> NativeBackupInfo:
     """Rebuild the prefix's tables from a backup file made by :func:`create_backup`.
 
     The target database gets the schema up to the backup's version (migrations), then every
@@ -354,7 +354,7 @@ async def restore_backup(config: PostgresConfig, path: str | os.PathLike[str], *
     if method == "psql" and psql is None:
         raise ConfigurationError("restore method psql: psql is not installed")
     use_psql = method == "psql" or (method == "auto" and psql is not None)
-    secret = url_password(config.url)
+    hidden = secrets_of([config.url])
     con = await connect_once(config, "restore_backup")
     try:
         await schema.migrate(con, prefix, target=info.schema_version)
@@ -374,7 +374,7 @@ async def restore_backup(config: PostgresConfig, path: str | os.PathLike[str], *
                 argv += ["-c", f"TRUNCATE {names}"]
             argv += ["-f", str(source)]
             try:
-                await _run_tool(argv, env, asyncio.subprocess.DEVNULL, secret)
+                await _run_tool(argv, env, asyncio.subprocess.DEVNULL, hidden)
             except StorageUnavailable as exc:
                 if method == "psql":
                     raise
@@ -387,7 +387,7 @@ async def restore_backup(config: PostgresConfig, path: str | os.PathLike[str], *
                     await con.execute(f"TRUNCATE {names}")
                 await _load_in_process(con, source, {name for _, name in tables})
     except DRIVER_ERRORS as exc:
-        raise translate(exc, "restore_backup", target=config.target, secret=secret) from exc
+        raise translate(exc, "restore_backup", target=config.target, secrets=hidden) from exc
     finally:
         await con.close()
     log.info("postgres restore of %r from %s (%s file) done with %s", prefix, source,

@@ -13,25 +13,24 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..._time import Duration, seconds
 from ...errors import ConfigurationError
+from .._urls import backend_for, redact_url
 
 __all__ = [
     "PostgresConfig",
     "PostgresMigrationMode",
     "PostgresOptimization",
     "PostgresSSLConfig",
-    "redact_url",
+    "split_url_options",
 ]
 
 # Lower-case letters, digits and underscores only: every table and index name is the prefix
 # followed by a fixed suffix, spliced into SQL unquoted, so the prefix must be a plain
 # identifier. 32 characters leave room for the longest suffix under PostgreSQL's 63-byte limit.
 _PREFIX_RE = re.compile(r"[a-z_][a-z0-9_]{0,31}")
-
-_SCHEMES = ("postgresql", "postgres")
 
 
 class PostgresMigrationMode(enum.Enum):
@@ -107,42 +106,6 @@ class PostgresOptimization:
             raise ConfigurationError("optimization.statement_cache_size: must be >= 0")
         if self.batch_size < 1:
             raise ConfigurationError("optimization.batch_size: must be at least 1")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (in the user info and in the query)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, hosts = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{hosts}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = "&".join(
-            f"{k}=***" if k.lower() == "password" else f"{k}={quote(v, safe='/:,')}"
-            for k, v in pairs
-        )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def url_password(url: str) -> str | None:
-    """The password carried by ``url`` (user info or ``?password=``), if any."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.password:
-        return unquote(parts.password)
-    for key, value in parse_qsl(parts.query):
-        if key.lower() == "password" and value:
-            return value
-    return None
 
 
 # URL query options that configure authmw rather than the connection. They are removed before
@@ -244,11 +207,7 @@ class PostgresConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or "://" not in self.url:
             raise ConfigurationError("url: expected postgresql://user:password@host/dbname")
-        scheme = self.url.split("://", 1)[0].lower()
-        if scheme not in _SCHEMES:
-            raise ConfigurationError(
-                f"url: scheme must be postgresql:// or postgres://, got {scheme!r}"
-            )
+        backend_for(self.url, "postgres")  # the scheme table of storage._urls decides
         try:
             _, options = split_url_options(self.url)
         except ConfigurationError:

@@ -6,13 +6,14 @@ Every PostgreSQL code path (queries, pool, migrations, backup) catches :data:`DR
 and raises ``translate(...) from exc``, so callers only ever see ``StorageUnavailable``,
 ``ConfigurationError`` (settings the server rejects when the storage opens) or
 ``InvalidInput`` (a value PostgreSQL refuses, which retrying cannot fix), with the driver's
-error chained as ``__cause__``. Messages name the server as ``host:port/db`` and have any
-password scrubbed out.
+error chained as ``__cause__``. Messages name the server as ``host:port/db`` and have every
+secret of the URL scrubbed out (:func:`authmw.storage._urls.secrets_of` says what is secret).
 """
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -20,7 +21,8 @@ import asyncpg.exceptions
 
 from ..._time import seconds
 from ...errors import AuthmwError, ConfigurationError, InvalidInput, StorageUnavailable
-from ._config import PostgresConfig, url_password
+from .._urls import scrub, secrets_of
+from ._config import PostgresConfig
 
 __all__ = ["BACKEND", "CONNECTION_LOST", "DRIVER_ERRORS", "connect_once", "translate"]
 
@@ -56,18 +58,12 @@ _SCHEMA_HINT = (
 )
 
 
-def _scrub(text: str, secret: str | None) -> str:
-    if secret:
-        text = text.replace(secret, "***")
-    return text
-
-
 def translate(
     exc: BaseException,
     operation: str,
     *,
     target: str,
-    secret: str | None = None,
+    secrets: Sequence[str] = (),
     opening: bool = False,
     timeout: float | None = None,
     acquiring: bool = False,
@@ -76,9 +72,10 @@ def translate(
 
     ``opening``: the storage is being opened, so settings the server rejects (credentials,
     database name, TLS trust) are a ``ConfigurationError``. ``acquiring``: ``exc`` happened
-    while waiting for a pooled connection. The caller raises the result ``from exc``.
+    while waiting for a pooled connection. ``secrets`` (see :func:`secrets_of`) are masked in
+    the message. The caller raises the result ``from exc``.
     """
-    detail = _scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), secret)
+    detail = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), secrets)
     config_problem: str | None = None
     if isinstance(exc, asyncpg.InvalidPasswordError):
         config_problem = "authentication failed (wrong user or password)"
@@ -113,7 +110,7 @@ def translate(
         return StorageUnavailable(BACKEND, operation, f"{_SCHEMA_HINT}: {detail}")
     if isinstance(exc, (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)):
         # The server understood and refused this value: not an outage, retrying cannot help.
-        return InvalidInput(operation, _scrub(str(exc), secret))
+        return InvalidInput(operation, scrub(str(exc), secrets))
     if isinstance(exc, OSError):
         return StorageUnavailable(BACKEND, operation, f"connection to {target} failed: {detail}")
     return StorageUnavailable(BACKEND, operation, f"{detail} ({target})")
@@ -131,5 +128,5 @@ async def connect_once(config: PostgresConfig, operation: str, *, opening: bool 
             ssl=args["ssl"], server_settings=args["server_settings"], statement_cache_size=0,
         )
     except DRIVER_ERRORS as exc:
-        raise translate(exc, operation, target=config.target, secret=url_password(config.url),
+        raise translate(exc, operation, target=config.target, secrets=secrets_of([config.url]),
                         opening=opening, timeout=timeout) from exc

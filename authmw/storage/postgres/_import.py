@@ -1,4 +1,7 @@
-"""Batch import and lookup for :class:`authmw.storage.postgres.PostgresStorage`.
+"""Batch import and lookup of PostgreSQL rows: the helper behind PostgresStorage's bulk methods.
+
+:class:`Importer` is held by :class:`authmw.storage.postgres.PostgresStorage`, whose
+``import_*`` and ``lookup_*`` methods delegate to it.
 
 Semantics in :mod:`authmw.storage.base` (insert-if-absent, one boolean per record). A batch is
 one transaction on one connection: its rows are ``COPY``-ed into a temporary table, then moved
@@ -17,16 +20,17 @@ import json
 import secrets
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..._time import now_ts, utcnow
 from ...models import AuditEvent, AuthToken, SessionData, UserRecord
 from ..base import KVEntry
-from ._pool import utc_now
+from ._pool import Database
 from ._sql import (
-    _EVENT_COLS,
-    _SESSION_COLS,
-    _TOKEN_COLS,
-    _USER_COLS,
+    EVENT_COLS,
+    SESSION_COLS,
+    TOKEN_COLS,
+    USER_COLS,
     event_args,
     row_to_event,
     row_to_session,
@@ -37,15 +41,7 @@ from ._sql import (
     user_args,
 )
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ._pool import PostgresConnection
-
-    _Base = PostgresConnection
-else:
-    # At run time the mixin adds methods only; PostgresConnection comes later in the MRO.
-    _Base = object
-
-__all__ = ["PostgresBulkMixin"]
+__all__ = ["Importer"]
 
 _KV_COLS = "key, value, expires_at"
 
@@ -54,16 +50,20 @@ def _columns(cols: str) -> list[str]:
     return [c.strip() for c in cols.split(",")]
 
 
-class PostgresBulkMixin(_Base):
-    """``BulkImport``, ``BulkLookup`` and audit lookups for the PostgreSQL backend."""
+class Importer:
+    """``BulkImport``, ``BulkLookup`` and audit lookups on the tables of ``db``'s prefix.
 
-    @property
-    def audit_ids_unique(self) -> bool:
-        """True: ``event_id`` is unique, so ``import_audit`` skips known events itself."""
-        return True
+    ``default_ttl`` (seconds) is the expiry of key-value entries imported without one.
+    """
+
+    def __init__(self, db: Database, default_ttl: float) -> None:
+        self._db = db
+        self._prefix = db.config.table_prefix
+        self._audit = db.config.enable_audit_log
+        self._default_ttl = default_ttl
 
     def _table(self, suffix: str) -> str:
-        return f"{self.config.table_prefix}{suffix}"
+        return f"{self._prefix}{suffix}"
 
     async def _import_rows(self, op: str, suffix: str, cols: str, key: str,
                            rows: list[tuple[Any, ...]]) -> set[Any]:
@@ -81,35 +81,35 @@ class PostgresBulkMixin(_Base):
                                        f"{temp} ON CONFLICT DO NOTHING RETURNING {key}")
             return {row[0] for row in done}
 
-        return await self._with_connection(op, work)
+        return await self._db.with_connection(op, work)
 
     async def import_users(self, batch: Sequence[UserRecord]) -> list[bool]:
         """Insert the users whose ids are free."""
-        done = await self._import_rows("import_users", "users", _USER_COLS, "user_id",
+        done = await self._import_rows("import_users", "users", USER_COLS, "user_id",
                                        [user_args(u) for u in batch])
         return [u.user_id in done for u in batch]
 
     async def import_tokens(self, batch: Sequence[AuthToken]) -> list[bool]:
         """Insert the live tokens whose ids and refresh ids are free."""
-        now = utc_now().timestamp()
+        now = now_ts()
         live = [t for t in batch if t.storage_expires_ts > now]
-        done = await self._import_rows("import_tokens", "tokens", _TOKEN_COLS, "token_id",
+        done = await self._import_rows("import_tokens", "tokens", TOKEN_COLS, "token_id",
                                        [token_args(t) for t in live])
         return [t.token_id in done and t.storage_expires_ts > now for t in batch]
 
     async def import_sessions(self, batch: Sequence[SessionData]) -> list[bool]:
         """Insert the live sessions whose ids are free."""
-        now = utc_now().timestamp()
+        now = now_ts()
         live = [s for s in batch if s.expires_ts > now]
         rows = [session_args(s, json.dumps(s.data, separators=(",", ":"), allow_nan=False))
                 for s in live]
-        done = await self._import_rows("import_sessions", "sessions", _SESSION_COLS,
+        done = await self._import_rows("import_sessions", "sessions", SESSION_COLS,
                                        "session_id", rows)
         return [s.session_id in done and s.expires_ts > now for s in batch]
 
     async def import_kv(self, batch: Sequence[KVEntry], default_ttl: bool = False) -> list[bool]:
         """Insert the live entries whose keys are free."""
-        now = utc_now()
+        now = utcnow()
         fallback = now + timedelta(seconds=self._default_ttl)
         rows = []
         for entry in batch:
@@ -123,9 +123,9 @@ class PostgresBulkMixin(_Base):
     async def import_audit(self, batch: Sequence[AuditEvent]) -> list[bool]:
         """Append the events whose ids the log does not hold yet (all dropped, as
         ``append_audit`` drops them, when ``enable_audit_log`` is off)."""
-        if not self.config.enable_audit_log:
+        if not self._audit:
             return [True] * len(batch)
-        done = await self._import_rows("import_audit", "audit_log", _EVENT_COLS, "event_id",
+        done = await self._import_rows("import_audit", "audit_log", EVENT_COLS, "event_id",
                                        [event_args(e) for e in batch])
         return [e.event_id in done for e in batch]
 
@@ -135,24 +135,24 @@ class PostgresBulkMixin(_Base):
         args: list[Any] = [list(keys)]
         if live:
             sql += f" AND {live} > $2"
-            args.append(utc_now())
-        rows = await self._query(op, "fetch", sql, *args, read=True)
+            args.append(utcnow())
+        rows = await self._db.query(op, "fetch", sql, *args, read=True)
         return {row[key]: row for row in rows}
 
     async def lookup_users(self, user_ids: Sequence[str]) -> list[UserRecord | None]:
         """The users with these ids."""
-        rows = await self._by_keys("lookup_users", _USER_COLS, "users", "user_id", user_ids)
+        rows = await self._by_keys("lookup_users", USER_COLS, "users", "user_id", user_ids)
         return [row_to_user(rows[k]) if k in rows else None for k in user_ids]
 
     async def lookup_tokens(self, token_ids: Sequence[str]) -> list[AuthToken | None]:
         """The live token records with these ids."""
-        rows = await self._by_keys("lookup_tokens", _TOKEN_COLS, "tokens", "token_id",
+        rows = await self._by_keys("lookup_tokens", TOKEN_COLS, "tokens", "token_id",
                                    token_ids, "storage_expires_at")
         return [row_to_token(rows[k]) if k in rows else None for k in token_ids]
 
     async def lookup_sessions(self, session_ids: Sequence[str]) -> list[SessionData | None]:
         """The live sessions with these ids."""
-        rows = await self._by_keys("lookup_sessions", _SESSION_COLS, "sessions",
+        rows = await self._by_keys("lookup_sessions", SESSION_COLS, "sessions",
                                    "session_id", session_ids, "expires_at")
         return [row_to_session(rows[k]) if k in rows else None for k in session_ids]
 
@@ -165,6 +165,6 @@ class PostgresBulkMixin(_Base):
 
     async def lookup_audit(self, event_ids: Sequence[str]) -> list[AuditEvent | None]:
         """The audit events with these ids."""
-        rows = await self._by_keys("lookup_audit", _EVENT_COLS, "audit_log", "event_id",
+        rows = await self._by_keys("lookup_audit", EVENT_COLS, "audit_log", "event_id",
                                    event_ids)
         return [row_to_event(rows[k]) if k in rows else None for k in event_ids]

@@ -1,4 +1,4 @@
-"""Cache invalidation over PostgreSQL ``LISTEN``/``NOTIFY``.
+"""Cache invalidation over PostgreSQL ``LISTEN``/``NOTIFY``: the backend's invalidation channel.
 
 :meth:`PostgresStorage.invalidation_channel` returns a :class:`PostgresChannel`, the backend's
 :class:`~authmw.storage.base.InvalidationChannel`. Its name is ``<prefix>cache_invalidation``,
@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from ...errors import InvalidInput, StorageUnavailable
-from ._driver import BACKEND, DRIVER_ERRORS, connect_once, translate
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ._pool import PostgresConnection
+from ._driver import BACKEND, DRIVER_ERRORS, translate
+from ._pool import Database
 
 __all__ = ["MAX_MESSAGE_BYTES", "PostgresChannel", "PostgresSubscription"]
 
@@ -30,11 +29,11 @@ MAX_MESSAGE_BYTES = 7000
 class PostgresSubscription:
     """One ``LISTEN`` on a connection of its own."""
 
-    def __init__(self, con: Any, channel: str, target: str, secret: str | None) -> None:
+    def __init__(self, con: Any, channel: str, target: str, secrets: Sequence[str]) -> None:
         self._con = con
         self._channel = channel
         self._target = target
-        self._secret = secret
+        self._secrets = secrets
         self._messages: list[str] = []
         self._wakeup = asyncio.Event()
         self._lost = False
@@ -71,7 +70,7 @@ class PostgresSubscription:
             await self._con.fetchval("SELECT 1", timeout=timeout)
         except DRIVER_ERRORS as exc:
             self._lost = True
-            raise translate(exc, "ping", target=self._target, secret=self._secret,
+            raise translate(exc, "ping", target=self._target, secrets=self._secrets,
                             timeout=timeout) from exc
 
     async def close(self) -> None:
@@ -84,29 +83,29 @@ class PostgresSubscription:
 
 
 class PostgresChannel:
-    """The invalidation channel of one database and table prefix. Creating it does no I/O."""
+    """The invalidation channel of ``db``'s database and table prefix. Creating it does no
+    I/O: publishing borrows a pooled connection, each subscription opens its own."""
 
-    def __init__(self, storage: PostgresConnection) -> None:
-        self._storage = storage
-        self.name = f"{storage.config.table_prefix}cache_invalidation"
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.name = f"{db.config.table_prefix}cache_invalidation"
 
     async def publish(self, message: str) -> None:
         """``NOTIFY`` every live subscription. ``InvalidInput`` past 7,000 bytes of UTF-8."""
         if len(message.encode()) > MAX_MESSAGE_BYTES:
             raise InvalidInput("message", f"longer than {MAX_MESSAGE_BYTES} bytes of UTF-8")
-        await self._storage._query("publish", "execute", "SELECT pg_notify($1, $2)",
-                                   self.name, message)
+        await self._db.query("publish", "execute", "SELECT pg_notify($1, $2)", self.name,
+                             message)
 
     async def subscribe(self) -> PostgresSubscription:
         """``LISTEN`` on a new dedicated connection; ``StorageUnavailable`` if that fails."""
-        config = self._storage.config
-        secret = self._storage._secret
-        con = await connect_once(config, "subscribe", opening=False)
-        sub = PostgresSubscription(con, self.name, config.target, secret)
+        db = self._db
+        con = await db.connect_once("subscribe", opening=False)
+        sub = PostgresSubscription(con, self.name, db.config.target, db.secrets)
         try:
             con.add_termination_listener(sub._on_terminated)
             await con.add_listener(self.name, sub._on_notify)
         except DRIVER_ERRORS as exc:
             await sub.close()
-            raise translate(exc, "subscribe", target=config.target, secret=secret) from exc
+            raise db.error(exc, "subscribe") from exc
         return sub

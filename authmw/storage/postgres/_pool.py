@@ -1,8 +1,10 @@
-"""The connection side of PostgresStorage: pool, lifecycle, schema check, error boundary.
+"""The connection side of PostgresStorage: the pool, its lifecycle and the error boundary.
 
-Private: :class:`PostgresConnection` is the base of
-:class:`authmw.storage.postgres.PostgresStorage`, which adds the data methods. Every query goes
-through :meth:`PostgresConnection._with_connection`, where driver errors are translated.
+Private: :class:`Database` is a helper that :class:`authmw.storage.postgres.PostgresStorage`
+holds; the storage's data methods, its importer and its invalidation channel all reach the
+server through it. Every pooled query goes through :meth:`Database.with_connection`, where
+driver errors are translated; one-off connections (migrations, LISTEN) come from
+:meth:`Database.connect_once`.
 """
 
 from __future__ import annotations
@@ -11,28 +13,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
 
 from ..._time import seconds
 from ...errors import AuthmwError, ConfigurationError, StorageUnavailable
+from .._urls import secrets_of
 from . import _schema as schema
-from ._config import PostgresConfig, PostgresMigrationMode, url_password
+from ._config import PostgresConfig, PostgresMigrationMode
 from ._driver import CONNECTION_LOST, DRIVER_ERRORS, connect_once, translate
-from ._sql import Statements
 
-__all__ = ["PostgresConnection", "affected", "config_of", "utc_now"]
+__all__ = ["Database", "affected", "config_of"]
 
 log = logging.getLogger("authmw.storage.postgres")
 
 T = TypeVar("T")
-
-
-def utc_now() -> datetime:
-    """The application's clock, which every expiry comparison uses."""
-    return datetime.now(UTC)
 
 
 def affected(status: str) -> int:
@@ -54,33 +50,41 @@ def config_of(url_or_config: str | PostgresConfig) -> PostgresConfig:
     return PostgresConfig.from_url(url_or_config)
 
 
-class PostgresConnection:
-    """Pool, lifecycle and error boundary shared by every PostgresStorage method."""
+class Database:
+    """One database and table prefix: the asyncpg pool, its lifecycle and the error boundary.
 
-    def __init__(self, url_or_config: str | PostgresConfig) -> None:
-        self.config = config_of(url_or_config)
-        self._sql = Statements(self.config.table_prefix)
-        self._timeout = seconds(self.config.timeout, "timeout")
-        self._cleanup_interval = seconds(self.config.cleanup_interval, "cleanup_interval")
-        self._default_ttl = seconds(self.config.default_ttl, "default_ttl")
-        self._batch_size = self.config.optimization.batch_size
-        self._secret = url_password(self.config.url)
+    ``cleanup`` is the clean-up pass that :meth:`open` schedules every ``cleanup_interval``
+    until :meth:`close`; the storage hands in its own ``cleanup_expired``.
+    """
+
+    def __init__(self, config: PostgresConfig,
+                 cleanup: Callable[[], Awaitable[dict[str, int]]]) -> None:
+        self.config = config
+        self.timeout = seconds(config.timeout, "timeout")
+        self.secrets = secrets_of([config.url])
+        """What error messages must never show: the URL's password and secret options."""
+        self._cleanup = cleanup
+        self._cleanup_interval = seconds(config.cleanup_interval, "cleanup_interval")
         self._pool: Any = None
         self._open_lock = asyncio.Lock()
-        self._cleanup_task: asyncio.Task[None] | None = None
+        self.cleanup_task: asyncio.Task[None] | None = None
+        """The background clean-up while open, else None."""
 
     @property
     def pool(self) -> Any:
-        """The asyncpg pool while open (for diagnostics and benchmarks), else None."""
+        """The asyncpg pool while open, else None."""
         return self._pool
 
-    def _is_open(self) -> bool:
+    @property
+    def is_open(self) -> bool:
+        """True between :meth:`open` and :meth:`close`."""
         return self._pool is not None
 
-    def _error(self, exc: BaseException, operation: str, *, opening: bool = False,
-               acquiring: bool = False) -> AuthmwError:
-        return translate(exc, operation, target=self.config.target, secret=self._secret,
-                         opening=opening, timeout=self._timeout, acquiring=acquiring)
+    def error(self, exc: BaseException, operation: str, *, opening: bool = False,
+              acquiring: bool = False) -> AuthmwError:
+        """The authmw error for driver error ``exc`` (see :func:`._driver.translate`)."""
+        return translate(exc, operation, target=self.config.target, secrets=self.secrets,
+                         opening=opening, timeout=self.timeout, acquiring=acquiring)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -90,7 +94,7 @@ class PostgresConnection:
         if self._pool is not None:
             return
         async with self._open_lock:
-            if self._is_open():  # another task opened it while this one waited
+            if self.is_open:  # another task opened it while this one waited
                 return
             await self._prepare_schema()
             opt = self.config.optimization
@@ -100,9 +104,9 @@ class PostgresConnection:
                     reset=_keep_session_state if opt.enable_query_optimization else None,
                 )
             except DRIVER_ERRORS as exc:
-                raise self._error(exc, "open", opening=True) from exc
+                raise self.error(exc, "open", opening=True) from exc
             self._pool = pool
-            self._cleanup_task = asyncio.get_running_loop().create_task(
+            self.cleanup_task = asyncio.get_running_loop().create_task(
                 self._cleanup_loop(), name="authmw-postgres-cleanup")
             log.info("postgres storage open: %s, prefix %r, pool %d",
                      self.config.target, self.config.table_prefix,
@@ -113,13 +117,13 @@ class PostgresConnection:
         if mode is PostgresMigrationMode.MANUAL:
             return
         prefix = self.config.table_prefix
-        con = await connect_once(self.config, "open")
+        con = await self.connect_once("open")
         try:
             if mode is PostgresMigrationMode.AUTO:
                 await schema.migrate(con, prefix)
             state = await schema.read_state(con, prefix)
         except DRIVER_ERRORS as exc:
-            raise self._error(exc, "open", opening=True) from exc
+            raise self.error(exc, "open", opening=True) from exc
         finally:
             await con.close()
         problems = state.problems()
@@ -136,7 +140,7 @@ class PostgresConnection:
 
     async def close(self) -> None:
         """Stop the clean-up task and close the pool (terminating it past ``timeout``)."""
-        task, self._cleanup_task = self._cleanup_task, None
+        task, self.cleanup_task = self.cleanup_task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -144,7 +148,7 @@ class PostgresConnection:
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
-                await asyncio.wait_for(pool.close(), self._timeout)
+                await asyncio.wait_for(pool.close(), self.timeout)
             except DRIVER_ERRORS:  # includes TimeoutError: a connection still busy past it
                 pool.terminate()
 
@@ -152,30 +156,36 @@ class PostgresConnection:
         while True:
             await asyncio.sleep(self._cleanup_interval)
             try:
-                removed = await self.cleanup_expired()
+                removed = await self._cleanup()
                 log.debug("postgres clean-up removed %s", removed)
             except AuthmwError as exc:  # a failed pass is retried next interval
                 log.warning("postgres clean-up failed: %s", exc)
             except Exception:
                 log.exception("postgres clean-up failed")
 
-    # -- connection handling ---------------------------------------------------------------
+    # -- connections -----------------------------------------------------------------------
 
-    async def _with_connection(self, operation: str,
-                               work: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``work`` on a pooled connection; every driver error is translated here."""
+    async def connect_once(self, operation: str, *, opening: bool = True) -> Any:
+        """A connection of its own, outside the pool (see :func:`._driver.connect_once`);
+        the caller closes it."""
+        return await connect_once(self.config, operation, opening=opening)
+
+    async def with_connection(self, operation: str,
+                              work: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``work`` on a pooled connection (opening first if needed); every driver error
+        is translated here."""
         pool = self._pool
         if pool is None:
             await self.open()
             pool = self._pool
-        deadline = asyncio.timeout(self._timeout)
+        deadline = asyncio.timeout(self.timeout)
         try:
             # asyncio.timeout rather than acquire(timeout=...): the latter wraps the wait in a
             # task per call, and this is every query's hot path.
             async with deadline:
                 con = await pool.acquire()
         except DRIVER_ERRORS as exc:
-            raise self._error(exc, operation, acquiring=deadline.expired()) from exc
+            raise self.error(exc, operation, acquiring=deadline.expired()) from exc
         try:
             return await work(con)
         except DRIVER_ERRORS as exc:
@@ -188,21 +198,21 @@ class PostgresConnection:
                 # Whatever killed this one (a restart, a failover) most likely killed its
                 # siblings too: have every pooled connection replaced on its next use.
                 await pool.expire_connections()
-            raise self._error(exc, operation) from exc
+            raise self.error(exc, operation) from exc
         finally:
             try:
                 await pool.release(con)
             except DRIVER_ERRORS:  # the pool has dropped the broken connection already
                 log.debug("postgres: releasing a broken connection failed", exc_info=True)
 
-    async def _query(self, operation: str, method: str, sql: str, *args: Any,
-                     read: bool = False) -> Any:
+    async def query(self, operation: str, method: str, sql: str, *args: Any,
+                    read: bool = False) -> Any:
         """One statement via ``Connection.<method>``. Reads are retried once on a connection
         the server had closed; writes are not, as they may have been applied."""
         attempts = 2 if read else 1
         for attempt in range(attempts):
             try:
-                return await self._with_connection(
+                return await self.with_connection(
                     operation, lambda con: getattr(con, method)(sql, *args))
             except StorageUnavailable as exc:
                 if attempt + 1 == attempts or not isinstance(exc.__cause__, CONNECTION_LOST):
@@ -210,26 +220,42 @@ class PostgresConnection:
                 log.info("postgres %s: connection lost, retrying once", operation)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def cleanup_expired(self) -> dict[str, int]:
-        """Reclaim expired rows (implemented by PostgresStorage)."""
-        raise NotImplementedError
-
-    async def _pages(self, operation: str, sql: tuple[str, str], key: str,
-                     batch_size: int, *live: Any) -> AsyncIterator[list[Any]]:
-        # Keyset pages, each its own short query: no connection is held between batches.
+    async def pages(self, operation: str, sql: tuple[str, str], key: str,
+                    batch_size: int, *live: Any) -> AsyncIterator[list[Any]]:
+        """Rows in keyset pages of ``batch_size``, ordered by the columns named in ``key``
+        (comma-separated); ``sql`` is the first page's and the following pages' statement."""
+        # Each page is its own short query: no connection is held between batches.
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         first, following = sql
         last: Any = None
         while True:
             if last is None:
-                rows = await self._query(operation, "fetch", first, *live, batch_size,
-                                         read=True)
+                rows = await self.query(operation, "fetch", first, *live, batch_size,
+                                        read=True)
             else:
-                rows = await self._query(operation, "fetch", following, *live, batch_size,
-                                         *last, read=True)
+                rows = await self.query(operation, "fetch", following, *live, batch_size,
+                                        *last, read=True)
             if rows:
                 yield rows
             if len(rows) < batch_size:
                 return
             last = tuple(rows[-1][k] for k in key.split(","))
+
+    # -- schema ----------------------------------------------------------------------------
+
+    async def schema_state(self) -> schema.SchemaState:
+        """What the database holds for this prefix (read on a pooled connection)."""
+        return await self.with_connection(
+            "schema_version", lambda con: schema.read_state(con, self.config.table_prefix))
+
+    async def migrate_schema(self, target: int | None = None) -> list[int]:
+        """Apply the missing migrations up to ``target`` on a connection of its own (the pool
+        need not be open); return the versions applied now."""
+        con = await self.connect_once("migrate_schema")
+        try:
+            return await schema.migrate(con, self.config.table_prefix, target=target)
+        except DRIVER_ERRORS as exc:
+            raise self.error(exc, "migrate_schema") from exc
+        finally:
+            await con.close()

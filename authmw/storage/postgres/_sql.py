@@ -19,7 +19,11 @@ from typing import Any
 from ...models import AuditEvent, AuthToken, SessionData, UserRecord
 
 __all__ = [
+    "EVENT_COLS",
+    "SESSION_COLS",
     "TABLE_SUFFIXES",
+    "TOKEN_COLS",
+    "USER_COLS",
     "Statements",
     "event_args",
     "row_to_event",
@@ -34,20 +38,20 @@ __all__ = [
 # Table names after the prefix, in an order safe for restore (no foreign keys between them).
 TABLE_SUFFIXES = ("users", "tokens", "sessions", "kv_store", "audit_log")
 
-_USER_COLS = "user_id, password_hash, roles, permissions, is_active, created_at, updated_at"
-_TOKEN_COLS = (
+USER_COLS = "user_id, password_hash, roles, permissions, is_active, created_at, updated_at"
+TOKEN_COLS = (
     "token_id, user_id, access_digest, family_id, refresh_id, refresh_digest, token_type, "
     "expires_at, refresh_expires_at, storage_expires_at, created_at, revoked_at, revoke_reason, "
     "roles, permissions"
 )
 _TOKEN_SET = ", ".join(
-    f"{col} = ${i}" for i, col in enumerate(_TOKEN_COLS.split(", ")[1:], start=2)
+    f"{col} = ${i}" for i, col in enumerate(TOKEN_COLS.split(", ")[1:], start=2)
 )
-_SESSION_COLS = (
+SESSION_COLS = (
     "session_id, user_id, verifier_digest, data, roles, permissions, created_at, "
     "last_accessed, expires_at, absolute_expires_at"
 )
-_EVENT_COLS = (
+EVENT_COLS = (
     "event_id, user_id, action, resource, outcome, ip_address, user_agent, created_at, metadata"
 )
 
@@ -78,10 +82,10 @@ class Statements:
 
         # users
         self.create_user = (
-            f"INSERT INTO {users} ({_USER_COLS}) VALUES ({_placeholders(7)}) "
+            f"INSERT INTO {users} ({USER_COLS}) VALUES ({_placeholders(7)}) "
             "ON CONFLICT (user_id) DO NOTHING"
         )
-        self.get_user = f"SELECT {_USER_COLS} FROM {users} WHERE user_id = $1"
+        self.get_user = f"SELECT {USER_COLS} FROM {users} WHERE user_id = $1"
         self.update_user = (
             f"UPDATE {users} SET password_hash = $2, roles = $3, permissions = $4, "
             "is_active = $5, created_at = $6, updated_at = $7 WHERE user_id = $1"
@@ -90,14 +94,14 @@ class Statements:
 
         # tokens; $16 is "now" wherever it appears
         self.store_token = (
-            f"INSERT INTO {tokens} ({_TOKEN_COLS}, updated_at) VALUES ({_placeholders(15)}, "
+            f"INSERT INTO {tokens} ({TOKEN_COLS}, updated_at) VALUES ({_placeholders(15)}, "
             f"now()) ON CONFLICT (token_id) DO UPDATE SET {_TOKEN_SET}, updated_at = now()"
         )
         self.get_token = (
-            f"SELECT {_TOKEN_COLS} FROM {tokens} WHERE token_id = $1 AND storage_expires_at > $2"
+            f"SELECT {TOKEN_COLS} FROM {tokens} WHERE token_id = $1 AND storage_expires_at > $2"
         )
         self.get_token_by_refresh = (
-            f"SELECT {_TOKEN_COLS} FROM {tokens} "
+            f"SELECT {TOKEN_COLS} FROM {tokens} "
             "WHERE refresh_id = $1 AND storage_expires_at > $2"
         )
         self.update_token = (
@@ -111,7 +115,7 @@ class Statements:
             f"DELETE FROM {tokens} WHERE token_id = $1 RETURNING storage_expires_at > $2"
         )
         self.list_user_tokens = (
-            f"SELECT {_TOKEN_COLS} FROM {tokens} WHERE user_id = $1 AND storage_expires_at > $2"
+            f"SELECT {TOKEN_COLS} FROM {tokens} WHERE user_id = $1 AND storage_expires_at > $2"
         )
         self.delete_user_tokens = (
             f"WITH gone AS (DELETE FROM {tokens} WHERE user_id = $1 "
@@ -121,13 +125,13 @@ class Statements:
 
         # sessions
         self.store_session = (
-            f"INSERT INTO {sessions} ({_SESSION_COLS}) VALUES ({_placeholders(10)}) "
+            f"INSERT INTO {sessions} ({SESSION_COLS}) VALUES ({_placeholders(10)}) "
             "ON CONFLICT (session_id) DO UPDATE SET user_id = $2, verifier_digest = $3, "
             "data = $4, roles = $5, permissions = $6, created_at = $7, last_accessed = $8, "
             "expires_at = $9, absolute_expires_at = $10"
         )
         self.get_session = (
-            f"SELECT {_SESSION_COLS} FROM {sessions} WHERE session_id = $1 AND expires_at > $2"
+            f"SELECT {SESSION_COLS} FROM {sessions} WHERE session_id = $1 AND expires_at > $2"
         )
         self.touch_session = (
             f"UPDATE {sessions} SET last_accessed = $2, expires_at = $3 "
@@ -137,7 +141,7 @@ class Statements:
             f"DELETE FROM {sessions} WHERE session_id = $1 RETURNING expires_at > $2"
         )
         self.list_user_sessions = (
-            f"SELECT {_SESSION_COLS} FROM {sessions} WHERE user_id = $1 AND expires_at > $2"
+            f"SELECT {SESSION_COLS} FROM {sessions} WHERE user_id = $1 AND expires_at > $2"
         )
         self.delete_user_sessions = (
             f"WITH gone AS (DELETE FROM {sessions} WHERE user_id = $1 RETURNING expires_at) "
@@ -169,10 +173,10 @@ class Statements:
 
         # audit
         self.append_audit = (
-            f"INSERT INTO {audit} ({_EVENT_COLS}) VALUES ({_placeholders(9)}) "
+            f"INSERT INTO {audit} ({EVENT_COLS}) VALUES ({_placeholders(9)}) "
             "ON CONFLICT (event_id) DO NOTHING"
         )
-        self.audit_select = f"SELECT {_EVENT_COLS} FROM {audit}"
+        self.audit_select = f"SELECT {EVENT_COLS} FROM {audit}"
         self.trim_audit = (
             f"DELETE FROM {audit} WHERE id <= "
             f"(SELECT id FROM {audit} ORDER BY id DESC OFFSET $1 LIMIT 1)"
@@ -207,19 +211,19 @@ class Statements:
         )
 
         # bulk iteration: keyset pages, one short query per batch; (first page, next pages)
-        self.iter_users = _pages(f"SELECT {_USER_COLS} FROM {users}", "user_id", "")
+        self.iter_users = _pages(f"SELECT {USER_COLS} FROM {users}", "user_id", "")
         self.iter_tokens = _pages(
-            f"SELECT {_TOKEN_COLS} FROM {tokens}", "token_id", "storage_expires_at > $1"
+            f"SELECT {TOKEN_COLS} FROM {tokens}", "token_id", "storage_expires_at > $1"
         )
         self.iter_sessions = _pages(
-            f"SELECT {_SESSION_COLS} FROM {sessions}", "session_id", "expires_at > $1"
+            f"SELECT {SESSION_COLS} FROM {sessions}", "session_id", "expires_at > $1"
         )
         self.iter_kv = _pages(
             f"SELECT key, value, expires_at FROM {kv}", "key", "expires_at > $1"
         )
         self.iter_audit = (
-            f"SELECT id, {_EVENT_COLS} FROM {audit} ORDER BY created_at, id LIMIT $1",
-            f"SELECT id, {_EVENT_COLS} FROM {audit} WHERE (created_at, id) > ($2, $3) "
+            f"SELECT id, {EVENT_COLS} FROM {audit} ORDER BY created_at, id LIMIT $1",
+            f"SELECT id, {EVENT_COLS} FROM {audit} WHERE (created_at, id) > ($2, $3) "
             "ORDER BY created_at, id LIMIT $1",
         )
 
@@ -248,7 +252,7 @@ def user_args(user: UserRecord) -> tuple[Any, ...]:
 
 
 def row_to_user(row: Mapping[str, Any]) -> UserRecord:
-    """A user from a row of ``_USER_COLS``."""
+    """A user from a row of ``USER_COLS``."""
     return UserRecord(
         user_id=row["user_id"], password_hash=row["password_hash"],
         created_at=row["created_at"], updated_at=row["updated_at"],
@@ -258,7 +262,7 @@ def row_to_user(row: Mapping[str, Any]) -> UserRecord:
 
 
 def token_args(token: AuthToken) -> tuple[Any, ...]:
-    """Bind arguments ($1..$15) for the token statements, in ``_TOKEN_COLS`` order."""
+    """Bind arguments ($1..$15) for the token statements, in ``TOKEN_COLS`` order."""
     return (token.token_id, token.user_id, token.access_digest, token.family_id,
             token.refresh_id, token.refresh_digest, token.token_type, token.expires_at,
             token.refresh_expires_at, token.storage_expires_at, token.created_at,
@@ -266,7 +270,7 @@ def token_args(token: AuthToken) -> tuple[Any, ...]:
 
 
 def row_to_token(row: Mapping[str, Any]) -> AuthToken:
-    """A token record from a row of ``_TOKEN_COLS``."""
+    """A token record from a row of ``TOKEN_COLS``."""
     return AuthToken(
         token_id=row["token_id"], user_id=row["user_id"], access_digest=row["access_digest"],
         expires_at=row["expires_at"], created_at=row["created_at"],
@@ -286,7 +290,7 @@ def session_args(session: SessionData, data_json: str) -> tuple[Any, ...]:
 
 
 def row_to_session(row: Mapping[str, Any]) -> SessionData:
-    """A session from a row of ``_SESSION_COLS``; its data is parsed afresh on every read."""
+    """A session from a row of ``SESSION_COLS``; its data is parsed afresh on every read."""
     return SessionData(
         session_id=row["session_id"], user_id=row["user_id"],
         verifier_digest=row["verifier_digest"], created_at=row["created_at"],
@@ -304,7 +308,7 @@ def event_args(event: AuditEvent) -> tuple[Any, ...]:
 
 
 def row_to_event(row: Mapping[str, Any]) -> AuditEvent:
-    """An audit event from a row of ``_EVENT_COLS``."""
+    """An audit event from a row of ``EVENT_COLS``."""
     return AuditEvent(
         event_id=row["event_id"], action=row["action"], outcome=row["outcome"],
         user_id=row["user_id"], timestamp=row["created_at"], resource=row["resource"],
