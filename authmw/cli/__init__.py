@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import AuthmwError
-from ._output import scrub, secrets_of
+from . import _output
 
 __all__ = ["main"]
 
@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = _parser().parse_args(argv)
     urls = [getattr(args, n, None) for n in ("url", "source", "target")]
-    hidden = secrets_of([*urls, os.environ.get(_ENV)])
+    hidden = _output.secrets_of([*urls, os.environ.get(_ENV)])
     try:
         if args.command == "demo":
             return _demo(args)
@@ -209,10 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return asyncio.run(COMMANDS[args.command](args))
         except CommandFailed as exc:
-            print(f"authmw {args.command}: {scrub(str(exc), hidden)}", file=sys.stderr)
+            print(f"authmw {args.command}: {_output.scrub(str(exc), hidden)}", file=sys.stderr)
             return exc.code
     except AuthmwError as exc:
-        print(f"authmw {args.command}: {scrub(str(exc), hidden)}", file=sys.stderr)
+        print(f"authmw {args.command}: {_output.scrub(str(exc), hidden)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"authmw {args.command}: interrupted", file=sys.stderr)
@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         # A bug, not an expected failure: still one line, with a way to see more.
         print(f"authmw {args.command}: unexpected {type(exc).__name__}: "
-              f"{scrub(str(exc), hidden)} (set AUTHMW_DEBUG=1 for a traceback)",
+              f"{_output.scrub(str(exc), hidden)} (set AUTHMW_DEBUG=1 for a traceback)",
               file=sys.stderr)
         return 1
 
