@@ -21,6 +21,7 @@ from .errors import (
     UserExists,
 )
 from .framework import AuthFramework
+from .middleware import MiddlewareOptions
 from .middleware.asgi import AuthMiddleware, login, logout
 from .middleware.principal import AuthUser, current_user
 from .middleware.wsgi import WSGIAuthMiddleware
@@ -47,6 +48,7 @@ __all__ = [
     "InvalidInput",
     "InvalidToken",
     "MalformedAuthorization",
+    "MiddlewareOptions",
     "RefreshTokenReused",
     "SessionData",
     "StorageStatistics",
