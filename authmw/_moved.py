@@ -1,4 +1,4 @@
-"""Module aliases for names that moved: they keep working for one release, with a warning.
+"""Makes the aliases of modules that moved: they keep working for one release, with a warning.
 
 ``authmw.asgi``, ``authmw.wsgi``, ``authmw.principal`` and ``authmw.sessions`` moved into
 :mod:`authmw.middleware`. Each old module is a stub whose module ``__getattr__`` (PEP 562) is
