@@ -19,7 +19,9 @@ def moved(old: str, new: str) -> Callable[[str], Any]:
     """A module ``__getattr__`` for ``old`` that serves names from ``new`` and warns."""
 
     def __getattr__(name: str) -> Any:  # noqa: N807 - PEP 562's name
-        if name.startswith("__"):
+        # __all__ too, so that ``from old import *`` gives the new module's names (each warns)
+        # rather than this stub's own.
+        if name.startswith("__") and name != "__all__":
             raise AttributeError(f"module {old!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(new), name)
         warnings.warn(

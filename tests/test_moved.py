@@ -61,3 +61,13 @@ def test_unknown_and_dunder_names_raise_attribute_error() -> None:
             module.no_such_name  # noqa: B018 - the lookup is the test
         with pytest.raises(AttributeError, match="__wrapped__"):
             module.__wrapped__  # noqa: B018
+
+
+def test_star_import_gives_the_new_modules_names() -> None:
+    """``from authmw.asgi import *`` gives what the new module exports, not the stub's own."""
+    namespace: dict[str, object] = {}
+    with pytest.warns(DeprecationWarning, match=r"authmw\.middleware\.asgi"):
+        # exec: a star import is only allowed at a module's top level.
+        exec("from authmw.asgi import *", namespace)
+    assert {name for name in namespace if not name.startswith("__")} == set(asgi.__all__)
+    assert namespace["AuthMiddleware"] is asgi.AuthMiddleware
