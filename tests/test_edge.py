@@ -161,3 +161,27 @@ async def test_fast_path_gives_up_without_a_memory_answer() -> None:
         assert edge.authenticate_nowait("GET", None, None, None) is None
     finally:
         await auth.close()
+
+
+async def test_finish_fast_twin(world: Fixture) -> None:
+    """finish_nowait gives finish's cookies when nothing needs saving, and defers (None) only
+    when the session's data changed."""
+    edge, req = world.edge, requests(world)
+    for case in ("nothing", "bearer", "cookie", "cookie under an old key", "tampered cookie"):
+        state = await edge.authenticate(*req[case])
+        assert isinstance(state, RequestState)
+        fast = edge.finish_nowait(state)
+        assert fast is not None and fast == await edge.finish(state), case
+    resigned = await edge.authenticate(*req["cookie under an old key"])
+    deleted = await edge.authenticate(*req["tampered cookie"])
+    assert isinstance(resigned, RequestState) and isinstance(deleted, RequestState)
+    assert [c.split("=")[0] for c in edge.finish_nowait(resigned) or []] == [
+        "authmw_session", "authmw_csrf"]
+    assert all("Max-Age=0" in c for c in edge.finish_nowait(deleted) or ["missing"])
+    changed = await edge.authenticate(*req["cookie"])
+    assert isinstance(changed, RequestState)
+    changed.session["cart"] = ["tea"]
+    assert edge.finish_nowait(changed) is None
+    assert await edge.finish(changed) == []
+    assert edge.finish_nowait(changed) == []  # saved: nothing left to do
+    assert (await world.auth.get_session(changed.session_id or "")).data == {"cart": ["tea"]}

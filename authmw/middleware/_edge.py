@@ -7,8 +7,9 @@ record up, and :meth:`Edge._conclude` (or :meth:`Edge._refused`, when the look-u
 the outcome into the request's principal or the response that refuses it. The async path
 (:meth:`Edge.authenticate`) and the synchronous fast path (:meth:`Edge.authenticate_nowait`)
 differ only in the middle step: ``await`` the look-up, or ask for an in-memory answer and give
-up without one. :meth:`Edge.finish` puts the cookies on the way back; :meth:`Edge.login` and
-:meth:`Edge.logout` serve both fronts' ``login``/``logout``.
+up without one. On the way back, :meth:`Edge.finish` saves a changed session and gives the
+cookies to set (:meth:`Edge.finish_nowait` does so when there is nothing to save);
+:meth:`Edge.login` and :meth:`Edge.logout` serve both fronts' ``login``/``logout``.
 """
 
 from __future__ import annotations
@@ -241,17 +242,27 @@ class Edge:
 
         Raises ``StorageUnavailable`` when a change cannot be saved; the caller answers 503.
         """
-        csrf = self._csrf
+        record = state.session_record
+        if record is not None and data_fingerprint(state.session) != state.fingerprint:
+            state.session_record = await self.auth.save_session(record, state.session)
+            state.fingerprint = data_fingerprint(state.session)
+        return self._set_cookies(state)
+
+    def finish_nowait(self, state: RequestState) -> list[str] | None:
+        """:meth:`finish` when there is nothing to save; None when a changed session must be
+        saved, which only :meth:`finish` can do."""
+        if state.session_record is not None and (
+                data_fingerprint(state.session) != state.fingerprint):
+            return None
+        return self._set_cookies(state)
+
+    def _set_cookies(self, state: RequestState) -> list[str]:
         if state.session_record is not None and state.session_id is not None:
-            if data_fingerprint(state.session) != state.fingerprint:
-                state.session_record = await self.auth.save_session(state.session_record,
-                                                                    state.session)
-                state.fingerprint = data_fingerprint(state.session)
             if state.set_cookie:
-                return self.cookies.set_headers(state.session_id, csrf=csrf)
+                return self.cookies.set_headers(state.session_id, csrf=self._csrf)
             return []
         if state.delete_cookie:
-            return self.cookies.delete_headers(csrf=csrf)
+            return self.cookies.delete_headers(csrf=self._csrf)
         return []
 
     def unavailable(self) -> Refusal:

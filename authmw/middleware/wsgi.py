@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 from .._time import Duration, seconds
 from ..errors import StorageUnavailable
 from ..framework import AuthFramework
-from ._cookies import data_fingerprint
 from ._edge import Edge, Refusal, RequestState
 from ._loop_thread import LoopGone, LoopThread
 from ._options import MiddlewareOptions, OptionKeywords, resolve
@@ -186,14 +185,11 @@ class WSGIAuthMiddleware:
     def _finish(self, environ: WSGIEnvironment, state: RequestState) -> list[str]:
         # The app may have replaced the dict or logged in/out: read back what it left.
         state.session = environ.get(SESSION_KEY, state.session)
-        # Skip the trip to the loop when Edge.finish would do nothing: no session and no
-        # cookie to delete, or a session whose data is unchanged and whose cookie is current.
-        if state.session_record is None:
-            if not state.delete_cookie:
-                return []
-        elif not state.set_cookie and data_fingerprint(state.session) == state.fingerprint:
-            return []
-        return self._call(self.edge.finish(state), "finish")
+        # Only a session change to save makes the trip to the loop.
+        cookies = self.edge.finish_nowait(state)
+        if cookies is None:
+            cookies = self._call(self.edge.finish(state), "finish")
+        return cookies
 
 
 class _Response:
