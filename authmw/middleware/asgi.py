@@ -180,7 +180,9 @@ async def login(request: HTTPConnection, user_id: str, password: str) -> AuthUse
 
     Rotates the session id if one existed (session fixation); the middleware sets the cookie on
     the response. Returns the new :class:`authmw.AuthUser`. Raises ``InvalidCredentials``,
-    ``AccountLocked`` or ``InvalidInput`` like :meth:`AuthFramework.check_password`.
+    ``AccountLocked`` or ``InvalidInput`` like :meth:`AuthFramework.check_password`, and
+    ``StorageUnavailable``. WSGI's twin is :func:`authmw.middleware.wsgi.login`; both are
+    :meth:`authmw.middleware._edge.Edge.login`.
     """
     state = _state(request)
     client = request.client
