@@ -41,6 +41,8 @@ class Fixture:
 
 @pytest.fixture
 async def world() -> AsyncIterator[Fixture]:
+    """A user "ann" with a token, a session (its cookie signed under the current and an old
+    key), and the cookie of a session that has ended."""
     auth = AuthFramework(CachedStorage(InMemoryStorage()),
                          test_config(secret_key_fallbacks=[OLD_KEY]))
     await auth.open()
@@ -61,6 +63,7 @@ async def world() -> AsyncIterator[Fixture]:
 
 
 def requests(w: Fixture) -> dict[str, Request]:
+    """One request per row of the edge table (the rows of EXPECTED)."""
     bearer = f"Bearer {w.token}".encode()
     tampered = w.cookie[:-2] + ("A" if w.cookie[-2] != "A" else "B") + w.cookie[-1]
     with_csrf = f"{w.cookie}; authmw_csrf={w.csrf}"

@@ -50,6 +50,7 @@ def noop_wsgi(environ: Any, start_response: Any) -> list[bytes]:
 
 
 def auth() -> AuthFramework:
+    """A framework over a fresh in-memory storage."""
     return AuthFramework(InMemoryStorage(), test_config())
 
 
