@@ -22,6 +22,7 @@ from .errors import (
     UserExists,
 )
 from .framework import AuthFramework
+from .middleware import MiddlewareOptions
 from .middleware.asgi import AuthMiddleware, login, logout
 from .middleware.principal import AuthUser, current_user
 from .middleware.wsgi import WSGIAuthMiddleware
@@ -46,6 +47,7 @@ __all__ = [
     "InvalidInput",
     "InvalidToken",
     "MalformedAuthorization",
+    "MiddlewareOptions",
     "RefreshTokenReused",
     "SessionData",
     "StorageStatistics",

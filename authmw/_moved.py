@@ -1,4 +1,4 @@
-"""Module aliases for names that moved: they keep working for one release, with a warning.
+"""Makes the aliases of modules that moved: they keep working for one release, with a warning.
 
 ``authmw.asgi``, ``authmw.wsgi``, ``authmw.principal`` and ``authmw.sessions`` moved into
 :mod:`authmw.middleware`. Each old module is a stub whose module ``__getattr__`` (PEP 562) is
@@ -19,7 +19,9 @@ def moved(old: str, new: str) -> Callable[[str], Any]:
     """A module ``__getattr__`` for ``old`` that serves names from ``new`` and warns."""
 
     def __getattr__(name: str) -> Any:  # noqa: N807 - PEP 562's name
-        if name.startswith("__"):
+        # __all__ too, so that ``from old import *`` gives the new module's names (each warns)
+        # rather than this stub's own.
+        if name.startswith("__") and name != "__all__":
             raise AttributeError(f"module {old!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(new), name)
         warnings.warn(

@@ -1,4 +1,4 @@
-"""FastAPI dependencies over :class:`authmw.AuthMiddleware`.
+"""Gives FastAPI routes the principal :class:`authmw.AuthMiddleware` found, as dependencies.
 
 They read the principal the middleware already put on the request (no second verification)
 and declare a bearer security scheme, so ``/docs`` shows the lock and the "Authorize" button::

@@ -1,4 +1,4 @@
-"""Flask integration: ``AuthMW(app, auth)``, ``current_user``, ``login_required``, ``requires``.
+"""Fits WSGIAuthMiddleware to Flask: ``AuthMW(app, auth)``, ``current_user``, ``login_required``.
 
 ``AuthMW`` wraps ``app.wsgi_app`` in :class:`authmw.WSGIAuthMiddleware`, so every request is
 authenticated before Flask sees it and the principal sits in ``request.environ``. The helpers
@@ -51,11 +51,12 @@ _ANONYMOUS = UnauthenticatedUser()
 class AuthMW:
     """The Flask extension: ``AuthMW(app, auth)`` or ``ext = AuthMW(); ext.init_app(app, auth)``.
 
-    Keyword options go to :class:`authmw.WSGIAuthMiddleware` (``bearer``, ``session_cookie``,
-    ``csrf``, ``csrf_header``, ``csrf_cookie``, ``exclude_paths``, ``retry_after``,
-    ``timeout``). ``login_view`` is the endpoint that :func:`login_required` redirects browsers
-    to (requests that prefer HTML over JSON), with the page they wanted as ``?next=``; without
-    it, or for API clients, anonymous requests get a 401 JSON answer.
+    Keyword options go to :class:`authmw.WSGIAuthMiddleware` (``options=MiddlewareOptions(...)``
+    and/or its fields ``bearer``, ``session_cookie``, ``csrf``, ``csrf_header``,
+    ``csrf_cookie``, ``exclude_paths``, ``retry_after``; and ``timeout``). ``login_view`` is
+    the endpoint that :func:`login_required` redirects browsers to (requests that prefer HTML
+    over JSON), with the page they wanted as ``?next=``; without it, or for API clients,
+    anonymous requests get a 401 JSON answer.
     """
 
     def __init__(self, app: Flask | None = None, auth: AuthFramework | None = None, *,

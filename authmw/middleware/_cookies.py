@@ -1,4 +1,4 @@
-"""The session cookie: a session id signed with itsdangerous, and CSRF tokens bound to it.
+"""Encodes the session cookie (a session id signed with itsdangerous) and its CSRF tokens.
 
 The cookie holds only the session id (``st1.…``), signed under ``secret_key``; signatures made
 under any of ``secret_key_fallbacks`` still verify and are re-signed with the current key. The

@@ -1,7 +1,15 @@
-"""What both middlewares share: credentials in, principal or refusal out, cookies on the way back.
+"""The one edge decision both middlewares call: credentials in, principal or refusal out.
 
 The ASGI and WSGI fronts only translate their protocol to these calls, so the behaviour at the
-edge (DESIGN.md's table) is written once.
+edge (DESIGN.md's table) is written once. A request goes through three steps: :meth:`Edge._read`
+finds its credentials (a bearer token, or a signed session cookie), the framework looks the
+record up, and :meth:`Edge._conclude` (or :meth:`Edge._refused`, when the look-up raised) turns
+the outcome into the request's principal or the response that refuses it. The async path
+(:meth:`Edge.authenticate`) and the synchronous fast path (:meth:`Edge.authenticate_nowait`)
+differ only in the middle step: ``await`` the look-up, or ask for an in-memory answer and give
+up without one. On the way back, :meth:`Edge.finish` saves a changed session and gives the
+cookies to set (:meth:`Edge.finish_nowait` does so when there is nothing to save);
+:meth:`Edge.login` and :meth:`Edge.logout` serve both fronts' ``login``/``logout``.
 """
 
 from __future__ import annotations
@@ -10,23 +18,32 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from itsdangerous import BadSignature
 from starlette.authentication import BaseUser, UnauthenticatedUser
 from starlette.requests import cookie_parser
 
-from ..errors import InvalidToken, MalformedAuthorization, StorageUnavailable
+from ..errors import ConfigurationError, InvalidToken, MalformedAuthorization, StorageUnavailable
 from ..framework import AuthFramework
-from ..models import SessionData
+from ..models import AuthToken, SessionData
 from ..tokens import parse_authorization
 from ._cookies import SessionCookieCodec, data_fingerprint
+from ._options import MiddlewareOptions
 from .principal import AuthUser
 
 log = logging.getLogger("authmw.middleware")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _ANONYMOUS = UnauthenticatedUser()
+
+# What Edge._read found; plain ints, compared on every request.
+_NOTHING: Final = 0  # no credentials to look up (none sent, or a tampered cookie)
+_BEARER: Final = 1  # RequestState.credential is an access token
+_SESSION: Final = 2  # RequestState.credential is a session id, .cookies the request's cookies
+
+# What a look-up may raise that the edge answers for (see Edge._refused).
+_ANSWERED = (InvalidToken, MalformedAuthorization, StorageUnavailable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +61,15 @@ class Refusal:
 
 
 class RequestState:
-    """Per-request authentication state, kept on the scope/environ for login and logout."""
+    """Per-request authentication state, kept on the scope/environ for login and logout.
+
+    ``credential``, ``resign`` and ``cookies`` are what :meth:`Edge._read` found; the other
+    fields are the outcome, which :meth:`Edge.finish`, ``login`` and ``logout`` work from.
+    """
 
     # A plain slotted class rather than a dataclass: one is built per request.
-    __slots__ = ("delete_cookie", "edge", "fingerprint", "session", "session_id",
-                 "session_record", "set_cookie", "user")
+    __slots__ = ("cookies", "credential", "delete_cookie", "edge", "fingerprint", "resign",
+                 "session", "session_id", "session_record", "set_cookie", "user")
 
     def __init__(self, edge: Edge) -> None:
         self.edge = edge
@@ -59,45 +80,44 @@ class RequestState:
         self.fingerprint: str | None = None
         self.set_cookie = False
         self.delete_cookie = False
-
-
-@dataclass(frozen=True, slots=True)
-class EdgeSettings:
-    """Middleware options shared by the ASGI and WSGI fronts."""
-
-    bearer: bool = True
-    session_cookie: bool = True
-    csrf: bool = True
-    csrf_header: str = "X-CSRF-Token"
-    csrf_cookie: str = "authmw_csrf"
-    exclude_paths: tuple[str, ...] = ()
-    retry_after: int = 5
+        self.credential = ""
+        self.resign = False
+        self.cookies: dict[str, str] | None = None
 
 
 class Edge:
-    """Authenticates one request's credentials through an :class:`AuthFramework`."""
+    """Authenticates one request's credentials through an :class:`AuthFramework`.
 
-    def __init__(self, auth: AuthFramework, settings: EdgeSettings) -> None:
+    Raises ``ConfigurationError`` when the CSRF cookie would share the session cookie's name.
+    """
+
+    def __init__(self, auth: AuthFramework, options: MiddlewareOptions) -> None:
         self.auth = auth
-        self.settings = settings
+        self.options = options
         self.cookies = SessionCookieCodec(auth.config.signing_keys, auth.config.cookie,
-                                          settings.csrf_cookie)
+                                          options.csrf_cookie)
         self.cookie_name = auth.config.cookie.name
-        self._excluded = tuple(p.rstrip("/") for p in settings.exclude_paths)
+        if options.csrf_cookie == self.cookie_name:
+            raise ConfigurationError(
+                f"csrf_cookie {options.csrf_cookie!r} is the session cookie's name")
+        # Read on every request: plain attributes, not a trip through the options.
+        self._bearer = options.bearer
+        self._session_cookie = options.session_cookie
+        self._csrf = options.csrf
+        self._excluded = tuple(p.rstrip("/") for p in options.exclude_paths)
         self._unavailable = Refusal(
             503, {"error": "service_unavailable",
                   "error_description": "authentication storage is unavailable"},
-            (("retry-after", str(settings.retry_after)),), ws_close_code=1013)
+            (("retry-after", str(options.retry_after)),), ws_close_code=1013)
+        self._csrf_failed = Refusal(403, {
+            "error": "csrf_failed",
+            "error_description": f"CSRF token missing or incorrect: send the "
+                                 f"{options.csrf_cookie} cookie's value in the "
+                                 f"{options.csrf_header} header"})
 
     def excluded(self, path: str) -> bool:
         """Whether ``path`` bypasses authentication (``exclude_paths``, prefix-aware)."""
         return any(path == p or path.startswith(p + "/") for p in self._excluded)
-
-    @staticmethod
-    def _bearer_refusal(status: int, error: str, description: str) -> Refusal:
-        challenge = f'Bearer error="{error}", error_description="{description}"'
-        return Refusal(status, {"error": error, "error_description": description},
-                       (("www-authenticate", challenge),))
 
     async def authenticate(
         self, method: str, authorization: bytes | None, cookie_header: str | None,
@@ -105,23 +125,18 @@ class Edge:
     ) -> RequestState | Refusal:
         """The request's principal, or the response that refuses it."""
         state = RequestState(self)
+        kind = _NOTHING
         try:
-            if self.settings.bearer and authorization is not None:
-                token = parse_authorization(authorization)
-                if token is not None:
-                    state.user = AuthUser.from_token(await self.auth.verify(token))
-                    return state
-            if self.settings.session_cookie and cookie_header:
-                return await self._from_cookie(state, method, cookie_header, csrf_header,
-                                               websocket)
-        except MalformedAuthorization as exc:
-            return self._bearer_refusal(400, "invalid_request", exc.problem)
-        except InvalidToken as exc:
-            return self._bearer_refusal(401, "invalid_token", f"the access token is {exc.reason}")
-        except StorageUnavailable as exc:
-            log.warning("refusing request with 503: %s", exc)
-            return self._unavailable
-        return state
+            kind = self._read(state, authorization, cookie_header)
+            if kind == _BEARER:
+                record: AuthToken | SessionData = await self.auth.verify(state.credential)
+            elif kind == _SESSION:
+                record = await self.auth.get_session(state.credential)
+            else:
+                return state
+        except _ANSWERED as exc:
+            return self._refused(state, kind, exc)
+        return self._conclude(state, record, method, csrf_header, websocket)
 
     def authenticate_nowait(
         self, method: str, authorization: bytes | None, cookie_header: str | None,
@@ -130,100 +145,124 @@ class Edge:
         """:meth:`authenticate` when no I/O is needed (a cached token or session, or a refusal
         decided in-process), callable from any thread; None when only :meth:`authenticate`
         can answer (always, unless the storage answers from memory)."""
-        if not self.auth.can_answer_nowait:
+        auth = self.auth
+        if not auth.can_answer_nowait:
             return None
         state = RequestState(self)
+        kind = _NOTHING
         try:
-            if self.settings.bearer and authorization is not None:
-                token = parse_authorization(authorization)
-                if token is not None:
-                    record = self.auth.verify_nowait(token)
-                    if record is None:
-                        return None
-                    state.user = AuthUser.from_token(record)
-                    return state
-            if self.settings.session_cookie and cookie_header:
-                cookies = cookie_parser(cookie_header)
-                raw = cookies.get(self.cookie_name)
-                if not raw:
-                    return state
+            kind = self._read(state, authorization, cookie_header)
+            if kind == _BEARER:
+                record: AuthToken | SessionData | None = auth.verify_nowait(state.credential)
+            elif kind == _SESSION:
+                record = auth.get_session_nowait(state.credential)
+            else:
+                return state
+        except _ANSWERED as exc:
+            return self._refused(state, kind, exc)
+        if record is None:
+            return None
+        return self._conclude(state, record, method, csrf_header, False)
+
+    def _read(self, state: RequestState, authorization: bytes | None,
+              cookie_header: str | None) -> int:
+        """Which credentials the request carries (``_BEARER``, ``_SESSION`` or ``_NOTHING``),
+        noted on ``state``. A tampered cookie is nothing, and marked for deletion.
+
+        Raises ``MalformedAuthorization`` for a bearer header that breaks RFC 6750.
+        """
+        if authorization is not None and self._bearer:
+            token = parse_authorization(authorization)
+            if token is not None:
+                state.credential = token
+                return _BEARER
+        if cookie_header and self._session_cookie:
+            cookies = cookie_parser(cookie_header)
+            raw = cookies.get(self.cookie_name)
+            if raw:
                 try:
-                    session_id, resign = self.cookies.unsign(raw)
-                    session = self.auth.get_session_nowait(session_id)
-                except (BadSignature, InvalidToken):
+                    state.credential, state.resign = self.cookies.unsign(raw)
+                except BadSignature:
+                    # Tampered: serve the request anonymously, drop the cookie.
                     state.delete_cookie = True
-                    return state
-                if session is None:
-                    return None
-                return self._with_session(state, method, cookies, csrf_header, websocket=False,
-                                          session_id=session_id, resign=resign, record=session)
-        except MalformedAuthorization as exc:
-            return self._bearer_refusal(400, "invalid_request", exc.problem)
-        except InvalidToken as exc:
-            return self._bearer_refusal(401, "invalid_token", f"the access token is {exc.reason}")
-        return state
+                    return _NOTHING
+                state.cookies = cookies
+                return _SESSION
+        return _NOTHING
 
-    async def _from_cookie(
-        self, state: RequestState, method: str, cookie_header: str, csrf_header: str | None,
-        websocket: bool,
+    def _conclude(
+        self, state: RequestState, record: AuthToken | SessionData, method: str,
+        csrf_header: str | None, websocket: bool,
     ) -> RequestState | Refusal:
-        cookies = cookie_parser(cookie_header)
-        raw = cookies.get(self.cookie_name)
-        if not raw:
+        """The principal behind a looked-up record; for a session, after the CSRF check."""
+        if isinstance(record, AuthToken):
+            state.user = AuthUser.from_token(record)
             return state
-        try:
-            session_id, resign = self.cookies.unsign(raw)
-            record = await self.auth.get_session(session_id)
-        except (BadSignature, InvalidToken):
-            # Tampered, expired or unknown: serve the request anonymously, drop the cookie.
-            state.delete_cookie = True
-            return state
-        return self._with_session(state, method, cookies, csrf_header, websocket=websocket,
-                                  session_id=session_id, resign=resign, record=record)
-
-    def _with_session(
-        self, state: RequestState, method: str, cookies: dict[str, str],
-        csrf_header: str | None, *, websocket: bool, session_id: str, resign: bool,
-        record: SessionData,
-    ) -> RequestState | Refusal:
-        """The CSRF check, then the session adopted as the request's principal."""
-        if self.settings.csrf and not websocket and method not in SAFE_METHODS:
-            expected = self.cookies.csrf_token(session_id)
-            echoed = cookies.get(self.settings.csrf_cookie, "")
+        session_id = state.credential
+        if self._csrf and not websocket and method not in SAFE_METHODS:
+            echoed = state.cookies.get(self.options.csrf_cookie, "") if state.cookies else ""
             if not (csrf_header and hmac.compare_digest(csrf_header, echoed)
-                    and hmac.compare_digest(csrf_header, expected)):
-                return Refusal(403, {"error": "csrf_failed", "error_description":
-                                     f"CSRF token missing or incorrect: send the "
-                                     f"{self.settings.csrf_cookie} cookie's value in the "
-                                     f"{self.settings.csrf_header} header"})
+                    and hmac.compare_digest(csrf_header, self.cookies.csrf_token(session_id))):
+                return self._csrf_failed
         self._adopt(state, session_id, record)
-        state.set_cookie = resign
+        state.set_cookie = state.resign
         return state
+
+    def _refused(self, state: RequestState, kind: int, exc: Exception) -> RequestState | Refusal:
+        """The answer when reading or looking up the credentials raised ``exc``."""
+        if isinstance(exc, InvalidToken):
+            if kind == _SESSION:
+                # Expired or unknown session: serve the request anonymously, drop the cookie.
+                state.delete_cookie = True
+                return state
+            return self._bearer_refusal(401, "invalid_token", f"the access token is {exc.reason}")
+        if isinstance(exc, MalformedAuthorization):
+            return self._bearer_refusal(400, "invalid_request", exc.problem)
+        log.warning("refusing request with 503: %s", exc)
+        return self._unavailable
 
     @staticmethod
-    def _adopt(state: RequestState, session_id: str, record: SessionData) -> None:
-        state.user = AuthUser.from_session(record)
+    def _bearer_refusal(status: int, error: str, description: str) -> Refusal:
+        challenge = f'Bearer error="{error}", error_description="{description}"'
+        return Refusal(status, {"error": error, "error_description": description},
+                       (("www-authenticate", challenge),))
+
+    @staticmethod
+    def _adopt(state: RequestState, session_id: str, record: SessionData) -> AuthUser:
+        user = AuthUser.from_session(record)
+        state.user = user
         state.session_id = session_id
         state.session_record = record
         state.session = record.data
         state.fingerprint = data_fingerprint(record.data)
+        return user
 
     async def finish(self, state: RequestState) -> list[str]:
         """Save a changed session and return the ``Set-Cookie`` values for the response.
 
         Raises ``StorageUnavailable`` when a change cannot be saved; the caller answers 503.
         """
-        csrf = self.settings.csrf
+        record = state.session_record
+        if record is not None and data_fingerprint(state.session) != state.fingerprint:
+            state.session_record = await self.auth.save_session(record, state.session)
+            state.fingerprint = data_fingerprint(state.session)
+        return self._set_cookies(state)
+
+    def finish_nowait(self, state: RequestState) -> list[str] | None:
+        """:meth:`finish` when there is nothing to save; None when a changed session must be
+        saved, which only :meth:`finish` can do."""
+        if state.session_record is not None and (
+                data_fingerprint(state.session) != state.fingerprint):
+            return None
+        return self._set_cookies(state)
+
+    def _set_cookies(self, state: RequestState) -> list[str]:
         if state.session_record is not None and state.session_id is not None:
-            if data_fingerprint(state.session) != state.fingerprint:
-                state.session_record = await self.auth.save_session(state.session_record,
-                                                                    state.session)
-                state.fingerprint = data_fingerprint(state.session)
             if state.set_cookie:
-                return self.cookies.set_headers(state.session_id, csrf=csrf)
+                return self.cookies.set_headers(state.session_id, csrf=self._csrf)
             return []
         if state.delete_cookie:
-            return self.cookies.delete_headers(csrf=csrf)
+            return self.cookies.delete_headers(csrf=self._csrf)
         return []
 
     def unavailable(self) -> Refusal:
@@ -238,17 +277,16 @@ class Edge:
 
         Data of a session of the same user carries over; another user's is dropped.
         """
-        user = await self.auth.check_password(user_id, password, ip_address=ip_address,
-                                              user_agent=user_agent)
+        account = await self.auth.check_password(user_id, password, ip_address=ip_address,
+                                                 user_agent=user_agent)
         carry = dict(state.session) if (state.session_record is not None
-                                        and state.session_record.user_id == user.user_id) else {}
+                                        and state.session_record.user_id == account.user_id) else {}
         if state.session_id is not None:
             await self.auth.destroy_session(state.session_id)
-        session_id, record = await self.auth.create_session(user.user_id, carry)
-        self._adopt(state, session_id, record)
+        session_id, record = await self.auth.create_session(account.user_id, carry)
+        user = self._adopt(state, session_id, record)
         state.set_cookie, state.delete_cookie = True, False
-        assert isinstance(state.user, AuthUser)
-        return state.user
+        return user
 
     async def logout(self, state: RequestState) -> None:
         """End the current session server-side and remove the cookie."""

@@ -1,4 +1,4 @@
-"""An event loop in a daemon thread that synchronous code hands coroutines to.
+"""Runs coroutines for synchronous code on an event loop in a daemon thread.
 
 ``WSGIAuthMiddleware`` runs the async authentication core here: every request thread submits
 its coroutine and blocks until the answer comes back. The loop starts on demand and can be

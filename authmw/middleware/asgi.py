@@ -1,16 +1,16 @@
-"""AuthMiddleware: plain ASGI authentication for Starlette, FastAPI or any ASGI app.
+"""Translates ASGI to the edge: ``AuthMiddleware`` authenticates Starlette, FastAPI or any ASGI app.
 
 For ``http`` and ``websocket`` scopes it reads a bearer token from ``Authorization`` and/or a
-session id from the signed session cookie, verifies it, and sets ``scope["user"]``,
-``scope["auth"]`` and ``scope["session"]``; ``lifespan`` scopes open and close the framework;
-other scopes pass straight through. Responses are changed only by wrapping ``send``.
+session id from the signed session cookie, has :class:`authmw.middleware._edge.Edge` decide,
+and sets ``scope["user"]``, ``scope["auth"]`` and ``scope["session"]``; ``lifespan`` scopes open
+and close the framework; other scopes pass straight through. Responses are changed only by
+wrapping ``send``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Any
+from typing import Unpack
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
@@ -18,8 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import StorageUnavailable
 from ..framework import AuthFramework
-from ._edge import Edge, EdgeSettings, Refusal, RequestState
-from .principal import _current, credentials_for
+from ._edge import Edge, Refusal, RequestState
+from ._options import MiddlewareOptions, OptionKeywords, resolve
+from .principal import AuthUser, _current, credentials_for
 
 __all__ = ["AuthMiddleware", "login", "logout"]
 
@@ -34,26 +35,24 @@ class AuthMiddleware:
     ``Starlette(middleware=[Middleware(AuthMiddleware, auth=auth)])``, ``app.add_middleware(
     AuthMiddleware, auth=auth)`` in FastAPI, or ``AuthMiddleware(app, auth=auth)``.
 
-    Options: ``bearer`` and ``session_cookie`` (both on; bearer wins when both are present),
-    ``csrf`` (double-submit check on unsafe cookie-authenticated requests, on by default),
-    ``csrf_header``/``csrf_cookie`` names, ``exclude_paths`` (served without authentication),
-    ``retry_after`` seconds on 503, and ``lifespan`` (open/close the framework with the app).
+    Options are :class:`authmw.MiddlewareOptions`' fields, given as keyword arguments
+    (``bearer``, ``session_cookie``, ``csrf``, ``csrf_header``, ``csrf_cookie``,
+    ``exclude_paths``, ``retry_after``) or as ``options=MiddlewareOptions(...)`` (keywords then
+    override its fields); plus ``lifespan`` (open/close the framework with the app, on by
+    default). Raises ``ConfigurationError`` for a bad option.
     """
 
     def __init__(
-        self, app: ASGIApp, auth: AuthFramework, *, bearer: bool = True,
-        session_cookie: bool = True, csrf: bool = True, csrf_header: str = "X-CSRF-Token",
-        csrf_cookie: str = "authmw_csrf", exclude_paths: Iterable[str] = (),
-        retry_after: int = 5, lifespan: bool = True,
+        self, app: ASGIApp, auth: AuthFramework, *, options: MiddlewareOptions | None = None,
+        lifespan: bool = True, **keywords: Unpack[OptionKeywords],
     ) -> None:
         self.app = app
         self.auth = auth
-        self.edge = Edge(auth, EdgeSettings(
-            bearer=bearer, session_cookie=session_cookie, csrf=csrf, csrf_header=csrf_header,
-            csrf_cookie=csrf_cookie, exclude_paths=tuple(exclude_paths), retry_after=retry_after))
-        self._csrf_header = csrf_header.lower().encode("latin-1")
+        self.options = resolve(options, keywords)
+        self.edge = Edge(auth, self.options)
+        self._csrf_header = self.options.csrf_header.lower().encode("latin-1")
         self._lifespan = lifespan
-        self._has_exclusions = bool(self.edge.settings.exclude_paths)
+        self._has_exclusions = bool(self.options.exclude_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -176,16 +175,19 @@ def _state(conn: HTTPConnection) -> RequestState:
     return state
 
 
-async def login(request: HTTPConnection, user_id: str, password: str) -> Any:
+async def login(request: HTTPConnection, user_id: str, password: str) -> AuthUser:
     """Check a password and log the request's client in with a new session.
 
     Rotates the session id if one existed (session fixation); the middleware sets the cookie on
     the response. Returns the new :class:`authmw.AuthUser`. Raises ``InvalidCredentials``,
-    ``AccountLocked`` or ``InvalidInput`` like :meth:`AuthFramework.check_password`.
+    ``AccountLocked`` or ``InvalidInput`` like :meth:`AuthFramework.check_password`, and
+    ``StorageUnavailable``. WSGI's twin is :func:`authmw.middleware.wsgi.login`; both are
+    :meth:`authmw.middleware._edge.Edge.login`.
     """
     state = _state(request)
+    client = request.client
     user = await state.edge.login(
-        state, user_id, password, ip_address=request.client.host if request.client else None,
+        state, user_id, password, ip_address=client.host if client else None,
         user_agent=request.headers.get("user-agent"))
     AuthMiddleware._publish(request.scope, state)
     _current.set(user)

@@ -1,4 +1,4 @@
-"""The authenticated principal put on the request, and ``current_user()``.
+"""Represents the principal put on the request (``AuthUser``), its scopes, and ``current_user()``.
 
 ``AuthUser`` is a Starlette ``BaseUser``; its scopes (``AuthCredentials``) are
 ``["authenticated", *permissions, *("role:" + r for r in roles)]`` so Starlette's ``requires()``

@@ -1,11 +1,13 @@
-"""WSGIAuthMiddleware: the ASGI middleware's behaviour for WSGI apps (Flask or any other).
+"""Translates WSGI to the edge: ``WSGIAuthMiddleware`` authenticates Flask or any WSGI app.
 
-The authentication core is async (it shares :class:`authmw.middleware._edge.Edge` with
-``AuthMiddleware``), so the middleware owns an event loop running in a daemon thread, started on
-the first request. Every request thread hands its Edge calls to that loop and waits for the
-answer. Storage connections (Redis, asyncpg pools) belong to the loop that opened them, so the
-framework must be opened there: it opens itself on first use, which happens on the middleware's
-loop unless the application opened it elsewhere first.
+It makes the same decision as ``AuthMiddleware`` (both call
+:class:`authmw.middleware._edge.Edge`). That decision is async, so the middleware owns an event
+loop running in a daemon thread, started on the first request, and request threads hand it
+their Edge calls and wait for the answer; a token or session the storage answers from memory
+(``CachedStorage``) is decided on the request's own thread instead. Storage connections (Redis,
+asyncpg pools) belong to the loop that opened them, so the framework must be opened there: it
+opens itself on first use, which happens on the middleware's loop unless the application
+opened it elsewhere first.
 
 Environ keys set for the app: ``authmw.user`` (an :class:`authmw.AuthUser` or Starlette's
 ``UnauthenticatedUser``), ``authmw.auth`` (``AuthCredentials``) and ``authmw.session`` (the
@@ -21,13 +23,14 @@ import weakref
 from collections.abc import Coroutine, Iterable, Iterator
 from http import HTTPStatus
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
+from .._time import Duration, seconds
 from ..errors import StorageUnavailable
 from ..framework import AuthFramework
-from ._cookies import data_fingerprint
-from ._edge import Edge, EdgeSettings, Refusal, RequestState
+from ._edge import Edge, Refusal, RequestState
 from ._loop_thread import LoopGone, LoopThread
+from ._options import MiddlewareOptions, OptionKeywords, resolve
 from .principal import AuthUser, _current, credentials_for
 
 if TYPE_CHECKING:
@@ -52,9 +55,10 @@ class WSGIAuthMiddleware:
 
     ``app.wsgi_app = WSGIAuthMiddleware(app.wsgi_app, auth)`` in Flask (or use
     :class:`authmw.integrations.flask.AuthMW`), ``WSGIAuthMiddleware(app, auth)`` elsewhere.
-    Options are ``AuthMiddleware``'s: ``bearer``, ``session_cookie``, ``csrf``, ``csrf_header``,
-    ``csrf_cookie``, ``exclude_paths``, ``retry_after``; plus ``timeout``, the seconds a request
-    waits for the loop before it is answered 503.
+    Options are ``AuthMiddleware``'s (:class:`authmw.MiddlewareOptions`' fields as keyword
+    arguments, or ``options=MiddlewareOptions(...)`` with keywords overriding its fields); plus
+    ``timeout``, the seconds (or ``timedelta``) a request waits for the loop before it is
+    answered 503. Raises ``ConfigurationError`` for a bad option.
 
     One middleware per framework: the framework's storage connections live on this
     middleware's loop. Call :meth:`close` at shutdown (it also runs at interpreter exit);
@@ -62,26 +66,24 @@ class WSGIAuthMiddleware:
     """
 
     def __init__(
-        self, app: WSGIApplication, auth: AuthFramework, *, bearer: bool = True,
-        session_cookie: bool = True, csrf: bool = True, csrf_header: str = "X-CSRF-Token",
-        csrf_cookie: str = "authmw_csrf", exclude_paths: Iterable[str] = (),
-        retry_after: int = 5, timeout: float = 30.0,
+        self, app: WSGIApplication, auth: AuthFramework, *,
+        options: MiddlewareOptions | None = None, timeout: Duration = 30.0,
+        **keywords: Unpack[OptionKeywords],
     ) -> None:
         self.app = app
         self.auth = auth
-        self.edge = Edge(auth, EdgeSettings(
-            bearer=bearer, session_cookie=session_cookie, csrf=csrf, csrf_header=csrf_header,
-            csrf_cookie=csrf_cookie, exclude_paths=tuple(exclude_paths), retry_after=retry_after))
-        self.timeout = timeout
-        self._csrf_key = "HTTP_" + csrf_header.upper().replace("-", "_")
-        self._bearer = bearer
+        self.options = options = resolve(options, keywords)
+        self.edge = Edge(auth, options)
+        self.timeout = seconds(timeout, "timeout")
+        self._csrf_key = "HTTP_" + options.csrf_header.upper().replace("-", "_")
+        self._bearer = options.bearer
         # Seen as a substring of the Cookie header whenever the parser could find the cookie.
-        self._cookie_name = self.edge.cookie_name if session_cookie else None
-        self._has_exclusions = bool(self.edge.settings.exclude_paths)
+        self._cookie_name = self.edge.cookie_name if options.session_cookie else None
+        self._has_exclusions = bool(options.exclude_paths)
         self._loop = LoopThread()
         # Weakly bound: closes the framework and stops the thread at exit (or when the
         # middleware is collected) without keeping the middleware alive.
-        self._finalizer = weakref.finalize(self, self._loop.stop, auth, timeout)
+        self._finalizer = weakref.finalize(self, self._loop.stop, auth, self.timeout)
 
     def __repr__(self) -> str:
         return f"WSGIAuthMiddleware(app={self.app!r}, auth={self.auth!r})"
@@ -183,14 +185,11 @@ class WSGIAuthMiddleware:
     def _finish(self, environ: WSGIEnvironment, state: RequestState) -> list[str]:
         # The app may have replaced the dict or logged in/out: read back what it left.
         state.session = environ.get(SESSION_KEY, state.session)
-        # Skip the trip to the loop when Edge.finish would do nothing: no session and no
-        # cookie to delete, or a session whose data is unchanged and whose cookie is current.
-        if state.session_record is None:
-            if not state.delete_cookie:
-                return []
-        elif not state.set_cookie and data_fingerprint(state.session) == state.fingerprint:
-            return []
-        return self._call(self.edge.finish(state), "finish")
+        # Only a session change to save makes the trip to the loop.
+        cookies = self.edge.finish_nowait(state)
+        if cookies is None:
+            cookies = self._call(self.edge.finish(state), "finish")
+        return cookies
 
 
 class _Response:

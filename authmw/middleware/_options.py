@@ -1,0 +1,99 @@
+"""Defines the options both middlewares take, and checks them once when they are built.
+
+:class:`MiddlewareOptions` is what ``AuthMiddleware`` and ``WSGIAuthMiddleware`` are configured
+with. Both fronts also take its fields as keyword arguments (``Middleware(AuthMiddleware,
+auth=auth, csrf=False)``); :func:`resolve` turns ``options=`` plus keywords into one
+:class:`MiddlewareOptions`. Each front keeps its own protocol's extra (``lifespan`` for ASGI,
+``timeout`` for WSGI) as a plain keyword argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TypedDict
+
+from ..errors import ConfigurationError
+
+__all__ = ["MiddlewareOptions", "OptionKeywords", "resolve"]
+
+# RFC 9110 section 5.6.2: a header name is a token.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# The characters CookieConfig refuses in a cookie name too.
+_NOT_IN_COOKIE_NAME = frozenset(' ;,=\t\r\n"')
+
+
+@dataclass(frozen=True, slots=True)
+class MiddlewareOptions:
+    """How a middleware authenticates requests; the same for ASGI and WSGI.
+
+    ``bearer`` and ``session_cookie`` switch each kind of credential on (both are on; bearer
+    wins when a request carries both). ``csrf`` turns on the double-submit check on unsafe
+    cookie-authenticated requests: the ``csrf_cookie`` cookie's value echoed in the
+    ``csrf_header`` header. ``exclude_paths`` are served without authentication (``"/static"``
+    covers ``/static/...``). ``retry_after`` is the whole seconds sent in ``Retry-After`` with
+    a 503.
+
+    Raises ``ConfigurationError`` for a header or cookie name that cannot be one, an
+    ``exclude_paths`` that is a single string or holds something other than paths starting
+    with ``/``, or a ``retry_after`` that is not a whole number of seconds >= 0.
+    """
+
+    bearer: bool = True
+    session_cookie: bool = True
+    csrf: bool = True
+    csrf_header: str = "X-CSRF-Token"
+    csrf_cookie: str = "authmw_csrf"
+    # Any iterable of paths; kept as a tuple.
+    exclude_paths: Iterable[str] = ()
+    retry_after: int = 5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.csrf_header, str) or not _HEADER_NAME.fullmatch(self.csrf_header):
+            raise ConfigurationError(f"csrf_header {self.csrf_header!r} is not a header name")
+        if (not isinstance(self.csrf_cookie, str) or not self.csrf_cookie
+                or not _NOT_IN_COOKIE_NAME.isdisjoint(self.csrf_cookie)):
+            raise ConfigurationError(f"csrf_cookie {self.csrf_cookie!r} is not a cookie name")
+        # A single string would be taken character by character, and its "/" would exclude
+        # every path: refuse it rather than switch authentication off.
+        if isinstance(self.exclude_paths, (str, bytes)):
+            raise ConfigurationError(
+                f"exclude_paths: expected a list of paths, not one string: "
+                f"[{self.exclude_paths!r}]")
+        paths = tuple(self.exclude_paths)
+        for path in paths:
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ConfigurationError(
+                    f"exclude_paths: {path!r} is not a path starting with '/'")
+        object.__setattr__(self, "exclude_paths", paths)
+        if (not isinstance(self.retry_after, int) or isinstance(self.retry_after, bool)
+                or self.retry_after < 0):
+            raise ConfigurationError(
+                f"retry_after: expected whole seconds >= 0, got {self.retry_after!r}")
+
+
+class OptionKeywords(TypedDict, total=False):
+    """:class:`MiddlewareOptions`' fields as the middlewares' keyword arguments (a test pins
+    that the two list the same names)."""
+
+    bearer: bool
+    session_cookie: bool
+    csrf: bool
+    csrf_header: str
+    csrf_cookie: str
+    exclude_paths: Iterable[str]
+    retry_after: int
+
+
+def resolve(options: MiddlewareOptions | None, keywords: OptionKeywords) -> MiddlewareOptions:
+    """``options`` (the defaults when None) with the fields given as ``keywords`` replaced.
+
+    Raises ``ConfigurationError`` for a bad value and ``TypeError`` for an unknown name.
+    """
+    if options is None:
+        return MiddlewareOptions(**keywords)
+    if not isinstance(options, MiddlewareOptions):
+        raise ConfigurationError(f"options: expected a MiddlewareOptions, got {options!r}")
+    return dataclasses.replace(options, **keywords) if keywords else options
