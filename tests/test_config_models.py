@@ -13,7 +13,7 @@ from authmw import AuthConfig, ConfigurationError, CookieConfig, InMemoryStorage
 from authmw.errors import AuthmwError, InvalidToken, StorageUnavailable
 from authmw.models import AuditEvent, AuthToken, SessionData, UserRecord
 from authmw.storage import InMemoryConfig, storage_from_url
-from tests.factories import make_session, make_token, make_user
+from tests.support.factories import make_session, make_token, make_user
 
 
 def test_public_names() -> None:

@@ -22,7 +22,7 @@ from authmw import (
 from authmw.storage import AuthStorage, InMemoryStorage
 from authmw.testing import fast_password_hasher
 from tests.conftest import TEST_SECRET
-from tests.factories import forge
+from tests.support.factories import forge
 
 
 def make_auth(storage: AuthStorage, **overrides: object) -> AuthFramework:

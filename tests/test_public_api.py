@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import warnings
 
 import pytest
 
@@ -77,23 +76,3 @@ def test_public_names_have_docstrings(name: str) -> None:
         value = getattr(module, attr)
         if inspect.isclass(value) or inspect.isfunction(value):
             assert inspect.getdoc(value), f"{name}.{attr} has no docstring"
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "attr"),
-    [
-        ("authmw.asgi", "authmw.middleware.asgi", "AuthMiddleware"),
-        ("authmw.wsgi", "authmw.middleware.wsgi", "WSGIAuthMiddleware"),
-        ("authmw.principal", "authmw.middleware.principal", "AuthUser"),
-        ("authmw.sessions", "authmw.middleware._cookies", "SessionCookieCodec"),
-    ],
-)
-def test_moved_modules_warn_and_still_work(old: str, new: str, attr: str) -> None:
-    """The modules that moved into authmw.middleware keep working for one release, warning."""
-    module = importlib.import_module(old)
-    with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
-        value = getattr(module, attr)
-    assert value is getattr(importlib.import_module(new), attr)
-    with warnings.catch_warnings(), pytest.raises(AttributeError):
-        warnings.simplefilter("ignore")
-        _ = module.no_such_name
