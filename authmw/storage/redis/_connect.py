@@ -130,7 +130,7 @@ def sentinel_client(
     }
     if sentinel_password:
         sentinel_kwargs["password"] = sentinel_password
-    manager = Sentinel(  # type: ignore[no-untyped-call]
+    manager = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
         [(e.host, e.port) for e in sentinels], sentinel_kwargs=sentinel_kwargs,
         socket_timeout=read_timeout, socket_connect_timeout=timeout,
     )
