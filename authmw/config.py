@@ -71,9 +71,7 @@ class CookieConfig:
         if self.name.startswith("__Host-") and (
             not self.secure or self.path != "/" or self.domain is not None
         ):
-            raise ConfigurationError(
-                "a __Host- cookie needs secure=True, path='/' and no domain"
-            )
+            raise ConfigurationError("a __Host- cookie needs secure=True, path='/' and no domain")
         if self.name.startswith("__Secure-") and not self.secure:
             raise ConfigurationError("a __Secure- cookie needs secure=True")
         if self.same_site == "none" and not self.secure:
@@ -130,12 +128,23 @@ class AuthConfig:
             raise ConfigurationError("secret_key_fallbacks: expected a list of keys, not one key")
         for index, key in enumerate(self.secret_key_fallbacks):
             _key_bytes(key, f"secret_key_fallbacks[{index}]")
-        for name in ("access_token_ttl", "refresh_token_ttl", "session_idle_timeout",
-                     "session_absolute_timeout", "failed_login_window", "lockout_duration"):
+        for name in (
+            "access_token_ttl",
+            "refresh_token_ttl",
+            "session_idle_timeout",
+            "session_absolute_timeout",
+            "failed_login_window",
+            "lockout_duration",
+        ):
             seconds(getattr(self, name), name)
-        for name, minimum in (("max_failed_logins", 1), ("min_password_length", 1),
-                              ("max_password_length", 1), ("max_user_id_length", 1),
-                              ("max_concurrent_hashes", 1), ("verified_token_cache", 0)):
+        for name, minimum in (
+            ("max_failed_logins", 1),
+            ("min_password_length", 1),
+            ("max_password_length", 1),
+            ("max_user_id_length", 1),
+            ("max_concurrent_hashes", 1),
+            ("verified_token_cache", 0),
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ConfigurationError(f"{name}: must be an integer >= {minimum}, got {value!r}")
@@ -147,8 +156,9 @@ class AuthConfig:
             )
         if self.min_password_length > self.max_password_length:
             raise ConfigurationError("min_password_length is above max_password_length")
-        if self.password_hasher is not None and not isinstance(self.password_hasher,
-                                                               PasswordHasher):
+        if self.password_hasher is not None and not isinstance(
+            self.password_hasher, PasswordHasher
+        ):
             raise ConfigurationError("password_hasher: expected an argon2.PasswordHasher")
         if not isinstance(self.cookie, CookieConfig):
             raise ConfigurationError("cookie: expected a CookieConfig")

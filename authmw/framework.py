@@ -48,7 +48,8 @@ class AuthFramework:
         self._refresh_ttl = timedelta(seconds=seconds(cfg.refresh_token_ttl, "refresh_token_ttl"))
         self._idle = timedelta(seconds=seconds(cfg.session_idle_timeout, "session_idle_timeout"))
         self._absolute = timedelta(
-            seconds=seconds(cfg.session_absolute_timeout, "session_absolute_timeout"))
+            seconds=seconds(cfg.session_absolute_timeout, "session_absolute_timeout")
+        )
         self._touch_every = timedelta(seconds=cfg.touch_interval)
         self._window = seconds(cfg.failed_login_window, "failed_login_window")
         self._lockout = seconds(cfg.lockout_duration, "lockout_duration")
@@ -89,7 +90,9 @@ class AuthFramework:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.close()
@@ -123,14 +126,25 @@ class AuthFramework:
     async def _audit(self, action: str, outcome: bool, user_id: str | None, **info: Any) -> None:
         if self.config.audit_log:
             meta = {k: v for k, v in info.items() if v is not None and k not in ("ip", "agent")}
-            await self.storage.append_audit(AuditEvent(
-                action=action, outcome=outcome, user_id=user_id, ip_address=info.get("ip"),
-                user_agent=info.get("agent"), metadata=meta))
+            await self.storage.append_audit(
+                AuditEvent(
+                    action=action,
+                    outcome=outcome,
+                    user_id=user_id,
+                    ip_address=info.get("ip"),
+                    user_agent=info.get("agent"),
+                    metadata=meta,
+                )
+            )
 
     # -- users -----------------------------------------------------------------------------
 
     async def register_user(
-        self, user_id: str, password: str, *, roles: tuple[str, ...] | list[str] = (),
+        self,
+        user_id: str,
+        password: str,
+        *,
+        roles: tuple[str, ...] | list[str] = (),
         permissions: tuple[str, ...] | list[str] = (),
     ) -> UserRecord:
         """Create a user with an argon2id hash of ``password``.
@@ -144,15 +158,24 @@ class AuthFramework:
         if not self._open:
             await self.open()
         now = utcnow()
-        user = UserRecord(user_id=user_id, password_hash=await self._passwords.hash(password),
-                          created_at=now, updated_at=now, roles=tuple(roles),
-                          permissions=tuple(permissions))
+        user = UserRecord(
+            user_id=user_id,
+            password_hash=await self._passwords.hash(password),
+            created_at=now,
+            updated_at=now,
+            roles=tuple(roles),
+            permissions=tuple(permissions),
+        )
         await self.storage.create_user(user)
         await self._audit("user.register", True, user_id)
         return user
 
     async def check_password(
-        self, user_id: str, password: str, *, ip_address: str | None = None,
+        self,
+        user_id: str,
+        password: str,
+        *,
+        ip_address: str | None = None,
         user_agent: str | None = None,
     ) -> UserRecord:
         """Verify a login and return the user, counting failures and locking out.
@@ -188,8 +211,9 @@ class AuthFramework:
             raise InvalidCredentials(user_id)
         await self.storage.kv_delete(_FAILURES + user_id)
         if self._passwords.needs_rehash(user.password_hash):
-            user = replace(user, password_hash=await self._passwords.hash(password),
-                           updated_at=utcnow())
+            user = replace(
+                user, password_hash=await self._passwords.hash(password), updated_at=utcnow()
+            )
             await self.storage.update_user(user)
         await self._audit("login", True, user_id, **who)
         return user
@@ -200,24 +224,36 @@ class AuthFramework:
         access, refresh = self._codec.mint(ACCESS), self._codec.mint(REFRESH)
         now = utcnow()
         return AuthToken(
-            token_id=access.selector, user_id=user.user_id, access_digest=access.verifier_digest,
-            expires_at=now + self._access_ttl, created_at=now,
-            family_id=family_id or access.selector, refresh_id=refresh.selector,
-            refresh_digest=refresh.verifier_digest, refresh_expires_at=now + self._refresh_ttl,
-            roles=user.roles, permissions=user.permissions,
-            access_token=access.token, refresh_token=refresh.token,
+            token_id=access.selector,
+            user_id=user.user_id,
+            access_digest=access.verifier_digest,
+            expires_at=now + self._access_ttl,
+            created_at=now,
+            family_id=family_id or access.selector,
+            refresh_id=refresh.selector,
+            refresh_digest=refresh.verifier_digest,
+            refresh_expires_at=now + self._refresh_ttl,
+            roles=user.roles,
+            permissions=user.permissions,
+            access_token=access.token,
+            refresh_token=refresh.token,
         )
 
     async def authenticate(
-        self, user_id: str, password: str, *, ip_address: str | None = None,
+        self,
+        user_id: str,
+        password: str,
+        *,
+        ip_address: str | None = None,
         user_agent: str | None = None,
     ) -> AuthToken:
         """Check a password and issue an access token with a refresh token.
 
         Raises what :meth:`check_password` raises.
         """
-        user = await self.check_password(user_id, password, ip_address=ip_address,
-                                         user_agent=user_agent)
+        user = await self.check_password(
+            user_id, password, ip_address=ip_address, user_agent=user_agent
+        )
         token = self._mint(user, None)
         await self.storage.store_token(token)
         await self._audit("token.issue", True, user.user_id, token_id=token.token_id)
@@ -302,7 +338,8 @@ class AuthFramework:
         for member in await self.storage.list_user_tokens(token.user_id):
             if member.family_id == token.family_id and not member.is_revoked:
                 await self.storage.update_token(
-                    replace(member, revoked_at=now, revoke_reason="family_revoked"))
+                    replace(member, revoked_at=now, revoke_reason="family_revoked")
+                )
 
     async def refresh(self, refresh_token: str) -> AuthToken:
         """Exchange a refresh token for a new access and refresh token (rotation).
@@ -326,24 +363,28 @@ class AuthFramework:
             raise InvalidToken("expired", token_id=record.token_id)
         user = await self.storage.get_user(record.user_id)
         if user is None or not user.is_active:
-            await self.storage.update_token(replace(record, revoked_at=now,
-                                                    revoke_reason="user_disabled"))
+            await self.storage.update_token(
+                replace(record, revoked_at=now, revoke_reason="user_disabled")
+            )
             raise InvalidToken("revoked", token_id=record.token_id)
         new = self._mint(user, record.family_id)
         retired = replace(record, revoked_at=now, revoke_reason="rotated")
         if not await self.storage.rotate_token(retired, new):
             # Another request rotated this token first: the same refresh token was used twice.
             return await self._reused(record, now)
-        await self._audit("token.refresh", True, user.user_id, token_id=new.token_id,
-                          previous=record.token_id)
+        await self._audit(
+            "token.refresh", True, user.user_id, token_id=new.token_id, previous=record.token_id
+        )
         return new
 
     async def _reused(self, record: AuthToken, now: datetime) -> AuthToken:
         await self._revoke_family(record, now)
-        await self._audit("token.refresh", False, record.user_id, reason="reused",
-                          family_id=record.family_id)
-        raise RefreshTokenReused(token_id=record.token_id, user_id=record.user_id,
-                                 family_id=record.family_id)
+        await self._audit(
+            "token.refresh", False, record.user_id, reason="reused", family_id=record.family_id
+        )
+        raise RefreshTokenReused(
+            token_id=record.token_id, user_id=record.user_id, family_id=record.family_id
+        )
 
     async def revoke(self, token: str) -> bool:
         """Revoke an access token, or the token pair a refresh token belongs to.
@@ -366,7 +407,8 @@ class AuthFramework:
             return False
         self._verified.pop(token, None)
         revoked = await self.storage.update_token(
-            replace(record, revoked_at=utcnow(), revoke_reason="revoked"))
+            replace(record, revoked_at=utcnow(), revoke_reason="revoked")
+        )
         await self._audit("token.revoke", True, record.user_id, token_id=record.token_id)
         return revoked
 
@@ -383,7 +425,9 @@ class AuthFramework:
     # -- sessions --------------------------------------------------------------------------
 
     async def create_session(
-        self, user_id: str, data: dict[str, Any] | None = None,
+        self,
+        user_id: str,
+        data: dict[str, Any] | None = None,
     ) -> tuple[str, SessionData]:
         """Start a server-side session; return the session id to hand out and its record.
 
@@ -398,10 +442,16 @@ class AuthFramework:
         now = utcnow()
         absolute = now + self._absolute
         session = SessionData(
-            session_id=minted.selector, user_id=user_id, verifier_digest=minted.verifier_digest,
-            created_at=now, last_accessed=now, expires_at=min(now + self._idle, absolute),
-            absolute_expires_at=absolute, data=dict(data or {}),
-            roles=user.roles if user else (), permissions=user.permissions if user else (),
+            session_id=minted.selector,
+            user_id=user_id,
+            verifier_digest=minted.verifier_digest,
+            created_at=now,
+            last_accessed=now,
+            expires_at=min(now + self._idle, absolute),
+            absolute_expires_at=absolute,
+            data=dict(data or {}),
+            roles=user.roles if user else (),
+            permissions=user.permissions if user else (),
         )
         await self.storage.store_session(session)
         await self._audit("session.create", True, user_id, session_id=session.session_id)

@@ -85,8 +85,9 @@ class AuthToken:
     storage_expires_ts: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _check_aware("AuthToken", self.expires_at, self.created_at, self.refresh_expires_at,
-                     self.revoked_at)
+        _check_aware(
+            "AuthToken", self.expires_at, self.created_at, self.refresh_expires_at, self.revoked_at
+        )
         object.__setattr__(self, "expires_ts", self.expires_at.timestamp())
         object.__setattr__(self, "storage_expires_ts", self.storage_expires_at.timestamp())
 
@@ -182,8 +183,13 @@ class SessionData:
     expires_ts: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _check_aware("SessionData", self.created_at, self.last_accessed, self.expires_at,
-                     self.absolute_expires_at)
+        _check_aware(
+            "SessionData",
+            self.created_at,
+            self.last_accessed,
+            self.expires_at,
+            self.absolute_expires_at,
+        )
         object.__setattr__(self, "expires_ts", self.expires_at.timestamp())
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """A FastAPI app: bearer-protected routes with dependencies, and a session login.
 
-    python examples/fastapi_app.py            # exercise the app in-process and print the steps
-    python examples/fastapi_app.py --serve    # serve it; open http://127.0.0.1:8000/docs
+python examples/fastapi_app.py            # exercise the app in-process and print the steps
+python examples/fastapi_app.py --serve    # serve it; open http://127.0.0.1:8000/docs
 """
 
 import asyncio
@@ -67,8 +67,9 @@ async def selftest() -> None:
     await auth.register_user("linus", "correct horse battery")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://example") as client:
-        issued = (await client.post("/token", json={"user": "grace",
-                                                     "password": "correct horse battery"})).json()
+        issued = (
+            await client.post("/token", json={"user": "grace", "password": "correct horse battery"})
+        ).json()
         bearer = {"Authorization": f"Bearer {issued['access_token']}"}
         print("GET /me with a bearer token ->", (await client.get("/me", headers=bearer)).json())
         reports = (await client.get("/reports", headers=bearer)).json()

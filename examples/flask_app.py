@@ -59,8 +59,10 @@ document.querySelectorAll("form[method=post]").forEach((form) => {
 
 
 def page(title: str, body: str) -> str:
-    return (f"<!doctype html><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>"
-            f"{body}{SUBMIT_WITH_CSRF}")
+    return (
+        f"<!doctype html><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>"
+        f"{body}{SUBMIT_WITH_CSRF}"
+    )
 
 
 def safe_next(target: str | None) -> str:
@@ -70,8 +72,11 @@ def safe_next(target: str | None) -> str:
     return "/"
 
 
-def create_app(auth: AuthFramework | None = None, *, secure_cookies: bool = True,
-               ) -> tuple[Flask, AuthMW]:
+def create_app(
+    auth: AuthFramework | None = None,
+    *,
+    secure_cookies: bool = True,
+) -> tuple[Flask, AuthMW]:
     """The app and its AuthMW extension, with a demo user (``demo``/``demo-password``)."""
     if auth is None:
         config = AuthConfig(
@@ -79,7 +84,8 @@ def create_app(auth: AuthFramework | None = None, *, secure_cookies: bool = True
             password_hasher=fast_password_hasher(),  # demo only: keep the default in production
             # Browsers drop Secure cookies on plain http (except on localhost): turn it off
             # only for a local http demo, never behind https.
-            cookie=CookieConfig(secure=secure_cookies))
+            cookie=CookieConfig(secure=secure_cookies),
+        )
         auth = AuthFramework(InMemoryStorage(), config)
     app = Flask(__name__)
     ext = AuthMW(app, auth, login_view="login_page", exclude_paths=["/healthz"])
@@ -93,13 +99,21 @@ def create_app(auth: AuthFramework | None = None, *, secure_cookies: bool = True
     def issue_token() -> Any:
         form: dict[str, Any] = request.get_json(silent=True) or {}
         try:
-            token = ext.run(auth.authenticate(str(form.get("user", "")),
-                                              str(form.get("password", "")),
-                                              ip_address=request.remote_addr))
+            token = ext.run(
+                auth.authenticate(
+                    str(form.get("user", "")),
+                    str(form.get("password", "")),
+                    ip_address=request.remote_addr,
+                )
+            )
         except (InvalidCredentials, AccountLocked, InvalidInput):
             return {"error": "invalid_grant"}, 401
-        return {"access_token": token.access_token, "refresh_token": token.refresh_token,
-                "token_type": "Bearer", "expires_at": token.expires_at.isoformat()}
+        return {
+            "access_token": token.access_token,
+            "refresh_token": token.refresh_token,
+            "token_type": "Bearer",
+            "expires_at": token.expires_at.isoformat(),
+        }
 
     @app.get("/api/me")
     @login_required
@@ -114,11 +128,14 @@ def create_app(auth: AuthFramework | None = None, *, secure_cookies: bool = True
     @app.get("/login")
     def login_page() -> str:
         target = html.escape(safe_next(request.args.get("next")))
-        return page("Log in", f"""
+        return page(
+            "Log in",
+            f"""
             <form method=post action="/login?next={target}">
               <input name=user placeholder=user> <input name=password type=password>
               <button>Log in</button>
-            </form>""")
+            </form>""",
+        )
 
     @app.post("/login")
     def do_login() -> Any:
@@ -132,9 +149,12 @@ def create_app(auth: AuthFramework | None = None, *, secure_cookies: bool = True
     @login_required
     def home() -> str:
         visits = current_session["visits"] = current_session.get("visits", 0) + 1
-        return page(f"Hello {current_user.display_name}", f"""
+        return page(
+            f"Hello {current_user.display_name}",
+            f"""
             <p>Visits this session: {visits}</p>
-            <form method=post action="/logout"><button>Log out</button></form>""")
+            <form method=post action="/logout"><button>Log out</button></form>""",
+        )
 
     @app.post("/logout")
     def do_logout() -> Any:
@@ -153,8 +173,11 @@ def exercise(app: Flask) -> None:
     me = http.get("/api/me", headers=bearer)
     print("GET /api/me with a bearer token ->", me.status_code, me.json)
     anonymous = http.get("/api/me")
-    print("GET /api/me without credentials ->", anonymous.status_code,
-          anonymous.headers["WWW-Authenticate"])
+    print(
+        "GET /api/me without credentials ->",
+        anonymous.status_code,
+        anonymous.headers["WWW-Authenticate"],
+    )
     assert me.json == {"user": "demo", "via": "bearer"} and anonymous.status_code == 401
 
     browser = {"Accept": "text/html"}

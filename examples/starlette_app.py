@@ -1,7 +1,7 @@
 """A Starlette app: a bearer-protected API route and a session-login page.
 
-    python examples/starlette_app.py           # exercise the app in-process and print the steps
-    python examples/starlette_app.py --serve   # serve it on http://127.0.0.1:8000
+python examples/starlette_app.py           # exercise the app in-process and print the steps
+python examples/starlette_app.py --serve   # serve it on http://127.0.0.1:8000
 """
 
 import asyncio
@@ -63,12 +63,14 @@ async def selftest() -> None:
     token = await auth.authenticate("ada", "correct horse battery")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://example") as client:
-        api = await client.get("/api/profile",
-                               headers={"Authorization": f"Bearer {token.access_token}"})
+        api = await client.get(
+            "/api/profile", headers={"Authorization": f"Bearer {token.access_token}"}
+        )
         print("GET /api/profile with a bearer token ->", api.status_code, api.json())
         print("GET /api/profile anonymous ->", (await client.get("/api/profile")).status_code)
-        login = await client.post("/login",
-                                  json={"user": "ada", "password": "correct horse battery"})
+        login = await client.post(
+            "/login", json={"user": "ada", "password": "correct horse battery"}
+        )
         print("POST /login ->", login.status_code, login.json())
         page = await client.get("/dashboard")
         print("GET /dashboard with the session cookie ->", page.status_code, page.text)

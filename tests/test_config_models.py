@@ -106,8 +106,15 @@ def test_models_json_round_trip(factory: object) -> None:
 
 def test_audit_event_round_trip() -> None:
     """Audit events survive JSON with all fields."""
-    event = AuditEvent(action="login", outcome=False, user_id="u", ip_address="::1",
-                       user_agent="ua", resource="/x", metadata={"reason": "locked"})
+    event = AuditEvent(
+        action="login",
+        outcome=False,
+        user_id="u",
+        ip_address="::1",
+        user_agent="ua",
+        resource="/x",
+        metadata={"reason": "locked"},
+    )
     assert AuditEvent.from_json(event.to_json()) == event
 
 

@@ -25,8 +25,9 @@ DOC_BLOCKS = [
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_runs(path: Path) -> None:
     """The example exits 0 and prints something."""
-    result = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
-                            timeout=120, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
 

@@ -26,8 +26,10 @@ from tests.support.factories import forge
 
 
 def make_auth(storage: AuthStorage, **overrides: object) -> AuthFramework:
-    settings: dict[str, object] = {"secret_key": TEST_SECRET,
-                                   "password_hasher": fast_password_hasher()}
+    settings: dict[str, object] = {
+        "secret_key": TEST_SECRET,
+        "password_hasher": fast_password_hasher(),
+    }
     settings.update(overrides)
     return AuthFramework(storage, AuthConfig(**settings))  # type: ignore[arg-type]
 
@@ -175,12 +177,14 @@ async def test_rehash_on_login(storage: AuthStorage) -> None:
     """A hash made with old parameters is replaced by a current one at the next login."""
     from argon2 import PasswordHasher
 
-    old = make_auth(storage, password_hasher=PasswordHasher(time_cost=1, memory_cost=8,
-                                                            parallelism=1))
+    old = make_auth(
+        storage, password_hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    )
     await old.register_user("fay", "password")
     before = await storage.get_user("fay")
-    new = make_auth(storage, password_hasher=PasswordHasher(time_cost=2, memory_cost=16,
-                                                            parallelism=1))
+    new = make_auth(
+        storage, password_hasher=PasswordHasher(time_cost=2, memory_cost=16, parallelism=1)
+    )
     await new.authenticate("fay", "password")
     after = await storage.get_user("fay")
     assert before is not None and after is not None
@@ -276,8 +280,11 @@ async def test_key_rotation(storage: AuthStorage) -> None:
     old = make_auth(storage, secret_key="old-key-0123456789abcdef0123456789")
     await old.register_user("kim", "password")
     token = await old.authenticate("kim", "password")
-    rotated = make_auth(storage, secret_key="new-key-0123456789abcdef0123456789",
-                        secret_key_fallbacks=["old-key-0123456789abcdef0123456789"])
+    rotated = make_auth(
+        storage,
+        secret_key="new-key-0123456789abcdef0123456789",
+        secret_key_fallbacks=["old-key-0123456789abcdef0123456789"],
+    )
     assert (await rotated.verify(token.access_token)).user_id == "kim"
     fresh = await rotated.authenticate("kim", "password")
     dropped = make_auth(storage, secret_key="new-key-0123456789abcdef0123456789")
@@ -293,9 +300,13 @@ async def test_verify_cache_still_sees_revocation(auth: AuthFramework) -> None:
     token = await auth.authenticate("lee", "password")
     for _ in range(3):
         await auth.verify(token.access_token)
-    await auth.storage.update_token(dataclasses.replace(
-        await auth.verify(token.access_token), revoked_at=token.created_at,
-        revoke_reason="revoked"))
+    await auth.storage.update_token(
+        dataclasses.replace(
+            await auth.verify(token.access_token),
+            revoked_at=token.created_at,
+            revoke_reason="revoked",
+        )
+    )
     with pytest.raises(InvalidToken) as info:
         await auth.verify(token.access_token)
     assert info.value.reason == "revoked"
@@ -347,8 +358,9 @@ async def test_concurrent_refresh_has_one_winner(auth: AuthFramework) -> None:
     """Ten concurrent refreshes of one token: one succeeds, the rest are reuse."""
     await auth.register_user("oli", "password")
     token = await auth.authenticate("oli", "password")
-    results = await asyncio.gather(*(auth.refresh(token.refresh_token) for _ in range(10)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(auth.refresh(token.refresh_token) for _ in range(10)), return_exceptions=True
+    )
     assert sum(not isinstance(r, BaseException) for r in results) == 1
     assert all(isinstance(r, InvalidToken) for r in results if isinstance(r, BaseException))
 
@@ -435,8 +447,11 @@ async def test_session_refusals(auth: AuthFramework) -> None:
     await auth.register_user("val", "password")
     token = await auth.authenticate("val", "password")
     sid, _ = await auth.create_session("val")
-    for bad, reason in (("junk", "malformed"), (token.access_token, "malformed"),
-                        (forge(sid), "forged")):
+    for bad, reason in (
+        ("junk", "malformed"),
+        (token.access_token, "malformed"),
+        (forge(sid), "forged"),
+    ):
         with pytest.raises(InvalidToken) as info:
             await auth.get_session(bad)
         assert info.value.reason == reason
@@ -457,8 +472,9 @@ async def test_session_idle_timeout(storage: AuthStorage) -> None:
 
 async def test_session_absolute_timeout(storage: AuthStorage) -> None:
     """Activity cannot keep a session alive past its absolute timeout."""
-    auth = make_auth(storage, session_idle_timeout=10, session_absolute_timeout=0.4,
-                     session_touch_interval=0)
+    auth = make_auth(
+        storage, session_idle_timeout=10, session_absolute_timeout=0.4, session_touch_interval=0
+    )
     sid, session = await auth.create_session("xia")
     assert session.expires_at == session.absolute_expires_at
     deadline = time.monotonic() + 0.8
@@ -508,8 +524,14 @@ async def test_audit_trail(auth: AuthFramework) -> None:
     await auth.revoke(new.access_token)
     events = list(reversed(await auth.storage.query_audit(user_id="amy")))
     summary = [(e.action, e.outcome) for e in events]
-    assert summary == [("user.register", True), ("login", False), ("login", True),
-                       ("token.issue", True), ("token.refresh", True), ("token.revoke", True)]
+    assert summary == [
+        ("user.register", True),
+        ("login", False),
+        ("login", True),
+        ("token.issue", True),
+        ("token.refresh", True),
+        ("token.revoke", True),
+    ]
     assert events[1].ip_address == "10.0.0.1" and events[1].user_agent == "ua"
     for event in events:
         text = event.to_json()

@@ -28,8 +28,9 @@ async def test_hashing_does_not_block_the_loop() -> None:
             self.threads.add(threading.get_ident())
             return super().verify(hash, password)
 
-    manager = PasswordManager(Recording(time_cost=1, memory_cost=8, parallelism=1),
-                              max_concurrent=2)
+    manager = PasswordManager(
+        Recording(time_cost=1, memory_cost=8, parallelism=1), max_concurrent=2
+    )
     hashes = await asyncio.gather(*(manager.hash(f"password{i}") for i in range(4)))
     assert await manager.verify(hashes[0], "password0")
     assert Recording.threads and threading.get_ident() not in Recording.threads
@@ -53,8 +54,7 @@ async def test_concurrency_is_bounded() -> None:
                 running -= 1
             return super().hash(password, salt=salt)
 
-    manager = PasswordManager(Tracked(time_cost=1, memory_cost=8, parallelism=1),
-                              max_concurrent=2)
+    manager = PasswordManager(Tracked(time_cost=1, memory_cost=8, parallelism=1), max_concurrent=2)
     await asyncio.gather(*(manager.hash(f"p{i}") for i in range(8)))
     assert peak == 2
     manager.close()
@@ -96,6 +96,7 @@ async def test_memory_is_thread_safe() -> None:
         async def run() -> None:
             for _ in range(500):
                 await storage.kv_incr("shared", 60)
+
         asyncio.run(run())
 
     threads = [threading.Thread(target=worker) for _ in range(4)]

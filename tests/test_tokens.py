@@ -85,7 +85,7 @@ def test_tampering_is_forged() -> None:
         replacement = "A" if token[index] != "A" else "B"
         if index == len(token) - 1:
             replacement = "0" if token[index] != "0" else "1"
-        tampered = token[:index] + replacement + token[index + 1:]
+        tampered = token[:index] + replacement + token[index + 1 :]
         with pytest.raises(InvalidToken) as info:
             codec.parse(tampered, ACCESS)
         assert info.value.reason == "forged"

@@ -72,41 +72,56 @@ async def opened(url: str, storage: AuthStorage | None = None) -> AsyncIterator[
 def _native_backup(storage: AuthStorage, what: str) -> SupportsNativeBackup:
     """``storage`` as a storage with a native backup format, else ``ConfigurationError``."""
     if not isinstance(storage, SupportsNativeBackup):
-        raise ConfigurationError(f"{what} is for storages with a native backup format "
-                                 f"(PostgreSQL); this URL is a {storage.name} storage")
+        raise ConfigurationError(
+            f"{what} is for storages with a native backup format "
+            f"(PostgreSQL); this URL is a {storage.name} storage"
+        )
     return storage
 
 
 def _versioned(storage: AuthStorage, what: str) -> SupportsSchema:
     """``storage`` as a storage with a versioned schema, else ``ConfigurationError``."""
     if not isinstance(storage, SupportsSchema):
-        raise ConfigurationError(f"{what} is for storages with a versioned schema "
-                                 f"(PostgreSQL); this URL is a {storage.name} storage")
+        raise ConfigurationError(
+            f"{what} is for storages with a versioned schema "
+            f"(PostgreSQL); this URL is a {storage.name} storage"
+        )
     return storage
 
 
 # -- migrate and restore ----------------------------------------------------------------------
+
 
 def _options(args: argparse.Namespace, bar: ProgressBar) -> MigrationOptions:
     def progress(p: MigrationProgress) -> None:
         bar.update(p.kind, p.done, p.total)
 
     return MigrationOptions(
-        batch_size=args.batch_size, verify_data=args.verify,
-        preserve_ttl=getattr(args, "preserve_ttl", True), dry_run=getattr(args, "dry_run", False),
-        overwrite=args.overwrite, progress=progress)
+        batch_size=args.batch_size,
+        verify_data=args.verify,
+        preserve_ttl=getattr(args, "preserve_ttl", True),
+        dry_run=getattr(args, "dry_run", False),
+        overwrite=args.overwrite,
+        progress=progress,
+    )
 
 
-async def _run_migration(migration: StorageMigration, kinds: list[str] | None,
-                         bar: ProgressBar) -> MigrationReport:
-    methods = {"users": migration.migrate_users, "tokens": migration.migrate_tokens,
-               "sessions": migration.migrate_sessions, "kv": migration.migrate_kv_data,
-               "audit": migration.migrate_audit_log}
+async def _run_migration(
+    migration: StorageMigration, kinds: list[str] | None, bar: ProgressBar
+) -> MigrationReport:
+    methods = {
+        "users": migration.migrate_users,
+        "tokens": migration.migrate_tokens,
+        "sessions": migration.migrate_sessions,
+        "kv": migration.migrate_kv_data,
+        "audit": migration.migrate_audit_log,
+    }
     try:
         if not kinds:
             return await migration.migrate_all()
-        report = MigrationReport(migration.source.name, migration.target.name,
-                                 dry_run=migration.options.dry_run)
+        report = MigrationReport(
+            migration.source.name, migration.target.name, dry_run=migration.options.dry_run
+        )
         for kind in _KIND_FLAGS:
             if kind in kinds:
                 report.kinds[kind] = await methods[kind]()
@@ -121,8 +136,11 @@ def _outcome(report: MigrationReport, args: argparse.Namespace, verb: str) -> in
         emit_json(report.to_dict())
     else:
         print(report.summary())
-    conflicts = {k: r.mismatched - r.overwritten for k, r in report.kinds.items()
-                 if r.mismatched > r.overwritten}
+    conflicts = {
+        k: r.mismatched - r.overwritten
+        for k, r in report.kinds.items()
+        if r.mismatched > r.overwritten
+    }
     failed = {k: r.verify_failed for k, r in report.kinds.items() if r.verify_failed}
     if conflicts:
         detail = ", ".join(f"{k}: {n}" for k, n in conflicts.items())
@@ -130,11 +148,15 @@ def _outcome(report: MigrationReport, args: argparse.Namespace, verb: str) -> in
         raise CommandFailed(
             f"the target already holds {sum(conflicts.values())} conflicting records "
             f"({detail}) that differ from the source and were left as they are{hint}",
-            EXIT_CONFLICT)
+            EXIT_CONFLICT,
+        )
     if failed:
         detail = ", ".join(f"{k}: {n}" for k, n in failed.items())
-        raise CommandFailed(f"{sum(failed.values())} copied records read back differently "
-                            f"from the target ({detail})", EXIT_CONFLICT)
+        raise CommandFailed(
+            f"{sum(failed.values())} copied records read back differently "
+            f"from the target ({detail})",
+            EXIT_CONFLICT,
+        )
     return 0
 
 
@@ -158,12 +180,15 @@ async def cmd_restore(args: argparse.Namespace) -> int:
         native = _native_backup(storage, "restoring a file that is not a portable backup")
         async with opened(url, storage):
             info = await native.restore_backup(args.file, replace=args.replace)
-        print(f"restored {args.file} (PostgreSQL {info.method} backup, schema version "
-              f"{info.schema_version}, tables {', '.join(info.tables)})")
+        print(
+            f"restored {args.file} (PostgreSQL {info.method} backup, schema version "
+            f"{info.schema_version}, tables {', '.join(info.tables)})"
+        )
         return 0
     if args.replace:
-        raise ConfigurationError("--replace applies to PostgreSQL native backups; for a "
-                                 "portable backup use --overwrite")
+        raise ConfigurationError(
+            "--replace applies to PostgreSQL native backups; for a portable backup use --overwrite"
+        )
     backup = BackupFile(args.file)
     await backup.open()  # check the whole file before touching the target
     bar = ProgressBar(args.progress)
@@ -175,6 +200,7 @@ async def cmd_restore(args: argparse.Namespace) -> int:
 
 # -- backup -----------------------------------------------------------------------------------
 
+
 async def cmd_backup(args: argparse.Namespace) -> int:
     """``authmw backup URL FILE``."""
     url = storage_url(args.url)
@@ -184,13 +210,19 @@ async def cmd_backup(args: argparse.Namespace) -> int:
     async with opened(url, storage):
         if native is not None:
             info = await native.create_backup(path)
-            print(f"backup written: {path} (PostgreSQL, made with {info.tool}, "
-                  f"schema version {info.schema_version})")
+            print(
+                f"backup written: {path} (PostgreSQL, made with {info.tool}, "
+                f"schema version {info.schema_version})"
+            )
             return 0
         bar = ProgressBar(args.progress)
         try:
-            summary = await write_backup(storage, path, batch_size=args.batch_size,
-                                         progress=lambda kind, n: bar.update(kind, n, None))
+            summary = await write_backup(
+                storage,
+                path,
+                batch_size=args.batch_size,
+                progress=lambda kind, n: bar.update(kind, n, None),
+            )
         finally:
             bar.finish()
     counts = ", ".join(f"{k} {n}" for k, n in summary.counts.items())
@@ -200,16 +232,24 @@ async def cmd_backup(args: argparse.Namespace) -> int:
 
 # -- stats, cleanup, check --------------------------------------------------------------------
 
+
 async def cmd_stats(args: argparse.Namespace) -> int:
     """``authmw stats URL``."""
     url = storage_url(args.url)
     async with opened(url) as storage:
         stats = await storage.get_statistics()
-    data = {"backend": stats.backend, "url": redact_url(url), "users": stats.total_users,
-            "tokens": stats.total_tokens, "sessions": stats.active_sessions,
-            "kv_entries": stats.kv_entries, "audit_events": stats.audit_events,
-            "memory_bytes": stats.memory_bytes, "database_size_mb": stats.database_size_mb,
-            "extra": stats.extra}
+    data = {
+        "backend": stats.backend,
+        "url": redact_url(url),
+        "users": stats.total_users,
+        "tokens": stats.total_tokens,
+        "sessions": stats.active_sessions,
+        "kv_entries": stats.kv_entries,
+        "audit_events": stats.audit_events,
+        "memory_bytes": stats.memory_bytes,
+        "database_size_mb": stats.database_size_mb,
+        "extra": stats.extra,
+    }
     if args.json:
         emit_json(data)
         return 0
@@ -227,8 +267,7 @@ async def cmd_cleanup(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"removed": removed})
     else:
-        print("removed expired records: "
-              + ", ".join(f"{k} {v}" for k, v in removed.items()))
+        print("removed expired records: " + ", ".join(f"{k} {v}" for k, v in removed.items()))
     return 0
 
 
@@ -248,14 +287,20 @@ async def cmd_check(args: argparse.Namespace) -> int:
         record("connectivity", True, f"{storage.name} at {redact_url(url)}")
         samples = [await storage.ping() * 1000 for _ in range(5)]
         latency = statistics.median(samples)
-        record("latency", latency <= args.max_latency,
-               f"median {latency:.2f} ms of 5 pings (limit {args.max_latency:g} ms)")
+        record(
+            "latency",
+            latency <= args.max_latency,
+            f"median {latency:.2f} ms of 5 pings (limit {args.max_latency:g} ms)",
+        )
         if isinstance(storage, SupportsSchema):
             version = await storage.schema_version()
             latest = storage.latest_schema_version
-            record("schema", version == latest,
-                   f"version {version}, this authmw expects {latest}"
-                   + ("" if version == latest else "; run `authmw migrate-schema URL`"))
+            record(
+                "schema",
+                version == latest,
+                f"version {version}, this authmw expects {latest}"
+                + ("" if version == latest else "; run `authmw migrate-schema URL`"),
+            )
     except AuthmwError as exc:
         record("connectivity", False, str(exc))
     finally:
@@ -275,6 +320,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
 
 # -- users ------------------------------------------------------------------------------------
 
+
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -282,8 +328,9 @@ def _read_password(from_stdin: bool) -> str:
             raise InvalidInput("password", "nothing was read from stdin")
         return password
     if not sys.stdin.isatty():
-        raise ConfigurationError("no terminal to read the password from; pipe it in with "
-                                 "--password-stdin")
+        raise ConfigurationError(
+            "no terminal to read the password from; pipe it in with --password-stdin"
+        )
     first = getpass.getpass("Password: ")
     if getpass.getpass("Repeat password: ") != first:
         raise InvalidInput("password", "the two entries differ")
@@ -303,8 +350,9 @@ async def cmd_create_user(args: argparse.Namespace) -> int:
     password = _read_password(args.password_stdin)
     async with opened(url) as storage:
         auth = _framework(storage)
-        user = await auth.register_user(args.user, password, roles=args.role,
-                                        permissions=args.permission)
+        user = await auth.register_user(
+            args.user, password, roles=args.role, permissions=args.permission
+        )
     extra = [f"roles: {', '.join(user.roles)}"] if user.roles else []
     extra += [f"permissions: {', '.join(user.permissions)}"] if user.permissions else []
     print(f"created user {user.user_id!r}" + (f" ({'; '.join(extra)})" if extra else ""))
@@ -336,7 +384,13 @@ async def cmd_migrate_schema(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "migrate": cmd_migrate, "restore": cmd_restore, "backup": cmd_backup, "stats": cmd_stats,
-    "cleanup": cmd_cleanup, "check": cmd_check, "create-user": cmd_create_user,
-    "revoke-user": cmd_revoke_user, "migrate-schema": cmd_migrate_schema,
+    "migrate": cmd_migrate,
+    "restore": cmd_restore,
+    "backup": cmd_backup,
+    "stats": cmd_stats,
+    "cleanup": cmd_cleanup,
+    "check": cmd_check,
+    "create-user": cmd_create_user,
+    "revoke-user": cmd_revoke_user,
+    "migrate-schema": cmd_migrate_schema,
 }

@@ -22,8 +22,10 @@ async def run(storage_url: str = "memory://", out: object = print) -> None:
     say = out if callable(out) else print
     key = os.environ.get("AUTHMW_SECRET_KEY")
     config = AuthConfig(secret_key=key or secrets.token_urlsafe(32))
-    say(f"storage: {storage_url}; secret key: "
-        + ("from AUTHMW_SECRET_KEY" if key else "random for this run (set AUTHMW_SECRET_KEY)"))
+    say(
+        f"storage: {storage_url}; secret key: "
+        + ("from AUTHMW_SECRET_KEY" if key else "random for this run (set AUTHMW_SECRET_KEY)")
+    )
     async with AuthFramework(storage_from_url(storage_url), config) as auth:
         await auth.register_user("user123", "password", roles=["admin"], permissions=["read"])
         say("registered user123 (argon2id hash stored, never the password)")
@@ -34,12 +36,16 @@ async def run(storage_url: str = "memory://", out: object = print) -> None:
             say(f"login with a wrong password -> {type(exc).__name__}: {exc}")
 
         token = await auth.authenticate("user123", "password")
-        say(f"logged in: access token {_short(token.access_token)} "
-            f"(id {token.token_id}), expires {token.expires_at:%H:%M:%S} UTC")
+        say(
+            f"logged in: access token {_short(token.access_token)} "
+            f"(id {token.token_id}), expires {token.expires_at:%H:%M:%S} UTC"
+        )
 
         verified = await auth.verify(token.access_token)
-        say(f"verify -> user {verified.user_id}, roles {list(verified.roles)}, "
-            f"permissions {list(verified.permissions)}")
+        say(
+            f"verify -> user {verified.user_id}, roles {list(verified.roles)}, "
+            f"permissions {list(verified.permissions)}"
+        )
 
         renewed = await auth.refresh(token.refresh_token)
         say(f"refresh -> new access token {_short(renewed.access_token)}; the old pair is retired")
@@ -70,9 +76,12 @@ async def run(storage_url: str = "memory://", out: object = print) -> None:
             say(f"verify junk -> refused ({exc.reason}) without touching storage")
 
         events = await auth.storage.query_audit(user_id="user123", limit=100)
-        say(f"audit log: {len(events)} events, the last six: "
-            + ", ".join(f"{e.action}:{'ok' if e.outcome else 'failed'}"
-                        for e in reversed(events[:6])))
+        say(
+            f"audit log: {len(events)} events, the last six: "
+            + ", ".join(
+                f"{e.action}:{'ok' if e.outcome else 'failed'}" for e in reversed(events[:6])
+            )
+        )
 
 
 def main(storage_url: str = "memory://") -> int:

@@ -48,26 +48,33 @@ def build_app(auth: AuthFramework) -> Starlette:
         if request.user.is_authenticated:
             visits = request.session.get("visits", 0) + 1
             request.session["visits"] = visits
-            body = (f"<p>Logged in as <b>{html.escape(request.user.display_name)}</b> "
-                    f"by {request.user.auth_method}; scopes <code>{list(request.auth.scopes)}"
-                    f"</code>. Visits this session: {visits}.</p>"
-                    '<button onclick="post(\'/logout\')">Log out</button>')
+            body = (
+                f"<p>Logged in as <b>{html.escape(request.user.display_name)}</b> "
+                f"by {request.user.auth_method}; scopes <code>{list(request.auth.scopes)}"
+                f"</code>. Visits this session: {visits}.</p>"
+                "<button onclick=\"post('/logout')\">Log out</button>"
+            )
         else:
-            body = (f"<p>Log in as <code>{DEMO_USER}</code> / <code>{DEMO_PASSWORD}</code>.</p>"
-                    '<form method="post" action="/login"><input name="user" placeholder="user">'
-                    '<input name="password" type="password" placeholder="password">'
-                    "<button>Log in</button></form>")
+            body = (
+                f"<p>Log in as <code>{DEMO_USER}</code> / <code>{DEMO_PASSWORD}</code>.</p>"
+                '<form method="post" action="/login"><input name="user" placeholder="user">'
+                '<input name="password" type="password" placeholder="password">'
+                "<button>Log in</button></form>"
+            )
         return HTMLResponse(_PAGE.format(body=body))
 
     async def login_form(request: Request) -> Response:
         # A urlencoded form, parsed with the standard library (no multipart dependency).
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8",
-                                                                           "replace")).items()}
+        form = {
+            k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()
+        }
         try:
             await asgi.login(request, form.get("user", ""), form.get("password", ""))
         except (InvalidCredentials, AccountLocked, InvalidInput) as exc:
-            return HTMLResponse(_PAGE.format(body=f"<p>{html.escape(str(exc))}</p>"
-                                             '<a href="/">back</a>'), status_code=401)
+            return HTMLResponse(
+                _PAGE.format(body=f'<p>{html.escape(str(exc))}</p><a href="/">back</a>'),
+                status_code=401,
+            )
         return RedirectResponse("/", status_code=303)
 
     async def logout(request: Request) -> Response:
@@ -79,31 +86,44 @@ def build_app(auth: AuthFramework) -> Starlette:
             body: dict[str, Any] = await request.json()
             token = await auth.authenticate(str(body["user"]), str(body["password"]))
         except (ValueError, KeyError, TypeError):
-            return JSONResponse({"error": "send JSON {\"user\": ..., \"password\": ...}"}, 400)
+            return JSONResponse({"error": 'send JSON {"user": ..., "password": ...}'}, 400)
         except (InvalidCredentials, AccountLocked, InvalidInput) as exc:
             return JSONResponse({"error": str(exc)}, status_code=401)
-        return JSONResponse({"access_token": token.access_token, "token_type": "Bearer",
-                             "refresh_token": token.refresh_token,
-                             "expires_at": token.expires_at.isoformat()})
+        return JSONResponse(
+            {
+                "access_token": token.access_token,
+                "token_type": "Bearer",
+                "refresh_token": token.refresh_token,
+                "expires_at": token.expires_at.isoformat(),
+            }
+        )
 
     @requires("authenticated", status_code=401)
     async def me(request: Request) -> Response:
-        return JSONResponse({"user": request.user.display_name,
-                             "auth_method": request.user.auth_method,
-                             "scopes": list(request.auth.scopes)})
+        return JSONResponse(
+            {
+                "user": request.user.display_name,
+                "auth_method": request.user.auth_method,
+                "scopes": list(request.auth.scopes),
+            }
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if await auth.storage.get_user(DEMO_USER) is None:
-            await auth.register_user(DEMO_USER, DEMO_PASSWORD, roles=["demo"],
-                                     permissions=["read"])
+            await auth.register_user(DEMO_USER, DEMO_PASSWORD, roles=["demo"], permissions=["read"])
         yield
 
-    routes = [Route("/", home), Route("/login", login_form, methods=["POST"]),
-              Route("/logout", logout, methods=["POST"]),
-              Route("/api/token", issue_token, methods=["POST"]), Route("/api/me", me)]
-    return Starlette(routes=routes, lifespan=lifespan,
-                     middleware=[Middleware(asgi.AuthMiddleware, auth=auth)])
+    routes = [
+        Route("/", home),
+        Route("/login", login_form, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/api/token", issue_token, methods=["POST"]),
+        Route("/api/me", me),
+    ]
+    return Starlette(
+        routes=routes, lifespan=lifespan, middleware=[Middleware(asgi.AuthMiddleware, auth=auth)]
+    )
 
 
 def make_auth(storage_url: str) -> AuthFramework:
@@ -121,10 +141,14 @@ def serve(storage_url: str, host: str, port: int) -> int:
     except ModuleNotFoundError:
         print("authmw demo needs uvicorn: pip install uvicorn")
         return 1
-    print(f"authmw demo on http://{host}:{port}/ (storage {storage_url}); "
-          f"log in as {DEMO_USER} / {DEMO_PASSWORD}")
-    print(f"API: curl -s -X POST http://{host}:{port}/api/token "
-          f"-d '{{\"user\":\"{DEMO_USER}\",\"password\":\"{DEMO_PASSWORD}\"}}'  then  "
-          f"curl -H 'Authorization: Bearer <access_token>' http://{host}:{port}/api/me")
+    print(
+        f"authmw demo on http://{host}:{port}/ (storage {storage_url}); "
+        f"log in as {DEMO_USER} / {DEMO_PASSWORD}"
+    )
+    print(
+        f"API: curl -s -X POST http://{host}:{port}/api/token "
+        f'-d \'{{"user":"{DEMO_USER}","password":"{DEMO_PASSWORD}"}}\'  then  '
+        f"curl -H 'Authorization: Bearer <access_token>' http://{host}:{port}/api/me"
+    )
     uvicorn.run(build_app(make_auth(storage_url)), host=host, port=port, log_level="info")
     return 0

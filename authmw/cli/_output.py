@@ -35,8 +35,9 @@ def table(rows: Sequence[Sequence[Any]], out: TextIO | None = None) -> None:
     widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(len(cells[0]))]
     stream = out or sys.stdout
     for n, row in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip(),
-              file=stream)
+        print(
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip(), file=stream
+        )
         if n == 0 and len(cells) > 1:
             print("  ".join("-" * w for w in widths), file=stream)
 

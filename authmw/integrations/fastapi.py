@@ -26,7 +26,8 @@ from ..middleware.principal import AuthUser
 __all__ = ["bearer_scheme", "current_user", "optional_user", "require_scopes"]
 
 bearer_scheme = HTTPBearer(
-    auto_error=False, scheme_name="authmw",
+    auto_error=False,
+    scheme_name="authmw",
     description="An authmw access token (a session cookie works too).",
 )
 
@@ -45,8 +46,9 @@ def optional_user(
 def current_user(user: AuthUser | None = Depends(optional_user)) -> AuthUser:
     """The authenticated user; 401 with ``WWW-Authenticate: Bearer`` for anonymous requests."""
     if user is None:
-        raise HTTPException(status_code=401, detail="Not authenticated",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status_code=401, detail="Not authenticated", headers={"WWW-Authenticate": "Bearer"}
+        )
     return user
 
 
@@ -58,8 +60,7 @@ def require_scopes(*scopes: str) -> Callable[..., AuthUser]:
         granted = set(request.auth.scopes)
         missing = sorted(wanted - granted)
         if missing:
-            raise HTTPException(status_code=403,
-                                detail=f"missing scope: {', '.join(missing)}")
+            raise HTTPException(status_code=403, detail=f"missing scope: {', '.join(missing)}")
         return user
 
     return dependency

@@ -59,8 +59,14 @@ class AuthMW:
     anonymous requests get a 401 JSON answer.
     """
 
-    def __init__(self, app: Flask | None = None, auth: AuthFramework | None = None, *,
-                 login_view: str | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        app: Flask | None = None,
+        auth: AuthFramework | None = None,
+        *,
+        login_view: str | None = None,
+        **options: Any,
+    ) -> None:
         self.auth = auth
         self.login_view = login_view
         self.options = options
@@ -148,33 +154,42 @@ def _extension() -> AuthMW:
 
 
 def _json(status: int, body: dict[str, str], headers: dict[str, str]) -> Response:
-    return current_app.response_class(json.dumps(body), status=status, headers=headers,
-                                      mimetype="application/json")
+    return current_app.response_class(
+        json.dumps(body), status=status, headers=headers, mimetype="application/json"
+    )
 
 
 def _unauthorized() -> Response:
     extension = _extension()
-    if extension.login_view is not None and request.accept_mimetypes.best_match(
-            ["application/json", "text/html"]) == "text/html":
+    if (
+        extension.login_view is not None
+        and request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+    ):
         target = request.full_path if request.query_string else request.path
         return cast(Response, redirect(url_for(extension.login_view, next=target)))
-    return _json(401, {"error": "unauthorized", "error_description": "authentication required"},
-                 {"WWW-Authenticate": "Bearer"})
+    return _json(
+        401,
+        {"error": "unauthorized", "error_description": "authentication required"},
+        {"WWW-Authenticate": "Bearer"},
+    )
 
 
 def _forbidden(scopes: Iterable[str], status_code: int) -> Response:
     wanted = " ".join(scopes)
     if status_code == 403:
         # RFC 6750 section 3.1: say which scope was missing.
-        return _json(403, {"error": "insufficient_scope",
-                           "error_description": f"requires scopes: {wanted}"},
-                     {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{wanted}"'})
+        return _json(
+            403,
+            {"error": "insufficient_scope", "error_description": f"requires scopes: {wanted}"},
+            {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{wanted}"'},
+        )
     return _json(status_code, {"error": HTTPStatus(status_code).phrase.lower()}, {})
 
 
 def _guard(view: F, check: Callable[[], Response | None]) -> F:
     """``view`` with ``check`` run first; a response from ``check`` replaces the view's."""
     if inspect.iscoroutinefunction(view):
+
         @functools.wraps(view)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             refused = check()
@@ -201,6 +216,7 @@ def login_required(view: F) -> F:
     redirect to ``AuthMW(login_view=...)`` when they prefer HTML. Raises ``RuntimeError`` at
     request time if ``AuthMW`` is not set up on the app.
     """
+
     def check() -> Response | None:
         _extension()
         return None if _user().is_authenticated else _unauthorized()

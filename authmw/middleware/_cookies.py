@@ -35,16 +35,20 @@ class SessionCookieCodec:
         # key derivation (HMAC of the salt under the secret) is done here once instead of on
         # every cookie: the signatures are the same, each request saves one HMAC.
         derived = [hmac.digest(k, _SALT, "sha256") for k in keys]
-        self._all = Signer(list(reversed(derived)), salt=_SALT, key_derivation="none",
-                           digest_method=hashlib.sha256)
-        self._current = Signer(derived[0], salt=_SALT, key_derivation="none",
-                               digest_method=hashlib.sha256)
-        self._csrf_key = hmac.new(hmac.digest(keys[0], _CSRF_DERIVATION, "sha256"),
-                                  digestmod=hashlib.sha256)
+        self._all = Signer(
+            list(reversed(derived)), salt=_SALT, key_derivation="none", digest_method=hashlib.sha256
+        )
+        self._current = Signer(
+            derived[0], salt=_SALT, key_derivation="none", digest_method=hashlib.sha256
+        )
+        self._csrf_key = hmac.new(
+            hmac.digest(keys[0], _CSRF_DERIVATION, "sha256"), digestmod=hashlib.sha256
+        )
         self.cookie = cookie
         self.csrf_cookie = csrf_cookie
-        self._max_age = None if cookie.max_age is None else int(
-            seconds(cookie.max_age, "cookie max_age"))
+        self._max_age = (
+            None if cookie.max_age is None else int(seconds(cookie.max_age, "cookie max_age"))
+        )
 
     def __repr__(self) -> str:
         return f"SessionCookieCodec(cookie={self.cookie.name!r})"
@@ -100,12 +104,21 @@ class SessionCookieCodec:
 
     def set_headers(self, session_id: str, *, csrf: bool) -> list[str]:
         """``Set-Cookie`` values that install a session (and its CSRF cookie)."""
-        headers = [self._morsel(self.cookie.name, self.sign(session_id), http_only=True,
-                                max_age=self._max_age)]
+        headers = [
+            self._morsel(
+                self.cookie.name, self.sign(session_id), http_only=True, max_age=self._max_age
+            )
+        ]
         if csrf:
             # Readable by the page's JavaScript (not HttpOnly): it echoes it in a header.
-            headers.append(self._morsel(self.csrf_cookie, self.csrf_token(session_id),
-                                        http_only=False, max_age=self._max_age))
+            headers.append(
+                self._morsel(
+                    self.csrf_cookie,
+                    self.csrf_token(session_id),
+                    http_only=False,
+                    max_age=self._max_age,
+                )
+            )
         return headers
 
     def delete_headers(self, *, csrf: bool) -> list[str]:

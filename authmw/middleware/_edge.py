@@ -68,8 +68,19 @@ class RequestState:
     """
 
     # A plain slotted class rather than a dataclass: one is built per request.
-    __slots__ = ("cookies", "credential", "delete_cookie", "edge", "fingerprint", "resign",
-                 "session", "session_id", "session_record", "set_cookie", "user")
+    __slots__ = (
+        "cookies",
+        "credential",
+        "delete_cookie",
+        "edge",
+        "fingerprint",
+        "resign",
+        "session",
+        "session_id",
+        "session_record",
+        "set_cookie",
+        "user",
+    )
 
     def __init__(self, edge: Edge) -> None:
         self.edge = edge
@@ -94,34 +105,50 @@ class Edge:
     def __init__(self, auth: AuthFramework, options: MiddlewareOptions) -> None:
         self.auth = auth
         self.options = options
-        self.cookies = SessionCookieCodec(auth.config.signing_keys, auth.config.cookie,
-                                          options.csrf_cookie)
+        self.cookies = SessionCookieCodec(
+            auth.config.signing_keys, auth.config.cookie, options.csrf_cookie
+        )
         self.cookie_name = auth.config.cookie.name
         if options.csrf_cookie == self.cookie_name:
             raise ConfigurationError(
-                f"csrf_cookie {options.csrf_cookie!r} is the session cookie's name")
+                f"csrf_cookie {options.csrf_cookie!r} is the session cookie's name"
+            )
         # Read on every request: plain attributes, not a trip through the options.
         self._bearer = options.bearer
         self._session_cookie = options.session_cookie
         self._csrf = options.csrf
         self._excluded = tuple(p.rstrip("/") for p in options.exclude_paths)
         self._unavailable = Refusal(
-            503, {"error": "service_unavailable",
-                  "error_description": "authentication storage is unavailable"},
-            (("retry-after", str(options.retry_after)),), ws_close_code=1013)
-        self._csrf_failed = Refusal(403, {
-            "error": "csrf_failed",
-            "error_description": f"CSRF token missing or incorrect: send the "
-                                 f"{options.csrf_cookie} cookie's value in the "
-                                 f"{options.csrf_header} header"})
+            503,
+            {
+                "error": "service_unavailable",
+                "error_description": "authentication storage is unavailable",
+            },
+            (("retry-after", str(options.retry_after)),),
+            ws_close_code=1013,
+        )
+        self._csrf_failed = Refusal(
+            403,
+            {
+                "error": "csrf_failed",
+                "error_description": f"CSRF token missing or incorrect: send the "
+                f"{options.csrf_cookie} cookie's value in the "
+                f"{options.csrf_header} header",
+            },
+        )
 
     def excluded(self, path: str) -> bool:
         """Whether ``path`` bypasses authentication (``exclude_paths``, prefix-aware)."""
         return any(path == p or path.startswith(p + "/") for p in self._excluded)
 
     async def authenticate(
-        self, method: str, authorization: bytes | None, cookie_header: str | None,
-        csrf_header: str | None, *, websocket: bool = False,
+        self,
+        method: str,
+        authorization: bytes | None,
+        cookie_header: str | None,
+        csrf_header: str | None,
+        *,
+        websocket: bool = False,
     ) -> RequestState | Refusal:
         """The request's principal, or the response that refuses it."""
         state = RequestState(self)
@@ -139,7 +166,10 @@ class Edge:
         return self._conclude(state, record, method, csrf_header, websocket)
 
     def authenticate_nowait(
-        self, method: str, authorization: bytes | None, cookie_header: str | None,
+        self,
+        method: str,
+        authorization: bytes | None,
+        cookie_header: str | None,
         csrf_header: str | None,
     ) -> RequestState | Refusal | None:
         """:meth:`authenticate` when no I/O is needed (a cached token or session, or a refusal
@@ -164,8 +194,9 @@ class Edge:
             return None
         return self._conclude(state, record, method, csrf_header, False)
 
-    def _read(self, state: RequestState, authorization: bytes | None,
-              cookie_header: str | None) -> int:
+    def _read(
+        self, state: RequestState, authorization: bytes | None, cookie_header: str | None
+    ) -> int:
         """Which credentials the request carries (``_BEARER``, ``_SESSION`` or ``_NOTHING``),
         noted on ``state``. A tampered cookie is nothing, and marked for deletion.
 
@@ -191,8 +222,12 @@ class Edge:
         return _NOTHING
 
     def _conclude(
-        self, state: RequestState, record: AuthToken | SessionData, method: str,
-        csrf_header: str | None, websocket: bool,
+        self,
+        state: RequestState,
+        record: AuthToken | SessionData,
+        method: str,
+        csrf_header: str | None,
+        websocket: bool,
     ) -> RequestState | Refusal:
         """The principal behind a looked-up record; for a session, after the CSRF check."""
         if isinstance(record, AuthToken):
@@ -201,8 +236,11 @@ class Edge:
         session_id = state.credential
         if self._csrf and not websocket and method not in SAFE_METHODS:
             echoed = state.cookies.get(self.options.csrf_cookie, "") if state.cookies else ""
-            if not (csrf_header and hmac.compare_digest(csrf_header, echoed)
-                    and hmac.compare_digest(csrf_header, self.cookies.csrf_token(session_id))):
+            if not (
+                csrf_header
+                and hmac.compare_digest(csrf_header, echoed)
+                and hmac.compare_digest(csrf_header, self.cookies.csrf_token(session_id))
+            ):
                 return self._csrf_failed
         self._adopt(state, session_id, record)
         state.set_cookie = state.resign
@@ -224,8 +262,11 @@ class Edge:
     @staticmethod
     def _bearer_refusal(status: int, error: str, description: str) -> Refusal:
         challenge = f'Bearer error="{error}", error_description="{description}"'
-        return Refusal(status, {"error": error, "error_description": description},
-                       (("www-authenticate", challenge),))
+        return Refusal(
+            status,
+            {"error": error, "error_description": description},
+            (("www-authenticate", challenge),),
+        )
 
     @staticmethod
     def _adopt(state: RequestState, session_id: str, record: SessionData) -> AuthUser:
@@ -252,7 +293,8 @@ class Edge:
         """:meth:`finish` when there is nothing to save; None when a changed session must be
         saved, which only :meth:`finish` can do."""
         if state.session_record is not None and (
-                data_fingerprint(state.session) != state.fingerprint):
+            data_fingerprint(state.session) != state.fingerprint
+        ):
             return None
         return self._set_cookies(state)
 
@@ -270,17 +312,28 @@ class Edge:
         return self._unavailable
 
     async def login(
-        self, state: RequestState, user_id: str, password: str, *, ip_address: str | None,
+        self,
+        state: RequestState,
+        user_id: str,
+        password: str,
+        *,
+        ip_address: str | None,
         user_agent: str | None,
     ) -> AuthUser:
         """Check a password and start a fresh session (a new id even if one existed).
 
         Data of a session of the same user carries over; another user's is dropped.
         """
-        account = await self.auth.check_password(user_id, password, ip_address=ip_address,
-                                                 user_agent=user_agent)
-        carry = dict(state.session) if (state.session_record is not None
-                                        and state.session_record.user_id == account.user_id) else {}
+        account = await self.auth.check_password(
+            user_id, password, ip_address=ip_address, user_agent=user_agent
+        )
+        carry = (
+            dict(state.session)
+            if (
+                state.session_record is not None and state.session_record.user_id == account.user_id
+            )
+            else {}
+        )
         if state.session_id is not None:
             await self.auth.destroy_session(state.session_id)
         session_id, record = await self.auth.create_session(account.user_id, carry)

@@ -102,8 +102,12 @@ class LoopThread:
                 started = threading.Event()
                 # Calls in flight on this loop, so its shutdown can release their callers.
                 self._calls = weakref.WeakSet()
-                thread = threading.Thread(target=self._serve, args=(loop, started, self._calls),
-                                          name="authmw-wsgi-loop", daemon=True)
+                thread = threading.Thread(
+                    target=self._serve,
+                    args=(loop, started, self._calls),
+                    name="authmw-wsgi-loop",
+                    daemon=True,
+                )
                 thread.start()
                 started.wait()
                 self.loop, self._thread = loop, thread
@@ -118,8 +122,10 @@ class LoopThread:
         loop = self.loop or self._start()
         if self._thread is threading.current_thread():
             coro.close()
-            raise RuntimeError("WSGIAuthMiddleware.run() called from its own loop's thread; "
-                               "await the coroutine instead")
+            raise RuntimeError(
+                "WSGIAuthMiddleware.run() called from its own loop's thread; "
+                "await the coroutine instead"
+            )
         call = _Call()
         calls = self._calls
         calls.add(call)
@@ -141,8 +147,9 @@ class LoopThread:
         return result
 
     @staticmethod
-    def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event,
-               calls: weakref.WeakSet[_Call]) -> None:
+    def _serve(
+        loop: asyncio.AbstractEventLoop, started: threading.Event, calls: weakref.WeakSet[_Call]
+    ) -> None:
         asyncio.set_event_loop(loop)
         loop.call_soon(started.set)
         try:

@@ -53,25 +53,31 @@ class MiddlewareOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.csrf_header, str) or not _HEADER_NAME.fullmatch(self.csrf_header):
             raise ConfigurationError(f"csrf_header {self.csrf_header!r} is not a header name")
-        if (not isinstance(self.csrf_cookie, str) or not self.csrf_cookie
-                or not _NOT_IN_COOKIE_NAME.isdisjoint(self.csrf_cookie)):
+        if (
+            not isinstance(self.csrf_cookie, str)
+            or not self.csrf_cookie
+            or not _NOT_IN_COOKIE_NAME.isdisjoint(self.csrf_cookie)
+        ):
             raise ConfigurationError(f"csrf_cookie {self.csrf_cookie!r} is not a cookie name")
         # A single string would be taken character by character, and its "/" would exclude
         # every path: refuse it rather than switch authentication off.
         if isinstance(self.exclude_paths, (str, bytes)):
             raise ConfigurationError(
-                f"exclude_paths: expected a list of paths, not one string: "
-                f"[{self.exclude_paths!r}]")
+                f"exclude_paths: expected a list of paths, not one string: [{self.exclude_paths!r}]"
+            )
         paths = tuple(self.exclude_paths)
         for path in paths:
             if not isinstance(path, str) or not path.startswith("/"):
-                raise ConfigurationError(
-                    f"exclude_paths: {path!r} is not a path starting with '/'")
+                raise ConfigurationError(f"exclude_paths: {path!r} is not a path starting with '/'")
         object.__setattr__(self, "exclude_paths", paths)
-        if (not isinstance(self.retry_after, int) or isinstance(self.retry_after, bool)
-                or self.retry_after < 0):
+        if (
+            not isinstance(self.retry_after, int)
+            or isinstance(self.retry_after, bool)
+            or self.retry_after < 0
+        ):
             raise ConfigurationError(
-                f"retry_after: expected whole seconds >= 0, got {self.retry_after!r}")
+                f"retry_after: expected whole seconds >= 0, got {self.retry_after!r}"
+            )
 
 
 class OptionKeywords(TypedDict, total=False):

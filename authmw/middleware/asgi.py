@@ -43,8 +43,13 @@ class AuthMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, auth: AuthFramework, *, options: MiddlewareOptions | None = None,
-        lifespan: bool = True, **keywords: Unpack[OptionKeywords],
+        self,
+        app: ASGIApp,
+        auth: AuthFramework,
+        *,
+        options: MiddlewareOptions | None = None,
+        lifespan: bool = True,
+        **keywords: Unpack[OptionKeywords],
     ) -> None:
         self.app = app
         self.auth = auth
@@ -74,8 +79,11 @@ class AuthMiddleware:
             if name == b"authorization":
                 authorization = value
             elif name == b"cookie":
-                cookie = value.decode("latin-1") if cookie is None else \
-                    f"{cookie}; {value.decode('latin-1')}"
+                cookie = (
+                    value.decode("latin-1")
+                    if cookie is None
+                    else f"{cookie}; {value.decode('latin-1')}"
+                )
             elif name == self._csrf_header:
                 csrf = value.decode("latin-1")
         if authorization is None and cookie is None:
@@ -83,8 +91,12 @@ class AuthMiddleware:
             result: RequestState | Refusal = RequestState(self.edge)
         else:
             result = await self.edge.authenticate(
-                scope.get("method", "GET"), authorization, cookie, csrf,
-                websocket=kind == "websocket")
+                scope.get("method", "GET"),
+                authorization,
+                cookie,
+                csrf,
+                websocket=kind == "websocket",
+            )
         if isinstance(result, Refusal):
             await self._refuse(result, scope, receive, send)
             return
@@ -106,8 +118,7 @@ class AuthMiddleware:
         scope["auth"] = credentials_for(state.user)
         scope["session"] = state.session
 
-    def _wrap_send(self, state: RequestState, scope: Scope, receive: Receive,
-                   send: Send) -> Send:
+    def _wrap_send(self, state: RequestState, scope: Scope, receive: Receive, send: Send) -> Send:
         replaced = False
 
         async def send_wrapper(message: Message) -> None:
@@ -115,7 +126,8 @@ class AuthMiddleware:
             if replaced:
                 return
             if message["type"] == "http.response.start" and (
-                    state.session_record is not None or state.set_cookie or state.delete_cookie):
+                state.session_record is not None or state.set_cookie or state.delete_cookie
+            ):
                 # The app may have replaced the dict or logged in/out: read back what it left.
                 state.session = scope.get("session", state.session)
                 try:
@@ -134,16 +146,22 @@ class AuthMiddleware:
 
         return send_wrapper
 
-    async def _refuse(self, refusal: Refusal, scope: Scope, receive: Receive,
-                      send: Send) -> None:
+    async def _refuse(self, refusal: Refusal, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await receive()  # the websocket.connect message
-            await send({"type": "websocket.close", "code": refusal.ws_close_code,
-                        "reason": refusal.body.get("error", "")})
+            await send(
+                {
+                    "type": "websocket.close",
+                    "code": refusal.ws_close_code,
+                    "reason": refusal.body.get("error", ""),
+                }
+            )
             return
         body = refusal.body_bytes()
-        headers = [(b"content-type", b"application/json"),
-                   (b"content-length", str(len(body)).encode())]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
         headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in refusal.headers)
         await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -187,8 +205,12 @@ async def login(request: HTTPConnection, user_id: str, password: str) -> AuthUse
     state = _state(request)
     client = request.client
     user = await state.edge.login(
-        state, user_id, password, ip_address=client.host if client else None,
-        user_agent=request.headers.get("user-agent"))
+        state,
+        user_id,
+        password,
+        ip_address=client.host if client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
     AuthMiddleware._publish(request.scope, state)
     _current.set(user)
     return user

@@ -27,8 +27,13 @@ class AuthUser(BaseUser):
     __slots__ = ("auth_method", "permissions", "roles", "session_record", "token", "user_id")
 
     def __init__(
-        self, user_id: str, *, roles: tuple[str, ...] = (), permissions: tuple[str, ...] = (),
-        auth_method: Literal["bearer", "session"], token: AuthToken | None = None,
+        self,
+        user_id: str,
+        *,
+        roles: tuple[str, ...] = (),
+        permissions: tuple[str, ...] = (),
+        auth_method: Literal["bearer", "session"],
+        token: AuthToken | None = None,
         session_record: SessionData | None = None,
     ) -> None:
         self.user_id = user_id
@@ -77,7 +82,10 @@ class AuthUser(BaseUser):
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AuthUser) and (
-            self.user_id, self.auth_method, self.roles, self.permissions
+            self.user_id,
+            self.auth_method,
+            self.roles,
+            self.permissions,
         ) == (other.user_id, other.auth_method, other.roles, other.permissions)
 
     __hash__ = None  # type: ignore[assignment]

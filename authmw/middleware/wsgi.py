@@ -66,8 +66,12 @@ class WSGIAuthMiddleware:
     """
 
     def __init__(
-        self, app: WSGIApplication, auth: AuthFramework, *,
-        options: MiddlewareOptions | None = None, timeout: Duration = 30.0,
+        self,
+        app: WSGIApplication,
+        auth: AuthFramework,
+        *,
+        options: MiddlewareOptions | None = None,
+        timeout: Duration = 30.0,
         **keywords: Unpack[OptionKeywords],
     ) -> None:
         self.app = app
@@ -108,8 +112,12 @@ class WSGIAuthMiddleware:
     def __enter__(self) -> WSGIAuthMiddleware:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def _call(self, coro: Coroutine[Any, Any, T], operation: str) -> T:
@@ -121,11 +129,11 @@ class WSGIAuthMiddleware:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def __call__(self, environ: WSGIEnvironment,
-                 start_response: StartResponse) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         edge = self.edge
         if self._has_exclusions and edge.excluded(
-                environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")):
+            environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        ):
             state = RequestState(edge)
             self._attach(environ, state)
             return self._serve(environ, start_response, state, finish=False)
@@ -133,7 +141,8 @@ class WSGIAuthMiddleware:
         authorization: str | None = environ.get("HTTP_AUTHORIZATION")
         cookie: str | None = environ.get("HTTP_COOKIE")
         if (authorization is None or not self._bearer) and not (
-                cookie and self._cookie_name and self._cookie_name in cookie):
+            cookie and self._cookie_name and self._cookie_name in cookie
+        ):
             # No credentials the Edge would look at: anonymous, without a trip to the loop.
             state = RequestState(edge)
         else:
@@ -145,8 +154,9 @@ class WSGIAuthMiddleware:
             result = edge.authenticate_nowait(method, raw, cookie, csrf)
             if result is None:
                 try:
-                    result = self._call(edge.authenticate(method, raw, cookie, csrf),
-                                        "authenticate")
+                    result = self._call(
+                        edge.authenticate(method, raw, cookie, csrf), "authenticate"
+                    )
                 except StorageUnavailable as exc:
                     log.warning("refusing request with 503: %s", exc)
                     result = edge.unavailable()
@@ -161,8 +171,14 @@ class WSGIAuthMiddleware:
         environ[_MIDDLEWARE_KEY] = self
         _publish(environ, state)
 
-    def _serve(self, environ: WSGIEnvironment, start_response: StartResponse,
-               state: RequestState, *, finish: bool) -> Iterable[bytes]:
+    def _serve(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        state: RequestState,
+        *,
+        finish: bool,
+    ) -> Iterable[bytes]:
         response = _Response(self, environ, state, start_response, finish)
         token = _current.set(state.user)
         try:
@@ -175,8 +191,7 @@ class WSGIAuthMiddleware:
             response.close()
             return [response.refusal.body_bytes()]
         file_wrapper = environ.get("wsgi.file_wrapper")
-        if response.started and isinstance(file_wrapper, type) and isinstance(result,
-                                                                               file_wrapper):
+        if response.started and isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
             # The server's own file wrapper runs no app code when iterated or closed; handing
             # it back unwrapped keeps the server's sendfile path.
             return result
@@ -200,11 +215,27 @@ class _Response:
     bodies and never outlives the request) and closes the app's iterable.
     """
 
-    __slots__ = ("_cookies", "_environ", "_finish", "_iterator", "_middleware",
-                 "_start_response", "_state", "refusal", "result", "started")
+    __slots__ = (
+        "_cookies",
+        "_environ",
+        "_finish",
+        "_iterator",
+        "_middleware",
+        "_start_response",
+        "_state",
+        "refusal",
+        "result",
+        "started",
+    )
 
-    def __init__(self, middleware: WSGIAuthMiddleware, environ: WSGIEnvironment,
-                 state: RequestState, start_response: StartResponse, finish: bool) -> None:
+    def __init__(
+        self,
+        middleware: WSGIAuthMiddleware,
+        environ: WSGIEnvironment,
+        state: RequestState,
+        start_response: StartResponse,
+        finish: bool,
+    ) -> None:
         self._middleware = middleware
         self._environ = environ
         self._state = state
@@ -216,8 +247,9 @@ class _Response:
         self.result: Iterable[bytes] | None = None
         self.started = False
 
-    def start_response(self, status: str, headers: list[tuple[str, str]],
-                       exc_info: OptExcInfo | None = None) -> Any:
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+    ) -> Any:
         if self.refusal is not None:
             return _discard
         if self._finish:
@@ -274,11 +306,15 @@ def _discard(data: bytes) -> None:
     """The ``write`` callable handed out once a 503 replaced the app's response."""
 
 
-def _refuse(refusal: Refusal, start_response: StartResponse,
-            exc_info: OptExcInfo | None = None) -> list[bytes]:
+def _refuse(
+    refusal: Refusal, start_response: StartResponse, exc_info: OptExcInfo | None = None
+) -> list[bytes]:
     body = refusal.body_bytes()
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-               *refusal.headers]
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        *refusal.headers,
+    ]
     status = f"{refusal.status} {HTTPStatus(refusal.status).phrase}"
     if exc_info is None:
         start_response(status, headers)
@@ -295,12 +331,14 @@ def _publish(environ: WSGIEnvironment, state: RequestState) -> None:
 
 # -- login and logout ----------------------------------------------------------------------------
 
+
 def _request(environ: WSGIEnvironment) -> tuple[WSGIAuthMiddleware, RequestState]:
     state = environ.get(_STATE_KEY)
     middleware = environ.get(_MIDDLEWARE_KEY)
     if not isinstance(state, RequestState) or not isinstance(middleware, WSGIAuthMiddleware):
         raise RuntimeError(
-            "authmw.middleware.wsgi.login/logout need WSGIAuthMiddleware in front of the app")
+            "authmw.middleware.wsgi.login/logout need WSGIAuthMiddleware in front of the app"
+        )
     return middleware, state
 
 
@@ -313,9 +351,16 @@ def login(environ: WSGIEnvironment, user_id: str, password: str) -> AuthUser:
     ``StorageUnavailable``.
     """
     middleware, state = _request(environ)
-    user = middleware._call(state.edge.login(
-        state, user_id, password, ip_address=environ.get("REMOTE_ADDR"),
-        user_agent=environ.get("HTTP_USER_AGENT")), "login")
+    user = middleware._call(
+        state.edge.login(
+            state,
+            user_id,
+            password,
+            ip_address=environ.get("REMOTE_ADDR"),
+            user_agent=environ.get("HTTP_USER_AGENT"),
+        ),
+        "login",
+    )
     _publish(environ, state)
     # The middleware resets the variable when the request's app call returns.
     _current.set(user)

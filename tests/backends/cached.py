@@ -23,8 +23,10 @@ BACKENDS = {
 SUITE_CONFIG = CacheConfig(subscribe_timeout=3.0)
 
 
-async def cached(inner: AuthStorage, config: CacheConfig = SUITE_CONFIG,
-                 ) -> AsyncIterator[CachedStorage]:
+async def cached(
+    inner: AuthStorage,
+    config: CacheConfig = SUITE_CONFIG,
+) -> AsyncIterator[CachedStorage]:
     """An opened cache over ``inner``, closed after the test."""
     storage = CachedStorage(inner, config)
     await storage.open()

@@ -71,13 +71,16 @@ def free_port() -> int:
 
 def pg_binary(name: str) -> str:
     """The path of a PostgreSQL server binary (initdb, pg_ctl); fails clearly if missing."""
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    candidates = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+    )
     found = shutil.which(name) or (candidates[-1] if candidates else None)
     if found is None:
         raise RuntimeError(
             f"PostgreSQL's {name} is not installed and no server answers on 127.0.0.1:5432; "
-            "install the server (e.g. apt-get install postgresql) or set AUTHMW_POSTGRES_URL")
+            "install the server (e.g. apt-get install postgresql) or set AUTHMW_POSTGRES_URL"
+        )
     return found
 
 
@@ -90,8 +93,13 @@ class PgCluster:
     Always call :meth:`destroy` (the fixtures do, in ``finally``).
     """
 
-    def __init__(self, *, hba: list[str] | None = None, conf: list[str] | None = None,
-                 files: dict[str, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        hba: list[str] | None = None,
+        conf: list[str] | None = None,
+        files: dict[str, bytes] | None = None,
+    ) -> None:
         self.port = free_port()
         self.hba = hba or ["host all all 127.0.0.1/32 trust"]
         self.conf = conf or []
@@ -108,8 +116,7 @@ class PgCluster:
 
     def _cmd(self, *argv: str, check: bool = True, timeout: float = 60) -> str:
         full = ["runuser", "-u", "postgres", "--", *argv] if self._as_root else list(argv)
-        proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout,
-                              check=False)
+        proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, check=False)
         if check and proc.returncode != 0:
             tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
             raise RuntimeError(f"{argv[0]} failed: {proc.stderr.strip()}\n{tail}")
@@ -122,21 +129,34 @@ class PgCluster:
 
     def init(self) -> PgCluster:
         """initdb, configuration and files; does not start the server."""
-        self._cmd(pg_binary("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                  "-E", "UTF8", "--locale=C", "--no-sync")
+        self._cmd(
+            pg_binary("initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
         settings = [
             "listen_addresses = '127.0.0.1'",
             f"port = {self.port}",
             f"unix_socket_directories = '{self.root}'",
             # Throwaway data: durability only costs time here.
-            "fsync = off", "synchronous_commit = off", "full_page_writes = off",
-            "max_connections = 60", "shared_buffers = 16MB",
+            "fsync = off",
+            "synchronous_commit = off",
+            "full_page_writes = off",
+            "max_connections = 60",
+            "shared_buffers = 16MB",
             *self.conf,
         ]
         with open(self.data / "postgresql.conf", "a") as f:
             f.write("\n" + "\n".join(settings) + "\n")
-        (self.data / "pg_hba.conf").write_text(
-            "local all all trust\n" + "\n".join(self.hba) + "\n")
+        (self.data / "pg_hba.conf").write_text("local all all trust\n" + "\n".join(self.hba) + "\n")
         for name, content in self.files.items():
             path = self.data / name
             path.write_bytes(content)
@@ -145,25 +165,60 @@ class PgCluster:
 
     def start(self) -> PgCluster:
         """Start the server and wait until it accepts connections."""
-        self._cmd(pg_binary("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
-                  "-t", "30", "start")
+        self._cmd(
+            pg_binary("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "30",
+            "start",
+        )
         self.running = True
         return self
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (``fast`` disconnects clients; ``immediate`` is a crash)."""
         if self.running:
-            self._cmd(pg_binary("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "30",
-                      "stop", check=False)
+            self._cmd(
+                pg_binary("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-m",
+                mode,
+                "-w",
+                "-t",
+                "30",
+                "stop",
+                check=False,
+            )
             self.running = False
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL as the superuser over the cluster's unix socket."""
-        return self._cmd("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(self.root),
-                         "-p", str(self.port), "-U", "postgres", "-d", database, "-c", sql)
+        return self._cmd(
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(self.root),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-c",
+            sql,
+        )
 
-    def url(self, user: str = "postgres", password: str | None = None,
-            database: str = "postgres") -> str:
+    def url(
+        self, user: str = "postgres", password: str | None = None, database: str = "postgres"
+    ) -> str:
         """A TCP URL for this cluster."""
         auth = f"{user}:{password}" if password else user
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
@@ -237,8 +292,9 @@ async def postgres_storage(postgres_url: str) -> AsyncIterator[PostgresStorage]:
     """An opened PostgresStorage whose tables are empty."""
     storage = PostgresStorage.with_config(contract_config(postgres_url))
     await storage.open()
-    tables = ", ".join(f"{CONTRACT_PREFIX}{t}" for t in
-                       ("users", "tokens", "sessions", "kv_store", "audit_log"))
+    tables = ", ".join(
+        f"{CONTRACT_PREFIX}{t}" for t in ("users", "tokens", "sessions", "kv_store", "audit_log")
+    )
     async with storage.pool.acquire() as con:
         await con.execute(f"TRUNCATE {tables}")
     yield storage

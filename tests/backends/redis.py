@@ -76,7 +76,8 @@ def redis_binary(name: str = "redis-server") -> str:
     if found is None:
         raise RuntimeError(
             f"{name} is not installed and the tests need throwaway Redis servers; install it "
-            "(e.g. apt-get install redis-server) or set AUTHMW_REDIS_URL for the basic suite")
+            "(e.g. apt-get install redis-server) or set AUTHMW_REDIS_URL for the basic suite"
+        )
     return found
 
 
@@ -92,14 +93,22 @@ class RedisServer:
     ``finally``); :meth:`kill` is a crash (SIGKILL), :meth:`start` may be called again after.
     """
 
-    def __init__(self, conf: Sequence[str] = (), *, sentinel: bool = False,
-                 password: str | None = None, cluster: bool = False) -> None:
+    def __init__(
+        self,
+        conf: Sequence[str] = (),
+        *,
+        sentinel: bool = False,
+        password: str | None = None,
+        cluster: bool = False,
+    ) -> None:
         self.port = free_port(cluster_bus=cluster)
         self.root = Path(tempfile.mkdtemp(prefix="authmw-redis-"))
         self.sentinel = sentinel
         self.password = password
         self.conf = [
-            f"port {self.port}", "bind 127.0.0.1", f"dir {self.root}",
+            f"port {self.port}",
+            "bind 127.0.0.1",
+            f"dir {self.root}",
             f"logfile {self.root / 'server.log'}",
             # Throwaway data: no persistence, and replicas sync at once (not after 5 s).
             *([] if sentinel else ['save ""', "appendonly no", "repl-diskless-sync-delay 0"]),
@@ -115,8 +124,13 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         """A synchronous admin client (short timeouts)."""
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
-                           socket_timeout=2, socket_connect_timeout=2)
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+        )
 
     def start(self, timeout: float = 15) -> RedisServer:
         """Write the config, start the process and wait until it answers PING."""
@@ -138,7 +152,7 @@ class RedisServer:
             except RuntimeError:
                 started = False
             if not started:
-                log = (self.root / "server.log")
+                log = self.root / "server.log"
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
                 self.destroy()
                 raise RuntimeError(f"redis-server on port {self.port} did not start\n{tail}")
@@ -188,9 +202,17 @@ class RedisCluster:
     """Three throwaway masters joined into a cluster with ``redis-cli --cluster create``."""
 
     def __init__(self, masters: int = 3) -> None:
-        self.nodes = [RedisServer(["cluster-enabled yes", "cluster-config-file nodes.conf",
-                                   "cluster-node-timeout 2000"], cluster=True)
-                      for _ in range(masters)]
+        self.nodes = [
+            RedisServer(
+                [
+                    "cluster-enabled yes",
+                    "cluster-config-file nodes.conf",
+                    "cluster-node-timeout 2000",
+                ],
+                cluster=True,
+            )
+            for _ in range(masters)
+        ]
 
     @property
     def urls(self) -> list[str]:
@@ -202,10 +224,19 @@ class RedisCluster:
         for node in self.nodes:
             node.start()
         subprocess.run(
-            [redis_binary("redis-cli"), "--cluster", "create",
-             *(f"127.0.0.1:{n.port}" for n in self.nodes), "--cluster-replicas", "0",
-             "--cluster-yes"],
-            check=True, capture_output=True, timeout=60)
+            [
+                redis_binary("redis-cli"),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
 
         def ready() -> bool:
             for node in self.nodes:
@@ -265,8 +296,11 @@ async def redis_storage(redis_url: str) -> AsyncIterator[RedisStorage]:
 
 def cluster_config(cluster: RedisCluster, **overrides: Any) -> RedisConfig:
     """A cluster-mode config on the test cluster with a fresh prefix."""
-    fields: dict[str, Any] = {"cluster_mode": True, "cluster_urls": cluster.urls,
-                              "key_prefix": prefix()}
+    fields: dict[str, Any] = {
+        "cluster_mode": True,
+        "cluster_urls": cluster.urls,
+        "key_prefix": prefix(),
+    }
     fields.update(overrides)
     return RedisConfig(**fields)
 

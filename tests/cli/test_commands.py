@@ -40,10 +40,15 @@ PgStore = tuple[str, PostgresStorage]
 
 COMMANDS = {
     "migrate": ["--batch-size", "--verify", "--no-preserve-ttl", "--dry-run", "--json"],
-    "stats": ["--json"], "cleanup": ["--json"], "backup": ["--native", "FILE"],
-    "restore": ["--overwrite", "FILE"], "check": ["--max-latency", "--json"],
-    "create-user": ["--role", "--permission", "--password-stdin"], "revoke-user": ["USER"],
-    "migrate-schema": ["--target"], "demo": ["--walkthrough"],
+    "stats": ["--json"],
+    "cleanup": ["--json"],
+    "backup": ["--native", "FILE"],
+    "restore": ["--overwrite", "FILE"],
+    "check": ["--max-latency", "--json"],
+    "create-user": ["--role", "--permission", "--password-stdin"],
+    "revoke-user": ["USER"],
+    "migrate-schema": ["--target"],
+    "demo": ["--walkthrough"],
 }
 
 
@@ -75,8 +80,9 @@ async def test_migrate_redis_to_postgres(redis_at_url: Store, postgres_at_url: P
         await make_auth(dst).verify(access_token)
 
 
-async def test_migrate_table_progress_and_dry_run(redis_at_url: Store,
-                                                  redis_at_url2: Store) -> None:
+async def test_migrate_table_progress_and_dry_run(
+    redis_at_url: Store, redis_at_url2: Store
+) -> None:
     """The summary table and a progress bar (--progress) show; --dry-run writes nothing."""
     (src_url, src), (dst_url, dst) = redis_at_url, redis_at_url2
     await fill(src, 30)
@@ -133,15 +139,25 @@ async def test_check_healthy_and_schema(redis_at_url: Store, postgres_url: str) 
     good = json.loads(authmw("check", pg, "--json").stdout)
     assert good["healthy"] and good["checks"][-1]["check"] == "schema"
     assert "unhealthy (latency failed)" in one_line_error(
-        authmw("check", url, "--max-latency", "0"))
+        authmw("check", url, "--max-latency", "0")
+    )
 
 
 async def test_create_user_and_revoke_user(redis_at_url: Store) -> None:
     """`create-user` registers via the framework; `revoke-user` ends the user's tokens."""
     url, storage = redis_at_url
     password = "pass-from-stdin-42"
-    made = authmw("create-user", url, "alice", "--role", "admin", "--permission", "read",
-                  "--password-stdin", stdin=password + "\n")
+    made = authmw(
+        "create-user",
+        url,
+        "alice",
+        "--role",
+        "admin",
+        "--permission",
+        "read",
+        "--password-stdin",
+        stdin=password + "\n",
+    )
     assert made.returncode == 0, made.stderr
     assert "created user 'alice' (roles: admin; permissions: read)" in made.stdout
     assert password not in made.stdout + made.stderr
@@ -168,8 +184,7 @@ async def test_create_user_needs_a_password_source(redis_at_url: Store) -> None:
     assert await storage.get_user("bob") is None
 
 
-async def test_postgres_native_backup_and_restore(postgres_at_url: PgStore,
-                                                  tmp_path: Path) -> None:
+async def test_postgres_native_backup_and_restore(postgres_at_url: PgStore, tmp_path: Path) -> None:
     """`backup --native` and `restore --replace` round-trip PostgreSQL's own dump."""
     url, storage = postgres_at_url
     data = await fill(storage, 25, real=2)
@@ -198,8 +213,12 @@ def test_create_user_reads_password_from_terminal_without_echo() -> None:
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "authmw.cli", "create-user", "memory://", "tty-user"],
-        stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
-        preexec_fn=own_terminal)
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        preexec_fn=own_terminal,
+    )
     os.close(slave)
     screen = b""
 
@@ -229,13 +248,15 @@ def test_create_user_reads_password_from_terminal_without_echo() -> None:
     assert b"typed-Secret-77" not in screen + out + err
 
 
-async def test_interrupted_migrate_then_rerun(redis_at_url: Store,
-                                              postgres_at_url: PgStore) -> None:
+async def test_interrupted_migrate_then_rerun(
+    redis_at_url: Store, postgres_at_url: PgStore
+) -> None:
     """Ctrl-C during `migrate` exits 130 with one line; running it again finishes the job."""
     (src_url, src), (dst_url, dst) = redis_at_url, postgres_at_url
     await fill(src, 3000)
-    code, err = interrupt_when("tokens", "migrate", src_url, dst_url, "--batch-size", "50",
-                               "--progress")
+    code, err = interrupt_when(
+        "tokens", "migrate", src_url, dst_url, "--batch-size", "50", "--progress"
+    )
     assert code == 130, err
     assert err.strip().splitlines()[-1] == "authmw migrate: interrupted"
     assert "Traceback" not in err

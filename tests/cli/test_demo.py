@@ -14,19 +14,25 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def authmw_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "authmw.cli", *args], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "authmw.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
 async def test_demo_app_login_and_api() -> None:
     """The demo app logs a browser in by form and serves its API by bearer token."""
     app = build_app(make_auth("memory://"))
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=transport, base_url="http://127.0.0.1") as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client,
+    ):
         assert "Log in as" in (await client.get("/")).text
-        response = await client.post("/login", data={"user": DEMO_USER,
-                                                      "password": DEMO_PASSWORD})
+        response = await client.post("/login", data={"user": DEMO_USER, "password": DEMO_PASSWORD})
         assert response.status_code == 303
         assert "Visits this session: 1" in (await client.get("/")).text
         assert "Visits this session: 2" in (await client.get("/")).text
@@ -35,10 +41,12 @@ async def test_demo_app_login_and_api() -> None:
         csrf = client.cookies["authmw_csrf"]
         assert (await client.post("/logout", headers={"X-CSRF-Token": csrf})).status_code == 200
         assert (await client.get("/api/me")).status_code == 401
-        token = (await client.post("/api/token", json={"user": DEMO_USER,
-                                                       "password": DEMO_PASSWORD})).json()
-        me = await client.get("/api/me",
-                              headers={"Authorization": f"Bearer {token['access_token']}"})
+        token = (
+            await client.post("/api/token", json={"user": DEMO_USER, "password": DEMO_PASSWORD})
+        ).json()
+        me = await client.get(
+            "/api/me", headers={"Authorization": f"Bearer {token['access_token']}"}
+        )
         assert me.json()["user"] == DEMO_USER and me.json()["auth_method"] == "bearer"
         bad = await client.post("/login", data={"user": DEMO_USER, "password": "wrong"})
         assert bad.status_code == 401
@@ -49,8 +57,12 @@ def test_walkthrough_runs() -> None:
     """`authmw demo --walkthrough` narrates every core flow and exits 0."""
     result = authmw_cli("demo", "--walkthrough")
     assert result.returncode == 0, result.stderr
-    for line in ("registered user123", "reuse detected", "refused (revoked)",
-                 "refused (malformed)"):
+    for line in (
+        "registered user123",
+        "reuse detected",
+        "refused (revoked)",
+        "refused (malformed)",
+    ):
         assert line in result.stdout
 
 

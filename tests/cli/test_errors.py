@@ -36,8 +36,9 @@ def test_unreachable_url() -> None:
         assert "redis storage unavailable" in line and f"127.0.0.1:{port}" in line
         assert "hidden-pw" not in line
     assert not Path("/tmp/never-written.jsonl").exists()
-    result = authmw("stats", f"postgresql://postgres:pg-Pa55-cli@127.0.0.1:{port}/x"
-                             "?sslpassword=KEYPASS-cli")
+    result = authmw(
+        "stats", f"postgresql://postgres:pg-Pa55-cli@127.0.0.1:{port}/x?sslpassword=KEYPASS-cli"
+    )
     line = one_line_error(result)
     assert "postgres storage unavailable" in line
     assert "pg-Pa55-cli" not in result.stdout + result.stderr
@@ -75,13 +76,23 @@ async def test_full_disk_leaves_no_file(redis_at_url: Store, tmp_path: Path) -> 
     await fill(storage, 300)
     target = tmp_path / "full"
     target.mkdir()
-    script = ('mount -t tmpfs -o size=16k tmpfs "$1" || exit 99; '
-              '"$2" -m authmw.cli backup "$3" "$1/backup.jsonl"; rc=$?; '
-              'ls -A "$1" >&2; exit $rc')
+    script = (
+        'mount -t tmpfs -o size=16k tmpfs "$1" || exit 99; '
+        '"$2" -m authmw.cli backup "$3" "$1/backup.jsonl"; rc=$?; '
+        'ls -A "$1" >&2; exit $rc'
+    )
     unshare = shutil.which("unshare")
     assert unshare, "util-linux unshare is needed to mount a small tmpfs"
-    result = authmw("sh", "-c", script, "sh", str(target), sys.executable, url,
-                    argv0=[unshare, "--user", "--map-root-user", "--mount"])
+    result = authmw(
+        "sh",
+        "-c",
+        script,
+        "sh",
+        str(target),
+        sys.executable,
+        url,
+        argv0=[unshare, "--user", "--map-root-user", "--mount"],
+    )
     assert result.returncode != 99, result.stderr
     line = one_line_error(result)  # ls printed nothing: the directory is empty
     assert "no space left on device" in line.lower() and "nothing was written" in line
@@ -97,8 +108,9 @@ async def test_unwritable_backup_path(redis_at_url: Store, tmp_path: Path) -> No
     assert os.listdir(tmp_path) == []
 
 
-async def test_backup_restore_and_bad_files(redis_at_url: Store, postgres_at_url: PgStore,
-                                            tmp_path: Path) -> None:
+async def test_backup_restore_and_bad_files(
+    redis_at_url: Store, postgres_at_url: PgStore, tmp_path: Path
+) -> None:
     """Backup/restore round-trips via the CLI; damaged files fail in one line, restore nothing."""
     (src_url, src), (dst_url, dst) = redis_at_url, postgres_at_url
     data = await fill(src, 40, real=2)
@@ -108,9 +120,11 @@ async def test_backup_restore_and_bad_files(redis_at_url: Store, postgres_at_url
     assert made.returncode == 0 and f"backup written: {good}" in made.stdout
 
     raw = good.read_bytes()
-    bad = {"truncated.jsonl": raw[:-40], "corrupt.jsonl": raw.replace(b"user000007",
-                                                                     b"user000008", 1),
-           "foreign.jsonl": b"hello\n"}
+    bad = {
+        "truncated.jsonl": raw[:-40],
+        "corrupt.jsonl": raw.replace(b"user000007", b"user000008", 1),
+        "foreign.jsonl": b"hello\n",
+    }
     for name, content in bad.items():
         (tmp_path / name).write_bytes(content)
         line = one_line_error(authmw("restore", dst_url, str(tmp_path / name)))
@@ -129,8 +143,9 @@ async def test_backup_restore_and_bad_files(redis_at_url: Store, postgres_at_url
     assert twice.returncode == 0 and '"copied": 0' in twice.stdout
 
 
-async def test_postgres_only_commands_refuse_other_backends(redis_at_url: Store,
-                                                            tmp_path: Path) -> None:
+async def test_postgres_only_commands_refuse_other_backends(
+    redis_at_url: Store, tmp_path: Path
+) -> None:
     """--native, native restore and migrate-schema name PostgreSQL when given another URL."""
     url, _ = redis_at_url
     line = one_line_error(authmw("backup", url, str(tmp_path / "n.sql"), "--native"))

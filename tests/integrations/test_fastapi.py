@@ -44,8 +44,10 @@ async def test_current_user(auth: AuthFramework) -> None:
     """current_user returns the AuthUser, and 401 with a Bearer challenge when anonymous."""
     headers = await token_for(auth, "ann", roles=["admin"])
     async with http(make_api(auth)) as client:
-        assert (await client.get("/me", headers=headers)).json() == {"user": "ann",
-                                                                      "roles": ["admin"]}
+        assert (await client.get("/me", headers=headers)).json() == {
+            "user": "ann",
+            "roles": ["admin"],
+        }
         anonymous = await client.get("/me")
         assert anonymous.status_code == 401
         assert anonymous.headers["www-authenticate"] == "Bearer"
@@ -77,7 +79,8 @@ async def test_openapi_declares_bearer(auth: AuthFramework) -> None:
     async with http(make_api(auth)) as client:
         schema = (await client.get("/openapi.json")).json()
     assert schema["components"]["securitySchemes"]["authmw"] == {
-        "type": "http", "scheme": "bearer",
+        "type": "http",
+        "scheme": "bearer",
         "description": "An authmw access token (a session cookie works too).",
     }
     assert schema["paths"]["/me"]["get"]["security"] == [{"authmw": []}]

@@ -50,12 +50,14 @@ def make_flask(auth: AuthFramework, **options: Any) -> tuple[Flask, AuthMW]:
 
     @app.get("/whoami")
     def whoami() -> dict[str, Any]:
-        return {"user": current_user.display_name,
-                "authenticated": current_user.is_authenticated,
-                "method": getattr(current_user, "auth_method", None),
-                "context": authmw.current_user().display_name,
-                "environ": request.environ["authmw.user"].display_name,
-                "is_auth_user": isinstance(current_user, AuthUser)}
+        return {
+            "user": current_user.display_name,
+            "authenticated": current_user.is_authenticated,
+            "method": getattr(current_user, "auth_method", None),
+            "context": authmw.current_user().display_name,
+            "environ": request.environ["authmw.user"].display_name,
+            "is_auth_user": isinstance(current_user, AuthUser),
+        }
 
     @app.get("/me")
     @login_required
@@ -109,14 +111,18 @@ def make_flask(auth: AuthFramework, **options: Any) -> tuple[Flask, AuthMW]:
     def slow() -> dict[str, str]:
         before = current_user.display_name
         time.sleep(0.02)  # let other requests interleave
-        return {"before": before, "after": current_user.display_name,
-                "context": authmw.current_user().display_name}
+        return {
+            "before": before,
+            "after": current_user.display_name,
+            "context": authmw.current_user().display_name,
+        }
 
     return app, ext
 
 
-def flask_app(stack: Stack, auth: AuthFramework | None = None,
-              **options: Any) -> tuple[Flask, AuthMW]:
+def flask_app(
+    stack: Stack, auth: AuthFramework | None = None, **options: Any
+) -> tuple[Flask, AuthMW]:
     app, ext = make_flask(auth or stack.auth, **options)
     assert ext.middleware is not None
     stack.adopt(ext.middleware)
@@ -159,8 +165,10 @@ def test_requires(stack: Stack) -> None:
     assert http.get("/hidden", headers=bearer(admin)).status_code == 200
     refused = http.get("/rw", headers=bearer(reader))
     assert refused.status_code == 403 and refused.json["error"] == "insufficient_scope"
-    assert refused.headers["WWW-Authenticate"] == \
-        'Bearer error="insufficient_scope", scope="read write"'
+    assert (
+        refused.headers["WWW-Authenticate"]
+        == 'Bearer error="insufficient_scope", scope="read write"'
+    )
     assert http.get("/hidden", headers=bearer(reader)).status_code == 404
     anonymous = http.get("/admin")
     assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"] == "Bearer"
@@ -173,8 +181,14 @@ def test_current_user_proxy(stack: Stack) -> None:
     app, ext = flask_app(stack)
     token = login_token(ext.middleware)  # type: ignore[arg-type]
     body = app.test_client().get("/whoami", headers=bearer(token)).json
-    assert body == {"user": "alice", "authenticated": True, "method": "bearer",
-                    "context": "alice", "environ": "alice", "is_auth_user": True}
+    assert body == {
+        "user": "alice",
+        "authenticated": True,
+        "method": "bearer",
+        "context": "alice",
+        "environ": "alice",
+        "is_auth_user": True,
+    }
     assert app.test_client().get("/whoami").json["is_auth_user"] is False
     assert current_user.is_authenticated is False
     with app.test_request_context("/"):
@@ -196,8 +210,9 @@ def test_login_logout_and_rotation(stack: Stack) -> None:
     csrf = http.get_cookie("authmw_csrf")
     assert csrf is not None
     http.post("/cart", json={"item": "tea"}, headers={"X-CSRF-Token": csrf.value})
-    http.post("/login", json={"user": "bob", "password": "password"},
-              headers={"X-CSRF-Token": csrf.value})
+    http.post(
+        "/login", json={"user": "bob", "password": "password"}, headers={"X-CSRF-Token": csrf.value}
+    )
     second = http.get_cookie("authmw_session")
     assert second is not None and second.value != first.value
     assert http.get("/session").json == {"cart": ["tea"]}  # carried over to the new id
@@ -207,8 +222,9 @@ def test_login_logout_and_rotation(stack: Stack) -> None:
 
     csrf = http.get_cookie("authmw_csrf")
     assert csrf is not None
-    wrong = http.post("/login", json={"user": "bob", "password": "nope"},
-                      headers={"X-CSRF-Token": csrf.value})
+    wrong = http.post(
+        "/login", json={"user": "bob", "password": "nope"}, headers={"X-CSRF-Token": csrf.value}
+    )
     assert wrong.status_code == 401 and "Set-Cookie" not in wrong.headers
     assert len(mw.run(stack.storage.list_user_sessions("bob"))) == 1
     bye = http.post("/logout", headers={"X-CSRF-Token": csrf.value})
@@ -228,8 +244,10 @@ def test_csrf_header(stack: Stack) -> None:
     http.post("/login", json={"user": "cy", "password": "password"})
     missing = http.post("/cart", json={"item": "x"})
     assert missing.status_code == 403 and missing.json["error"] == "csrf_failed"
-    assert http.post("/cart", json={"item": "x"},
-                     headers={"X-CSRF-Token": "f" * 64}).status_code == 403
+    assert (
+        http.post("/cart", json={"item": "x"}, headers={"X-CSRF-Token": "f" * 64}).status_code
+        == 403
+    )
     csrf = http.get_cookie("authmw_csrf")
     assert csrf is not None
     ok = http.post("/cart", json={"item": "x"}, headers={"X-CSRF-Token": csrf.value})
@@ -254,8 +272,10 @@ def test_fallback_key_cookie_is_resigned(stack: Stack) -> None:
     assert response.json["user"] == "lou"
     resigned = http.get_cookie("authmw_session")
     assert resigned is not None and resigned.value != old_cookie.value
-    assert SessionCookieCodec([new_key.encode()], new.config.cookie, "x").unsign(
-        resigned.value)[1] is False  # signed with the current key now
+    assert (
+        SessionCookieCodec([new_key.encode()], new.config.cookie, "x").unsign(resigned.value)[1]
+        is False
+    )  # signed with the current key now
     again = http.get("/whoami")
     assert again.json["user"] == "lou" and "Set-Cookie" not in again.headers
 
@@ -335,8 +355,9 @@ def test_threaded_server(stack: Stack) -> None:
     for i in range(15):
         mw.run(stack.auth.register_user(f"s{i}", "password"))
         session_id, _ = mw.run(stack.auth.create_session(f"s{i}"))
-        signed = SessionCookieCodec(stack.auth.config.signing_keys, stack.auth.config.cookie,
-                                    "x").sign(session_id)
+        signed = SessionCookieCodec(
+            stack.auth.config.signing_keys, stack.auth.config.cookie, "x"
+        ).sign(session_id)
         cookies[f"s{i}"] = f"authmw_session={signed}"
     jobs: list[tuple[str, dict[str, str]]] = [
         *((name, bearer(token)) for name, token in tokens.items()),
@@ -434,8 +455,9 @@ def test_decorators_wrap_async_views(stack: Stack) -> None:
 
 def test_example_app(stack: Stack) -> None:
     """examples/flask_app.py's app works on every backend (bearer API, session page, CSRF)."""
-    spec = importlib.util.spec_from_file_location("flask_app_example",
-                                                  ROOT / "examples" / "flask_app.py")
+    spec = importlib.util.spec_from_file_location(
+        "flask_app_example", ROOT / "examples" / "flask_app.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

@@ -29,8 +29,13 @@ async def test_no_credentials_is_anonymous(auth: AuthFramework) -> None:
     async with client(make_app(auth)) as http:
         response = await http.get("/whoami")
         assert response.status_code == 200
-        assert response.json() == {"authenticated": False, "user": "", "method": None,
-                                   "scopes": [], "current": ""}
+        assert response.json() == {
+            "authenticated": False,
+            "user": "",
+            "method": None,
+            "scopes": [],
+            "current": "",
+        }
         assert "set-cookie" not in response.headers
         assert (await http.get("/private")).status_code == 403
 
@@ -40,8 +45,13 @@ async def test_valid_bearer(auth: AuthFramework) -> None:
     token = await login_token(auth, roles=["admin"], permissions=["read"])
     async with client(make_app(auth)) as http:
         body = (await http.get("/whoami", headers=bearer(token))).json()
-        assert body == {"authenticated": True, "user": "alice", "method": "bearer",
-                        "scopes": ["authenticated", "read", "role:admin"], "current": "alice"}
+        assert body == {
+            "authenticated": True,
+            "user": "alice",
+            "method": "bearer",
+            "scopes": ["authenticated", "read", "role:admin"],
+            "current": "alice",
+        }
         assert (await http.get("/private", headers=bearer(token))).text == "hello alice"
         assert (await http.get("/admin", headers=bearer(token))).status_code == 200
 
@@ -57,8 +67,12 @@ async def test_starlette_requires_denies_missing_role(auth: AuthFramework) -> No
 async def test_bad_bearer_is_401(storage: AuthStorage, mutate: str) -> None:
     """Unknown, expired, revoked, forged or junk tokens get 401 invalid_token; app not called."""
     ttl = 0.2 if mutate == "expired" else 3600
-    auth = AuthFramework(storage, AuthConfig(secret_key=TEST_SECRET, access_token_ttl=ttl,
-                                             password_hasher=fast_password_hasher()))
+    auth = AuthFramework(
+        storage,
+        AuthConfig(
+            secret_key=TEST_SECRET, access_token_ttl=ttl, password_hasher=fast_password_hasher()
+        ),
+    )
     token = await login_token(auth)
     if mutate == "junk":
         token = "definitely-not-a-token"
@@ -127,8 +141,10 @@ async def test_session_login_flow(auth: AuthFramework) -> None:
 
         response = await http.post("/logout", headers={"X-CSRF-Token": csrf})
         assert response.status_code == 200
-        assert any(c.startswith("authmw_session=") and "Max-Age=0" in c
-                   for c in response.headers.get_list("set-cookie"))
+        assert any(
+            c.startswith("authmw_session=") and "Max-Age=0" in c
+            for c in response.headers.get_list("set-cookie")
+        )
         assert (await http.get("/whoami")).json()["authenticated"] is False
     # The old cookie is dead server-side, not just forgotten by the client.
     async with client(make_app(auth)) as http:
@@ -155,8 +171,11 @@ async def test_session_saved_only_when_changed(auth: AuthFramework) -> None:
             for _ in range(3):
                 await http.get("/session")
             assert writes == 0
-            await http.post("/cart", json={"item": "pear"},
-                            headers={"X-CSRF-Token": http.cookies["authmw_csrf"]})
+            await http.post(
+                "/cart",
+                json={"item": "pear"},
+                headers={"X-CSRF-Token": http.cookies["authmw_csrf"]},
+            )
             assert writes == 1
         finally:
             del auth.storage.store_session  # type: ignore[method-assign]
@@ -168,10 +187,14 @@ async def test_login_rotates_session_id(auth: AuthFramework) -> None:
     async with client(make_app(auth)) as http:
         await http.post("/login", json={"user": "dan", "password": "password"})
         first = http.cookies["authmw_session"]
-        await http.post("/cart", json={"item": "kiwi"},
-                        headers={"X-CSRF-Token": http.cookies["authmw_csrf"]})
-        await http.post("/login", json={"user": "dan", "password": "password"},
-                        headers={"X-CSRF-Token": http.cookies["authmw_csrf"]})
+        await http.post(
+            "/cart", json={"item": "kiwi"}, headers={"X-CSRF-Token": http.cookies["authmw_csrf"]}
+        )
+        await http.post(
+            "/login",
+            json={"user": "dan", "password": "password"},
+            headers={"X-CSRF-Token": http.cookies["authmw_csrf"]},
+        )
         second = http.cookies["authmw_session"]
         assert first != second
         assert (await http.get("/session")).json() == {"cart": ["kiwi"]}
@@ -201,8 +224,12 @@ async def test_tampered_cookie_is_anonymous_and_deleted(auth: AuthFramework, coo
 
 async def test_expired_session_cookie(storage: AuthStorage) -> None:
     """An expired session is anonymous and its cookie is deleted."""
-    auth = AuthFramework(storage, AuthConfig(secret_key=TEST_SECRET, session_idle_timeout=0.2,
-                                             password_hasher=fast_password_hasher()))
+    auth = AuthFramework(
+        storage,
+        AuthConfig(
+            secret_key=TEST_SECRET, session_idle_timeout=0.2, password_hasher=fast_password_hasher()
+        ),
+    )
     await auth.register_user("fin", "password")
     async with client(make_app(auth)) as http:
         await http.post("/login", json={"user": "fin", "password": "password"})
@@ -233,8 +260,9 @@ async def test_csrf(auth: AuthFramework) -> None:
         wrong = await http.post("/cart", json={"item": "x"}, headers={"X-CSRF-Token": "0" * 64})
         assert wrong.status_code == 403
         assert (await http.get("/session")).json() == {}
-        ok = await http.post("/cart", json={"item": "x"},
-                             headers={"X-CSRF-Token": http.cookies["authmw_csrf"]})
+        ok = await http.post(
+            "/cart", json={"item": "x"}, headers={"X-CSRF-Token": http.cookies["authmw_csrf"]}
+        )
         assert ok.status_code == 200
     async with client(make_app(auth)) as http:
         response = await http.post("/cart", json={"item": "y"}, headers=bearer(token))
@@ -253,14 +281,21 @@ async def test_csrf_can_be_turned_off(auth: AuthFramework) -> None:
 async def test_fallback_key_cookie_is_resigned(storage: AuthStorage) -> None:
     """A cookie signed with a fallback key is accepted and re-signed with the current key."""
     old_key, new_key = "old-key-0123456789abcdef0123456789", "new-key-0123456789abcdef0123456789"
-    old = AuthFramework(storage, AuthConfig(secret_key=old_key,
-                                            password_hasher=fast_password_hasher()))
+    old = AuthFramework(
+        storage, AuthConfig(secret_key=old_key, password_hasher=fast_password_hasher())
+    )
     await old.register_user("lou", "password")
     async with client(make_app(old)) as http:
         await http.post("/login", json={"user": "lou", "password": "password"})
         old_cookie = http.cookies["authmw_session"]
-    new = AuthFramework(storage, AuthConfig(secret_key=new_key, secret_key_fallbacks=[old_key],
-                                            password_hasher=fast_password_hasher()))
+    new = AuthFramework(
+        storage,
+        AuthConfig(
+            secret_key=new_key,
+            secret_key_fallbacks=[old_key],
+            password_hasher=fast_password_hasher(),
+        ),
+    )
     async with client(make_app(new)) as http:
         response = await http.get("/whoami", headers={"Cookie": f"authmw_session={old_cookie}"})
         assert response.json()["user"] == "lou"
@@ -272,14 +307,16 @@ async def test_fallback_key_cookie_is_resigned(storage: AuthStorage) -> None:
 
 async def test_cookie_attributes_follow_config(storage: AuthStorage) -> None:
     """Cookie name, path, domain, SameSite and Max-Age come from CookieConfig."""
-    config = AuthConfig(secret_key=TEST_SECRET, password_hasher=fast_password_hasher(),
-                        cookie=CookieConfig(name="__Host-sid", same_site="strict", max_age=600))
+    config = AuthConfig(
+        secret_key=TEST_SECRET,
+        password_hasher=fast_password_hasher(),
+        cookie=CookieConfig(name="__Host-sid", same_site="strict", max_age=600),
+    )
     auth = AuthFramework(storage, config)
     await auth.register_user("mia", "password")
     async with client(make_app(auth)) as http:
         response = await http.post("/login", json={"user": "mia", "password": "password"})
-    cookie = next(c for c in response.headers.get_list("set-cookie")
-                  if c.startswith("__Host-sid="))
+    cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith("__Host-sid="))
     for attribute in ("HttpOnly", "Secure", "SameSite=Strict", "Max-Age=600", "Path=/"):
         assert attribute in cookie
     assert "Domain" not in cookie
@@ -296,8 +333,9 @@ async def test_storage_down_is_503() -> None:
         async def get_session(self, session_id: str):  # type: ignore[no-untyped-def]
             raise StorageUnavailable("memory", "get_session", "simulated outage")
 
-    auth = AuthFramework(Broken(), AuthConfig(secret_key=TEST_SECRET,
-                                              password_hasher=fast_password_hasher()))
+    auth = AuthFramework(
+        Broken(), AuthConfig(secret_key=TEST_SECRET, password_hasher=fast_password_hasher())
+    )
     await auth.register_user("ned", "password")
     token = (await auth.authenticate("ned", "password")).access_token
     sid, _ = await auth.create_session("ned")
@@ -329,8 +367,9 @@ async def test_session_save_failure_is_503(auth: AuthFramework) -> None:
 
         auth.storage.store_session = failing  # type: ignore[method-assign]
         try:
-            response = await http.post("/cart", json={"item": "x"},
-                                       headers={"X-CSRF-Token": http.cookies["authmw_csrf"]})
+            response = await http.post(
+                "/cart", json={"item": "x"}, headers={"X-CSRF-Token": http.cookies["authmw_csrf"]}
+            )
         finally:
             del auth.storage.store_session  # type: ignore[method-assign]
         assert response.status_code == 503 and "retry-after" in response.headers
@@ -340,9 +379,10 @@ async def test_context_variable_isolated_between_requests(auth: AuthFramework) -
     """Concurrent requests each see their own principal in current_user()."""
     tokens = {f"user{i}": await login_token(auth, f"user{i}") for i in range(20)}
     async with client(make_app(auth)) as http:
-        responses = await asyncio.gather(*(
-            http.get("/whoami", headers=bearer(t)) for t in tokens.values()),
-            *(http.get("/whoami") for _ in range(20)))
+        responses = await asyncio.gather(
+            *(http.get("/whoami", headers=bearer(t)) for t in tokens.values()),
+            *(http.get("/whoami") for _ in range(20)),
+        )
     named = [r.json() for r in responses[:20]]
     assert [b["current"] for b in named] == list(tokens)
     assert all(r.json()["current"] == "" for r in responses[20:])
@@ -373,10 +413,18 @@ async def ws_call(app: object, headers: dict[str, str]) -> list[dict[str, object
         if message["type"] == "websocket.close":
             await incoming.put({"type": "websocket.disconnect", "code": 1000})
 
-    scope = {"type": "websocket", "path": "/ws", "raw_path": b"/ws", "query_string": b"",
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-             "scheme": "wss", "server": ("testserver", 443), "client": ("127.0.0.1", 5000),
-             "subprotocols": [], "asgi": {"version": "3.0"}}
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "scheme": "wss",
+        "server": ("testserver", 443),
+        "client": ("127.0.0.1", 5000),
+        "subprotocols": [],
+        "asgi": {"version": "3.0"},
+    }
     await asyncio.wait_for(app(scope, receive, send), 10)  # type: ignore[operator]
     return sent
 
@@ -400,8 +448,9 @@ async def test_websockets(auth: AuthFramework) -> None:
 
 async def test_lifespan_opens_and_closes(storage: AuthStorage) -> None:
     """The app's lifespan startup opens the framework and shutdown closes it."""
-    auth = AuthFramework(storage, AuthConfig(secret_key=TEST_SECRET,
-                                             password_hasher=fast_password_hasher()))
+    auth = AuthFramework(
+        storage, AuthConfig(secret_key=TEST_SECRET, password_hasher=fast_password_hasher())
+    )
     app = make_app(auth)
     incoming: asyncio.Queue[dict[str, str]] = asyncio.Queue()
     sent: list[str] = []
@@ -413,8 +462,9 @@ async def test_lifespan_opens_and_closes(storage: AuthStorage) -> None:
             started.set()
 
     await incoming.put({"type": "lifespan.startup"})
-    task = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}},
-                                     incoming.get, send))
+    task = asyncio.ensure_future(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}}, incoming.get, send)
+    )
     await asyncio.wait_for(started.wait(), 10)
     assert auth._open
     await incoming.put({"type": "lifespan.shutdown"})

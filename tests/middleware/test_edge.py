@@ -27,8 +27,13 @@ def outcome(result: RequestState | Refusal | None) -> Any:
     """What a client can observe of an answer: the refusal, or the principal and cookies."""
     if result is None or isinstance(result, Refusal):
         return result
-    return (result.user.display_name, getattr(result.user, "auth_method", None),
-            result.session_id, result.set_cookie, result.delete_cookie)
+    return (
+        result.user.display_name,
+        getattr(result.user, "auth_method", None),
+        result.session_id,
+        result.set_cookie,
+        result.delete_cookie,
+    )
 
 
 class Fixture:
@@ -43,8 +48,9 @@ class Fixture:
 async def world() -> AsyncIterator[Fixture]:
     """A user "ann" with a token, a session (its cookie signed under the current and an old
     key), and the cookie of a session that has ended."""
-    auth = AuthFramework(CachedStorage(InMemoryStorage()),
-                         test_config(secret_key_fallbacks=[OLD_KEY]))
+    auth = AuthFramework(
+        CachedStorage(InMemoryStorage()), test_config(secret_key_fallbacks=[OLD_KEY])
+    )
     await auth.open()
     edge = Edge(auth, MiddlewareOptions())
     built = Fixture(auth, edge)
@@ -119,8 +125,10 @@ async def test_both_paths_answer_alike(world: Fixture, case: str) -> None:
         assert isinstance(answer, Refusal) and answer.status == expected
     else:
         assert isinstance(answer, RequestState)
-        assert (answer.user.display_name if answer.user.is_authenticated else "<anonymous>",
-                getattr(answer.user, "auth_method", None)) == expected
+        assert (
+            answer.user.display_name if answer.user.is_authenticated else "<anonymous>",
+            getattr(answer.user, "auth_method", None),
+        ) == expected
     fast = edge.authenticate_nowait(method, authorization, cookie, csrf)
     if case == "ended session" and fast is None:
         return  # a cache may keep no record of a session that ended: the loop then answers
@@ -131,10 +139,12 @@ async def test_both_paths_answer_alike(world: Fixture, case: str) -> None:
 async def test_cookie_flags(world: Fixture) -> None:
     """An old-key cookie is re-signed, a tampered or ended one deleted, a current one kept."""
     req = requests(world)
-    for case, set_cookie, delete_cookie in [("cookie", False, False),
-                                            ("cookie under an old key", True, False),
-                                            ("tampered cookie", False, True),
-                                            ("ended session", False, True)]:
+    for case, set_cookie, delete_cookie in [
+        ("cookie", False, False),
+        ("cookie under an old key", True, False),
+        ("tampered cookie", False, True),
+        ("ended session", False, True),
+    ]:
         state = await world.edge.authenticate(*req[case])
         assert isinstance(state, RequestState)
         assert (state.set_cookie, state.delete_cookie) == (set_cookie, delete_cookie), case
@@ -149,8 +159,7 @@ async def test_refusal_headers(world: Fixture) -> None:
     assert isinstance(forged, Refusal) and isinstance(malformed, Refusal)
     assert isinstance(csrf, Refusal)
     assert dict(forged.headers)["www-authenticate"].startswith('Bearer error="invalid_token"')
-    assert dict(malformed.headers)["www-authenticate"].startswith(
-        'Bearer error="invalid_request"')
+    assert dict(malformed.headers)["www-authenticate"].startswith('Bearer error="invalid_request"')
     assert csrf.body["error"] == "csrf_failed" and "X-CSRF-Token" in csrf.body["error_description"]
 
 
@@ -179,7 +188,9 @@ async def test_finish_fast_twin(world: Fixture) -> None:
     deleted = await edge.authenticate(*req["tampered cookie"])
     assert isinstance(resigned, RequestState) and isinstance(deleted, RequestState)
     assert [c.split("=")[0] for c in edge.finish_nowait(resigned) or []] == [
-        "authmw_session", "authmw_csrf"]
+        "authmw_session",
+        "authmw_csrf",
+    ]
     assert all("Max-Age=0" in c for c in edge.finish_nowait(deleted) or ["missing"])
     changed = await edge.authenticate(*req["cookie"])
     assert isinstance(changed, RequestState)

@@ -16,15 +16,21 @@ MOVED = [
     ("authmw.wsgi", "login", wsgi.login, "authmw.middleware.wsgi"),
     ("authmw.principal", "AuthUser", principal.AuthUser, "authmw.middleware.principal"),
     ("authmw.principal", "current_user", principal.current_user, "authmw.middleware.principal"),
-    ("authmw.sessions", "SessionCookieCodec", _cookies.SessionCookieCodec,
-     "authmw.middleware._cookies"),
+    (
+        "authmw.sessions",
+        "SessionCookieCodec",
+        _cookies.SessionCookieCodec,
+        "authmw.middleware._cookies",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("old", "name", "new_object", "new"), MOVED,
-                         ids=[f"{old}.{name}" for old, name, _, _ in MOVED])
-def test_old_path_serves_the_new_object_and_warns(old: str, name: str, new_object: object,
-                                                  new: str) -> None:
+@pytest.mark.parametrize(
+    ("old", "name", "new_object", "new"), MOVED, ids=[f"{old}.{name}" for old, name, _, _ in MOVED]
+)
+def test_old_path_serves_the_new_object_and_warns(
+    old: str, name: str, new_object: object, new: str
+) -> None:
     """Each old module hands out the very object of its new home, with a DeprecationWarning
     that names the new place."""
     module = importlib.import_module(old)

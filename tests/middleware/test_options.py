@@ -103,8 +103,9 @@ def test_csrf_cookie_must_differ_from_the_session_cookie() -> None:
     with pytest.raises(ConfigurationError, match="session cookie"):
         AuthMiddleware(noop_asgi, auth(), csrf_cookie="authmw_session")
     with pytest.raises(ConfigurationError, match="session cookie"):
-        WSGIAuthMiddleware(noop_wsgi, auth(), options=MiddlewareOptions(
-            csrf_cookie="authmw_session"))
+        WSGIAuthMiddleware(
+            noop_wsgi, auth(), options=MiddlewareOptions(csrf_cookie="authmw_session")
+        )
 
 
 def test_unknown_option_and_wrong_options_type() -> None:
@@ -120,8 +121,10 @@ def test_unknown_option_and_wrong_options_type() -> None:
 def test_keywords_override_the_options_fields() -> None:
     """options= gives the base; keywords replace single fields and keep the others."""
     base = MiddlewareOptions(csrf=False, retry_after=3, exclude_paths=["/health"])
-    for front in (AuthMiddleware(noop_asgi, auth(), options=base, retry_after=7),
-                  WSGIAuthMiddleware(noop_wsgi, auth(), options=base, retry_after=7)):
+    for front in (
+        AuthMiddleware(noop_asgi, auth(), options=base, retry_after=7),
+        WSGIAuthMiddleware(noop_wsgi, auth(), options=base, retry_after=7),
+    ):
         assert front.options == dataclasses.replace(base, retry_after=7)
         assert front.edge.options is front.options
     assert AuthMiddleware(noop_asgi, auth(), options=base).options is base
@@ -141,8 +144,12 @@ async def test_asgi_options_object_takes_effect() -> None:
     with csrf off, a cookie POST without the CSRF header is served."""
     framework = auth()
     await framework.register_user("opt", "password")
-    app = Starlette(routes=apps.make_app(framework).routes, middleware=[
-        Middleware(AuthMiddleware, auth=framework, options=MiddlewareOptions(csrf=False))])
+    app = Starlette(
+        routes=apps.make_app(framework).routes,
+        middleware=[
+            Middleware(AuthMiddleware, auth=framework, options=MiddlewareOptions(csrf=False))
+        ],
+    )
     async with apps.client(app) as http:
         await http.post("/login", json={"user": "opt", "password": "password"})
         assert "authmw_csrf" not in http.cookies
@@ -152,11 +159,13 @@ async def test_asgi_options_object_takes_effect() -> None:
 
 def test_wsgi_options_object_takes_effect() -> None:
     """WSGIAuthMiddleware(app, auth, options=...) behaves as the keywords would."""
-    with WSGIAuthMiddleware(wsgi_apps.wsgi_app, auth(),
-                            options=MiddlewareOptions(csrf=False, exclude_paths=["/health"])) as mw:
+    with WSGIAuthMiddleware(
+        wsgi_apps.wsgi_app, auth(), options=MiddlewareOptions(csrf=False, exclude_paths=["/health"])
+    ) as mw:
         mw.run(mw.auth.register_user("opt", "password"))
-        with httpx.Client(transport=httpx.WSGITransport(app=mw),
-                          base_url="https://testserver") as http:
+        with httpx.Client(
+            transport=httpx.WSGITransport(app=mw), base_url="https://testserver"
+        ) as http:
             http.post("/login", json={"user": "opt", "password": "password"})
             assert "authmw_csrf" not in http.cookies
             cart = http.post("/cart", json={"item": "tea"})

@@ -26,22 +26,25 @@ pytest.register_assert_rewrite("tests.support.wsgi_apps")
 
 from tests.support.wsgi_apps import Called, environ_for  # noqa: E402 - after the rewrite registration
 
-SETTINGS = settings(max_examples=200, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 B64TOKEN = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
 ALLOWED = {200, 400, 401, 403}
 
 
 def principal_json(user: Any) -> bytes:
-    return json.dumps({"authenticated": user.is_authenticated,
-                       "user": user.display_name}).encode()
+    return json.dumps({"authenticated": user.is_authenticated, "user": user.display_name}).encode()
 
 
 async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Reports the principal for any method and path."""
     body = principal_json(scope["user"])
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -56,8 +59,9 @@ async def seed(auth: AuthFramework) -> tuple[str, str]:
     await auth.register_user("victim", "password", roles=["admin"])
     token = (await auth.authenticate("victim", "password")).access_token
     session_id, _ = await auth.create_session("victim")
-    cookie = SessionCookieCodec(auth.config.signing_keys, auth.config.cookie,
-                                "authmw_csrf").sign(session_id)
+    cookie = SessionCookieCodec(auth.config.signing_keys, auth.config.cookie, "authmw_csrf").sign(
+        session_id
+    )
     return token, cookie
 
 
@@ -67,47 +71,55 @@ def near_miss(draw: st.DrawFn, original: str) -> str:
     i = draw(st.integers(0, len(original) - 1))
     edit = draw(st.sampled_from(["replace", "delete", "insert"]))
     if edit == "delete":
-        return original[:i] + original[i + 1:]
+        return original[:i] + original[i + 1 :]
     char = draw(st.characters(codec="ascii").filter(lambda c: c != original[i]))
     if edit == "insert":
         return original[:i] + char + original[i:]
-    return original[:i] + char + original[i + 1:]
+    return original[:i] + char + original[i + 1 :]
 
 
 def authorizations(token: str) -> st.SearchStrategy[bytes]:
-    texts = st.text(alphabet=B64TOKEN + "= \t,;\"\\", max_size=80)
+    texts = st.text(alphabet=B64TOKEN + '= \t,;"\\', max_size=80)
     return st.one_of(
         st.binary(max_size=200),
         st.builds(lambda raw: b"Bearer " + raw, st.binary(max_size=120)),
         st.builds(lambda t: f"Bearer {t}".encode(), near_miss(token)),
-        st.builds(lambda scheme, gap, rest: f"{scheme}{gap}{rest}".encode(),
-                  st.sampled_from(["Bearer", "bearer", "BEARER", "Basic", "Digest", ""]),
-                  st.sampled_from([" ", "  ", "\t", ""]), texts),
+        st.builds(
+            lambda scheme, gap, rest: f"{scheme}{gap}{rest}".encode(),
+            st.sampled_from(["Bearer", "bearer", "BEARER", "Basic", "Digest", ""]),
+            st.sampled_from([" ", "  ", "\t", ""]),
+            texts,
+        ),
         st.builds(lambda n: b"Bearer " + b"a" * n, st.integers(4000, 6000)),
     )
 
 
 def cookies(cookie: str) -> st.SearchStrategy[bytes]:
     miss = near_miss(cookie)
-    value = st.one_of(miss, st.text(max_size=80), st.just(""),
-                      st.builds(lambda v: f'"{v}"', miss))
-    pairs = st.lists(st.tuples(st.sampled_from(["authmw_session", "authmw_csrf", "other", ""]),
-                               value), max_size=3)
+    value = st.one_of(miss, st.text(max_size=80), st.just(""), st.builds(lambda v: f'"{v}"', miss))
+    pairs = st.lists(
+        st.tuples(st.sampled_from(["authmw_session", "authmw_csrf", "other", ""]), value),
+        max_size=3,
+    )
     return st.one_of(
         st.binary(max_size=200),
-        st.builds(lambda items: "; ".join(f"{k}={v}" for k, v in items).encode("utf-8",
-                                                                                  "replace"),
-                  pairs),
+        st.builds(
+            lambda items: "; ".join(f"{k}={v}" for k, v in items).encode("utf-8", "replace"), pairs
+        ),
     )
 
 
 def headers_strategy(token: str, cookie: str) -> st.SearchStrategy[dict[str, bytes]]:
-    return st.fixed_dictionaries({}, optional={
-        "authorization": authorizations(token),
-        "cookie": cookies(cookie),
-        "x-csrf-token": st.one_of(st.binary(max_size=80), st.text(B64TOKEN, max_size=80).map(
-            str.encode)),
-    })
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "authorization": authorizations(token),
+            "cookie": cookies(cookie),
+            "x-csrf-token": st.one_of(
+                st.binary(max_size=80), st.text(B64TOKEN, max_size=80).map(str.encode)
+            ),
+        },
+    )
 
 
 METHODS = st.sampled_from(["GET", "POST", "DELETE", "OPTIONS"])
@@ -130,8 +142,9 @@ def test_asgi_middleware_never_fails_or_authenticates() -> None:
     auth = AuthFramework(InMemoryStorage(), test_config())
     with asyncio.Runner() as runner:
         token, cookie = runner.run(seed(auth))
-        transport = httpx.ASGITransport(app=AuthMiddleware(asgi_app, auth),
-                                        raise_app_exceptions=False)
+        transport = httpx.ASGITransport(
+            app=AuthMiddleware(asgi_app, auth), raise_app_exceptions=False
+        )
         http = httpx.AsyncClient(transport=transport, base_url="https://testserver")
 
         @SETTINGS
@@ -175,9 +188,14 @@ def test_wsgi_middleware_with_any_latin1_environ() -> None:
         @SETTINGS
         @given(method=METHODS, headers=headers_strategy(token, cookie))
         def run(method: str, headers: dict[str, bytes]) -> None:
-            environ = environ_for("/anything", method, **{
-                name.replace("-", "_"): value.decode("latin-1") for name, value in headers.items()
-            })
+            environ = environ_for(
+                "/anything",
+                method,
+                **{
+                    name.replace("-", "_"): value.decode("latin-1")
+                    for name, value in headers.items()
+                },
+            )
             called = Called(app, environ)
             check(called.code, {k.lower(): v for k, v in called.headers}, called.body)
 

@@ -54,8 +54,13 @@ def test_no_credentials_is_anonymous(stack: Stack) -> None:
     with client(stack.app()) as http:
         response = http.get("/whoami")
         assert response.status_code == 200
-        assert response.json() == {"authenticated": False, "user": "", "method": None,
-                                   "scopes": [], "current": ""}
+        assert response.json() == {
+            "authenticated": False,
+            "user": "",
+            "method": None,
+            "scopes": [],
+            "current": "",
+        }
         assert "set-cookie" not in response.headers
         assert http.get("/private").status_code == 403
 
@@ -66,8 +71,13 @@ def test_valid_bearer(stack: Stack) -> None:
     token = login_token(app, roles=["admin"], permissions=["read"])
     with client(app) as http:
         body = http.get("/whoami", headers=bearer(token)).json()
-        assert body == {"authenticated": True, "user": "alice", "method": "bearer",
-                        "scopes": ["authenticated", "read", "role:admin"], "current": "alice"}
+        assert body == {
+            "authenticated": True,
+            "user": "alice",
+            "method": "bearer",
+            "scopes": ["authenticated", "read", "role:admin"],
+            "current": "alice",
+        }
         assert http.get("/private", headers=bearer(token)).text == "hello alice"
         assert http.get("/admin", headers=bearer(token)).status_code == 200
 
@@ -115,8 +125,15 @@ def test_bad_bearer_is_401(stack: Stack, mutate: str) -> None:
 
 @pytest.mark.parametrize(
     "header",
-    ["Bearer", "Bearer ", "Bearer a b", "Bearer ab=cd", "Bearer " + "a" * 5000,
-     "Bearer \u00e9".encode().decode("latin-1"), "Bearer a\x00b"],
+    [
+        "Bearer",
+        "Bearer ",
+        "Bearer a b",
+        "Bearer ab=cd",
+        "Bearer " + "a" * 5000,
+        "Bearer \u00e9".encode().decode("latin-1"),
+        "Bearer a\x00b",
+    ],
 )
 def test_malformed_authorization_is_400(stack: Stack, header: str) -> None:
     """Malformed Authorization headers (as a WSGI server passes them) get 400 invalid_request."""
@@ -177,8 +194,10 @@ def test_session_login_flow(stack: Stack) -> None:
 
         response = http.post("/logout", headers={"X-CSRF-Token": csrf})
         assert response.status_code == 200
-        assert any(c.startswith("authmw_session=") and "Max-Age=0" in c
-                   for c in response.headers.get_list("set-cookie"))
+        assert any(
+            c.startswith("authmw_session=") and "Max-Age=0" in c
+            for c in response.headers.get_list("set-cookie")
+        )
         assert http.get("/whoami").json()["authenticated"] is False
     # The old cookie is dead server-side, not just forgotten by the client.
     with client(app) as http:
@@ -223,10 +242,14 @@ def test_login_rotates_session_id(stack: Stack) -> None:
     with client(app) as http:
         http.post("/login", json={"user": "dan", "password": "password"})
         first = http.cookies["authmw_session"]
-        http.post("/cart", json={"item": "kiwi"},
-                  headers={"X-CSRF-Token": http.cookies["authmw_csrf"]})
-        http.post("/login", json={"user": "dan", "password": "password"},
-                  headers={"X-CSRF-Token": http.cookies["authmw_csrf"]})
+        http.post(
+            "/cart", json={"item": "kiwi"}, headers={"X-CSRF-Token": http.cookies["authmw_csrf"]}
+        )
+        http.post(
+            "/login",
+            json={"user": "dan", "password": "password"},
+            headers={"X-CSRF-Token": http.cookies["authmw_csrf"]},
+        )
         second = http.cookies["authmw_session"]
         assert first != second
         assert http.get("/session").json() == {"cart": ["kiwi"]}
@@ -298,8 +321,9 @@ def test_csrf(stack: Stack) -> None:
         wrong = http.post("/cart", json={"item": "x"}, headers={"X-CSRF-Token": "0" * 64})
         assert wrong.status_code == 403
         assert http.get("/session").json() == {}
-        ok = http.post("/cart", json={"item": "x"},
-                       headers={"X-CSRF-Token": http.cookies["authmw_csrf"]})
+        ok = http.post(
+            "/cart", json={"item": "x"}, headers={"X-CSRF-Token": http.cookies["authmw_csrf"]}
+        )
         assert ok.status_code == 200
     with client(app) as http:
         response = http.post("/cart", json={"item": "y"}, headers=bearer(token))
@@ -313,10 +337,14 @@ def test_csrf_header_and_cookie_names(stack: Stack) -> None:
     with client(app) as http:
         http.post("/login", json={"user": "jay", "password": "password"})
         token = http.cookies["xsrf"]
-        assert http.post("/cart", json={"item": "x"},
-                         headers={"X-CSRF-Token": token}).status_code == 403
-        assert http.post("/cart", json={"item": "x"},
-                         headers={"X-XSRF-Token": token}).status_code == 200
+        assert (
+            http.post("/cart", json={"item": "x"}, headers={"X-CSRF-Token": token}).status_code
+            == 403
+        )
+        assert (
+            http.post("/cart", json={"item": "x"}, headers={"X-XSRF-Token": token}).status_code
+            == 200
+        )
 
 
 def test_csrf_can_be_turned_off(stack: Stack) -> None:
@@ -350,14 +378,12 @@ def test_fallback_key_cookie_is_resigned(stack: Stack) -> None:
 
 def test_cookie_attributes_follow_config(stack: Stack) -> None:
     """Cookie name, path, domain, SameSite and Max-Age come from CookieConfig."""
-    auth = stack.framework(cookie=CookieConfig(name="__Host-sid", same_site="strict",
-                                               max_age=600))
+    auth = stack.framework(cookie=CookieConfig(name="__Host-sid", same_site="strict", max_age=600))
     app = stack.app(auth)
     app.run(auth.register_user("mia", "password"))
     with client(app) as http:
         response = http.post("/login", json={"user": "mia", "password": "password"})
-    cookie = next(c for c in response.headers.get_list("set-cookie")
-                  if c.startswith("__Host-sid="))
+    cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith("__Host-sid="))
     for attribute in ("HttpOnly", "Secure", "SameSite=Strict", "Max-Age=600", "Path=/"):
         assert attribute in cookie
     assert "Domain" not in cookie
@@ -384,8 +410,9 @@ def test_environ_keys_and_streamed_body(stack: Stack) -> None:
         assert http.get("/stream", headers=bearer(token)).text == "alice;alice;alice;"
         assert http.get("/stream").text == ";;;"
     # httpx's transport drops write() output, so call the app directly.
-    assert Called(app, environ_for("/write", AUTHORIZATION=f"Bearer {token}")).body == \
-        b"written:alice"
+    assert (
+        Called(app, environ_for("/write", AUTHORIZATION=f"Bearer {token}")).body == b"written:alice"
+    )
     assert authmw.current_user().is_authenticated is False
 
 
@@ -428,8 +455,9 @@ def test_session_save_failure_is_503(stack: Stack) -> None:
 
         stack.storage.store_session = failing  # type: ignore[method-assign]
         try:
-            response = http.post("/cart", json={"item": "x"},
-                                 headers={"X-CSRF-Token": http.cookies["authmw_csrf"]})
+            response = http.post(
+                "/cart", json={"item": "x"}, headers={"X-CSRF-Token": http.cookies["authmw_csrf"]}
+            )
         finally:
             del stack.storage.store_session  # type: ignore[method-assign]
         assert response.status_code == 503 and response.headers["retry-after"] == "5"
@@ -443,7 +471,6 @@ class _Broken(InMemoryStorage):
 
     async def get_session(self, session_id: str):  # type: ignore[no-untyped-def]
         raise StorageUnavailable("memory", "get_session", "simulated outage")
-
 
 
 def _config() -> AuthConfig:
@@ -611,7 +638,8 @@ def test_server_file_wrapper_is_passed_through(stack: Stack) -> None:
 def test_interpreter_exit_closes_the_framework(tmp_path: Any) -> None:
     """At interpreter exit an unclosed middleware closes its framework on its loop thread."""
     script = tmp_path / "unclosed.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import asyncio, threading
         from authmw import AuthFramework, InMemoryStorage
         from authmw.testing import test_config
@@ -627,9 +655,15 @@ def test_interpreter_exit_closes_the_framework(tmp_path: Any) -> None:
         app.run(auth.register_user("a", "password"))
         print("served", b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/"},
                                      lambda *a: None)), flush=True)
-    """))
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            timeout=60, cwd=Path(__file__).resolve().parents[2])
+    """)
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["served b'ok'", "closed on authmw-wsgi-loop"]
     assert result.stderr == ""

@@ -57,8 +57,9 @@ def test_cache_hits_do_not_cross_to_the_loop(middleware: WSGIAuthMiddleware) -> 
     token = login_token(middleware)
     with client(middleware) as http:
         assert http.get("/private", headers=bearer(token)).status_code == 200
-        assert http.post("/login", json={"user": "alice", "password": "password"}
-                         ).status_code == 200
+        assert (
+            http.post("/login", json={"user": "alice", "password": "password"}).status_code == 200
+        )
         assert http.get("/session").status_code == 200  # read once: cached from now on
         release = threading.Event()
         blocker = _block_loop(middleware, release)

@@ -349,24 +349,35 @@ async def test_audit_append_and_query(storage: AuthStorage) -> None:
     """Audit events come back newest first and filter by user, action and time."""
     base = utcnow() - timedelta(minutes=10)
     events = [
-        AuditEvent(action="login", outcome=i % 2 == 0, user_id=f"u{i % 3}",
-                   timestamp=base + timedelta(seconds=i), metadata={"i": i},
-                   ip_address="127.0.0.1", user_agent="pytest")
+        AuditEvent(
+            action="login",
+            outcome=i % 2 == 0,
+            user_id=f"u{i % 3}",
+            timestamp=base + timedelta(seconds=i),
+            metadata={"i": i},
+            ip_address="127.0.0.1",
+            user_agent="pytest",
+        )
         for i in range(12)
     ]
     for event in events:
         await storage.append_audit(event)
-    await storage.append_audit(AuditEvent(action="token.issue", outcome=True, user_id="u0",
-                                          timestamp=base + timedelta(seconds=30)))
+    await storage.append_audit(
+        AuditEvent(
+            action="token.issue", outcome=True, user_id="u0", timestamp=base + timedelta(seconds=30)
+        )
+    )
     everything = await storage.query_audit(limit=100)
     assert len(everything) == 13
     assert everything[0].action == "token.issue"
-    assert [e.timestamp for e in everything] == sorted((e.timestamp for e in everything),
-                                                      reverse=True)
+    assert [e.timestamp for e in everything] == sorted(
+        (e.timestamp for e in everything), reverse=True
+    )
     u1 = await storage.query_audit(user_id="u1", action="login")
     assert [e.metadata["i"] for e in u1] == [10, 7, 4, 1]
-    window = await storage.query_audit(since=base + timedelta(seconds=3),
-                                       until=base + timedelta(seconds=5))
+    window = await storage.query_audit(
+        since=base + timedelta(seconds=3), until=base + timedelta(seconds=5)
+    )
     assert sorted(e.metadata["i"] for e in window) == [3, 4, 5]
     assert len(await storage.query_audit(limit=2)) == 2
     assert everything[-1] == events[0]

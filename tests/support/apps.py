@@ -20,13 +20,15 @@ from authmw.errors import AccountLocked, InvalidCredentials
 
 async def whoami(request: Request) -> Response:
     user = request.user
-    return JSONResponse({
-        "authenticated": user.is_authenticated,
-        "user": user.display_name,
-        "method": getattr(user, "auth_method", None),
-        "scopes": list(request.auth.scopes),
-        "current": authmw.current_user().display_name,
-    })
+    return JSONResponse(
+        {
+            "authenticated": user.is_authenticated,
+            "user": user.display_name,
+            "method": getattr(user, "auth_method", None),
+            "scopes": list(request.auth.scopes),
+            "current": authmw.current_user().display_name,
+        }
+    )
 
 
 @requires("authenticated")
@@ -76,10 +78,16 @@ async def ws_echo(websocket: WebSocket) -> None:
 def make_app(auth: AuthFramework, **options: Any) -> Starlette:
     """The test app with AuthMiddleware configured by ``options``."""
     routes = [
-        Route("/whoami", whoami), Route("/private", private), Route("/admin", admin),
-        Route("/login", do_login, methods=["POST"]), Route("/logout", do_logout, methods=["POST"]),
-        Route("/session", show_session), Route("/cart", add_to_cart, methods=["POST"]),
-        Route("/health", whoami), Route("/boom", boom), WebSocketRoute("/ws", ws_echo),
+        Route("/whoami", whoami),
+        Route("/private", private),
+        Route("/admin", admin),
+        Route("/login", do_login, methods=["POST"]),
+        Route("/logout", do_logout, methods=["POST"]),
+        Route("/session", show_session),
+        Route("/cart", add_to_cart, methods=["POST"]),
+        Route("/health", whoami),
+        Route("/boom", boom),
+        WebSocketRoute("/ws", ws_echo),
     ]
     options.setdefault("exclude_paths", ["/health"])
     return Starlette(routes=routes, middleware=[Middleware(AuthMiddleware, auth=auth, **options)])
@@ -87,5 +95,7 @@ def make_app(auth: AuthFramework, **options: Any) -> Starlette:
 
 def client(app: Any) -> httpx.AsyncClient:
     """An httpx client calling the app in-process over https (so Secure cookies flow)."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-                             base_url="https://testserver")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+        base_url="https://testserver",
+    )

@@ -29,8 +29,10 @@ def inner_storage(kind: str, url: str, namespace: str, **options: Any) -> AuthSt
     if kind == "redis":
         return RedisStorage(RedisConfig(url=url, key_prefix=namespace, **options))
     return PostgresStorage.with_config(
-        PostgresConfig(url=url, table_prefix=namespace, timeout=options.pop("timeout", 5),
-                       **options))
+        PostgresConfig(
+            url=url, table_prefix=namespace, timeout=options.pop("timeout", 5), **options
+        )
+    )
 
 
 def namespace_for(kind: str) -> str:
@@ -40,8 +42,10 @@ def namespace_for(kind: str) -> str:
 
 def framework(storage: AuthStorage, **overrides: Any) -> AuthFramework:
     """A framework with the test key and cheap hashing."""
-    settings: dict[str, Any] = {"secret_key": TEST_SECRET,
-                                "password_hasher": fast_password_hasher()}
+    settings: dict[str, Any] = {
+        "secret_key": TEST_SECRET,
+        "password_hasher": fast_password_hasher(),
+    }
     settings.update(overrides)
     return AuthFramework(storage, AuthConfig(**settings))
 
@@ -53,15 +57,20 @@ def cache_of(auth: AuthFramework) -> CachedStorage:
 
 
 @asynccontextmanager
-async def frameworks(kind: str, url: str, count: int = 2, *, inner_options: Any = None,
-                     **cache: Any) -> AsyncIterator[list[AuthFramework]]:
+async def frameworks(
+    kind: str, url: str, count: int = 2, *, inner_options: Any = None, **cache: Any
+) -> AsyncIterator[list[AuthFramework]]:
     """``count`` opened frameworks, each with its own cache, sharing one namespace of one
     server (as separate app instances would); closed and cleaned up afterwards."""
     namespace = namespace_for(kind)
     options = dict(inner_options or {})
     cache.setdefault("subscribe_timeout", 5.0)
-    auths = [framework(CachedStorage(inner_storage(kind, url, namespace, **options),
-                                     CacheConfig(**cache))) for _ in range(count)]
+    auths = [
+        framework(
+            CachedStorage(inner_storage(kind, url, namespace, **options), CacheConfig(**cache))
+        )
+        for _ in range(count)
+    ]
     try:
         for auth in auths:
             await auth.open()

@@ -29,11 +29,14 @@ SECRET = "test-secret-key-0123456789abcdef0123456789"
 async def main(kind: str, url: str, namespace: str) -> None:
     if kind == "redis":
         inner: RedisStorage | PostgresStorage = RedisStorage(
-            RedisConfig(url=url, key_prefix=namespace))
+            RedisConfig(url=url, key_prefix=namespace)
+        )
     else:
         inner = PostgresStorage.with_config(PostgresConfig(url=url, table_prefix=namespace))
-    auth = AuthFramework(CachedStorage(inner, CacheConfig()),
-                         AuthConfig(secret_key=SECRET, password_hasher=fast_password_hasher()))
+    auth = AuthFramework(
+        CachedStorage(inner, CacheConfig()),
+        AuthConfig(secret_key=SECRET, password_hasher=fast_password_hasher()),
+    )
     await auth.open()
     loop = asyncio.get_running_loop()
     print("ready", flush=True)

@@ -19,17 +19,27 @@ from tests.backends.redis import prefix, purge
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def authmw(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
-           argv0: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+def authmw(
+    *args: str,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    argv0: list[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m authmw.cli ARGS`` (or ``argv0 ARGS``) and return what it did.
 
     Every run is checked for what no run may ever print: a traceback.
     """
     full_env = {k: v for k, v in os.environ.items() if k != "AUTHMW_STORAGE_URL"}
     full_env.update(env or {})
-    result = subprocess.run([*(argv0 or [sys.executable, "-m", "authmw.cli"]), *args],
-                            capture_output=True, text=True, timeout=120, cwd=ROOT,
-                            input=stdin if stdin is not None else "", env=full_env)
+    result = subprocess.run(
+        [*(argv0 or [sys.executable, "-m", "authmw.cli"]), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        input=stdin if stdin is not None else "",
+        env=full_env,
+    )
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
     return result
 
@@ -37,8 +47,13 @@ def authmw(*args: str, stdin: str | None = None, env: dict[str, str] | None = No
 def interrupt_when(marker: str, *args: str) -> tuple[int, str]:
     """Run ``authmw ARGS``, send SIGINT (Ctrl-C) once a stderr line starts with ``marker``;
     return the exit code and everything it wrote to stderr."""
-    proc = subprocess.Popen([sys.executable, "-m", "authmw.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "authmw.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.stderr is not None
     seen = []
     for line in proc.stderr:  # one progress line per redraw when stderr is not a terminal

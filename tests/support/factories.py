@@ -52,7 +52,10 @@ def make_token(
 
 
 def make_session(
-    user_id: str = "alice", *, ttl: float = 3600, data: dict[str, Any] | None = None,
+    user_id: str = "alice",
+    *,
+    ttl: float = 3600,
+    data: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> SessionData:
     """A session record with a random selector and digest."""

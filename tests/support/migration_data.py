@@ -17,9 +17,9 @@ SECRET = "migration-test-secret-key-0123456789abcdef"
 
 def make_auth(storage: AuthStorage) -> AuthFramework:
     """A framework with the tests' fixed key and cheap hashing (tokens move between them)."""
-    return AuthFramework(storage, AuthConfig(secret_key=SECRET,
-                                             password_hasher=fast_password_hasher()))
-
+    return AuthFramework(
+        storage, AuthConfig(secret_key=SECRET, password_hasher=fast_password_hasher())
+    )
 
 
 @dataclass
@@ -37,8 +37,9 @@ class Dataset:
     audit: int = 0
 
 
-async def fill(storage: AuthStorage, n: int, *, real: int = 0, expired: int = 0,
-               chunk: int = 500) -> Dataset:
+async def fill(
+    storage: AuthStorage, n: int, *, real: int = 0, expired: int = 0, chunk: int = 500
+) -> Dataset:
     """``n`` users, tokens, sessions and kv entries built directly, ``real`` logins and
     sessions minted through the framework, and ``expired`` expired tokens and kv entries."""
     data = Dataset()
@@ -88,5 +89,6 @@ async def fill(storage: AuthStorage, n: int, *, real: int = 0, expired: int = 0,
 async def add_audit(storage: AuthStorage, n: int) -> None:
     """``n`` audit events."""
     for i in range(n):
-        await storage.append_audit(AuditEvent("test.event", True, f"user{i:06d}",
-                                              metadata={"i": i}))
+        await storage.append_audit(
+            AuditEvent("test.event", True, f"user{i:06d}", metadata={"i": i})
+        )

@@ -33,8 +33,9 @@ StartResponse = Callable[..., Any]
 
 def _json(start_response: StartResponse, body: object, status: str = "200 OK") -> list[bytes]:
     data = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"),
-                            ("Content-Length", str(len(data)))])
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
     return [data]
 
 
@@ -50,13 +51,16 @@ def _body(environ: Environ) -> Any:
 
 def whoami(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     user = environ["authmw.user"]
-    return _json(start_response, {
-        "authenticated": user.is_authenticated,
-        "user": user.display_name,
-        "method": getattr(user, "auth_method", None),
-        "scopes": list(environ["authmw.auth"].scopes),
-        "current": authmw.current_user().display_name,
-    })
+    return _json(
+        start_response,
+        {
+            "authenticated": user.is_authenticated,
+            "user": user.display_name,
+            "method": getattr(user, "auth_method", None),
+            "scopes": list(environ["authmw.auth"].scopes),
+            "current": authmw.current_user().display_name,
+        },
+    )
 
 
 def private(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -77,8 +81,9 @@ def do_login(environ: Environ, start_response: StartResponse) -> Iterable[bytes]
         user = authmw_wsgi.login(environ, form["user"], form["password"])
     except (InvalidCredentials, AccountLocked) as exc:
         return _json(start_response, {"error": str(exc)}, "401 Unauthorized")
-    return _json(start_response, {"user": user.user_id,
-                                  "current": authmw.current_user().display_name})
+    return _json(
+        start_response, {"user": user.user_id, "current": authmw.current_user().display_name}
+    )
 
 
 def do_logout(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -123,9 +128,17 @@ def legacy_write(environ: Environ, start_response: StartResponse) -> Iterable[by
 
 
 ROUTES: dict[str, Callable[[Environ, StartResponse], Iterable[bytes]]] = {
-    "/whoami": whoami, "/private": private, "/admin": admin, "/login": do_login,
-    "/logout": do_logout, "/session": show_session, "/cart": add_to_cart,
-    "/replace-session": replace_session, "/health": whoami, "/boom": boom, "/stream": stream,
+    "/whoami": whoami,
+    "/private": private,
+    "/admin": admin,
+    "/login": do_login,
+    "/logout": do_logout,
+    "/session": show_session,
+    "/cart": add_to_cart,
+    "/replace-session": replace_session,
+    "/health": whoami,
+    "/boom": boom,
+    "/stream": stream,
     "/write": legacy_write,
 }
 
@@ -140,18 +153,30 @@ def wsgi_app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]
 
 def client(app: Any) -> httpx.Client:
     """An httpx client calling the WSGI app in-process over https (so Secure cookies flow)."""
-    return httpx.Client(transport=httpx.WSGITransport(app=app, raise_app_exceptions=False),
-                        base_url="https://testserver")
+    return httpx.Client(
+        transport=httpx.WSGITransport(app=app, raise_app_exceptions=False),
+        base_url="https://testserver",
+    )
 
 
 def environ_for(path: str = "/whoami", method: str = "GET", **headers: str) -> Environ:
     """A WSGI environ for calling an app directly (header values as a server gives them)."""
     environ: Environ = {
-        "REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": "",
-        "SERVER_NAME": "testserver", "SERVER_PORT": "443", "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1", "wsgi.version": (1, 0), "wsgi.url_scheme": "https",
-        "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr, "wsgi.multithread": True,
-        "wsgi.multiprocess": False, "wsgi.run_once": False,
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "443",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "https",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
     }
     for name, value in headers.items():
         environ["HTTP_" + name.upper()] = value
@@ -166,8 +191,9 @@ class Called:
         self.headers: list[tuple[str, str]] = []
         self.exc_info: Any = None
 
-        def start_response(status: str, headers: list[tuple[str, str]],
-                           exc_info: Any = None) -> Callable[[bytes], None]:
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
             self.status, self.headers, self.exc_info = status, list(headers), exc_info
             return self.written.append
 
@@ -203,8 +229,10 @@ class Stack:
 
     def framework(self, **overrides: Any) -> AuthFramework:
         """A framework over the storage with the test key and cheap hashing."""
-        settings: dict[str, Any] = {"secret_key": TEST_SECRET,
-                                    "password_hasher": fast_password_hasher()}
+        settings: dict[str, Any] = {
+            "secret_key": TEST_SECRET,
+            "password_hasher": fast_password_hasher(),
+        }
         settings.update(overrides)
         return AuthFramework(self.storage, AuthConfig(**settings))
 

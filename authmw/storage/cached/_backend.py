@@ -84,26 +84,44 @@ class CachedStorage:
         self.config = cfg = config or CacheConfig()
         self._ttl = seconds(cfg.ttl, "ttl")
         self._policy = Policy(
-            max_entries=cfg.max_entries, ttl=self._ttl,
+            max_entries=cfg.max_entries,
+            ttl=self._ttl,
             negative_ttl=seconds(cfg.negative_ttl, "negative_ttl"),
             max_stale=seconds(cfg.max_stale, "max_stale"),
             serve_stale=cfg.on_outage == "serve_stale",
             batch_window=seconds(cfg.batch_window, "batch_window", allow_zero=True),
             batch_size=cfg.batch_size,
-            retry_after_outage=seconds(cfg.retry_after_outage, "retry_after_outage"))
+            retry_after_outage=seconds(cfg.retry_after_outage, "retry_after_outage"),
+        )
         self._counters = Counters()
         bulk = inner if isinstance(inner, BulkLookup) else None
         self._tokens: Table[AuthToken] = Table(
-            "token", self._policy, self._counters, fetch_one=inner.get_token,
+            "token",
+            self._policy,
+            self._counters,
+            fetch_one=inner.get_token,
             fetch_many=bulk.lookup_tokens if bulk else None,
-            expiry=lambda t: t.storage_expires_ts, owner=lambda t: t.user_id)
+            expiry=lambda t: t.storage_expires_ts,
+            owner=lambda t: t.user_id,
+        )
         self._sessions: Table[_Packed] = Table(
-            "session", self._policy, self._counters, fetch_one=self._read_session,
+            "session",
+            self._policy,
+            self._counters,
+            fetch_one=self._read_session,
             fetch_many=self._read_sessions if bulk else None,
-            expiry=lambda p: p[0].expires_ts, owner=lambda p: p[0].user_id)
+            expiry=lambda p: p[0].expires_ts,
+            owner=lambda p: p[0].user_id,
+        )
         self._users: Table[UserRecord] = Table(
-            "user", self._policy, self._counters, fetch_one=inner.get_user,
-            fetch_many=bulk.lookup_users if bulk else None, expiry=None, owner=None)
+            "user",
+            self._policy,
+            self._counters,
+            fetch_one=inner.get_user,
+            fetch_many=bulk.lookup_users if bulk else None,
+            expiry=None,
+            owner=None,
+        )
         self._tables = (self._tokens, self._sessions, self._users)
         # The hit paths read these dicts directly; the tables never replace them.
         self._token_entries = self._tokens.entries
@@ -114,12 +132,15 @@ class CachedStorage:
         self._invalidations: Invalidations | None = None
         if cfg.invalidation and isinstance(inner, SupportsInvalidation):
             self._invalidations = Invalidations(
-                inner.invalidation_channel(), secrets.token_hex(8), self._counters,
-                apply=self._apply, distrust=self._distrust,
-                health_check_interval=seconds(cfg.health_check_interval,
-                                              "health_check_interval"),
+                inner.invalidation_channel(),
+                secrets.token_hex(8),
+                self._counters,
+                apply=self._apply,
+                distrust=self._distrust,
+                health_check_interval=seconds(cfg.health_check_interval, "health_check_interval"),
                 max_delay=seconds(cfg.resubscribe_max_delay, "resubscribe_max_delay"),
-                republish_for=self._ttl + self._policy.negative_ttl)
+                republish_for=self._ttl + self._policy.negative_ttl,
+            )
 
     def __repr__(self) -> str:
         return f"CachedStorage({self.inner!r}, entries={self._entry_count()})"
@@ -145,8 +166,11 @@ class CachedStorage:
             inv.start()
             timeout = seconds(self.config.subscribe_timeout, "subscribe_timeout")
             if not await inv.wait_subscribed(timeout):
-                log.warning("cache invalidation channel not subscribed after %.1f s; caching "
-                            "as a plain TTL cache until it is", timeout)
+                log.warning(
+                    "cache invalidation channel not subscribed after %.1f s; caching "
+                    "as a plain TTL cache until it is",
+                    timeout,
+                )
 
     async def close(self) -> None:
         """Stop the subscription, forget every entry and close the wrapped storage."""
@@ -216,16 +240,27 @@ class CachedStorage:
         """What the cache counted so far (see :class:`CacheStatistics`)."""
         c = self._counters
         return CacheStatistics(
-            entries=self._entry_count(), hits=self._hits, negative_hits=self._negative_hits,
-            misses=c.misses, coalesced=c.coalesced, backend_calls=c.backend_calls,
-            batches=c.batches, batched_keys=c.batched_keys, batch_sizes=dict(c.batch_sizes),
-            stale_hits=c.stale_hits, evictions=c.evictions,
+            entries=self._entry_count(),
+            hits=self._hits,
+            negative_hits=self._negative_hits,
+            misses=c.misses,
+            coalesced=c.coalesced,
+            backend_calls=c.backend_calls,
+            batches=c.batches,
+            batched_keys=c.batched_keys,
+            batch_sizes=dict(c.batch_sizes),
+            stale_hits=c.stale_hits,
+            evictions=c.evictions,
             invalidations_local=c.invalidations_local,
             invalidations_received=c.invalidations_received,
-            messages_received=c.messages_received, messages_published=c.messages_published,
-            publish_failures=c.publish_failures, subscribed=self.subscribed,
-            subscriptions=c.subscriptions, subscription_losses=c.subscription_losses,
-            distrusts=c.distrusts)
+            messages_received=c.messages_received,
+            messages_published=c.messages_published,
+            publish_failures=c.publish_failures,
+            subscribed=self.subscribed,
+            subscriptions=c.subscriptions,
+            subscription_losses=c.subscription_losses,
+            distrusts=c.distrusts,
+        )
 
     # -- the synchronous fast path (SupportsNowaitReads) -----------------------------------
 
@@ -314,8 +349,9 @@ class CachedStorage:
 
     async def rotate_token(self, retired: AuthToken, new: AuthToken) -> bool:
         """Rotate through the wrapped storage; invalidate both ids everywhere."""
-        return await self._write(self.inner.rotate_token(retired, new),
-                                 "t:" + retired.token_id, "t:" + new.token_id)
+        return await self._write(
+            self.inner.rotate_token(retired, new), "t:" + retired.token_id, "t:" + new.token_id
+        )
 
     async def delete_token(self, token_id: str) -> bool:
         """Delete through the wrapped storage; invalidate it everywhere."""
@@ -362,7 +398,8 @@ class CachedStorage:
     ) -> bool:
         """Touch through the wrapped storage; invalidate the session everywhere."""
         return await self._write(
-            self.inner.touch_session(session_id, last_accessed, expires_at), "s:" + session_id)
+            self.inner.touch_session(session_id, last_accessed, expires_at), "s:" + session_id
+        )
 
     async def delete_session(self, session_id: str) -> bool:
         """Delete through the wrapped storage; invalidate it everywhere."""
@@ -446,8 +483,9 @@ class CachedStorage:
         limit: int = 100,
     ) -> list[AuditEvent]:
         """The wrapped storage's answer."""
-        return await self.inner.query_audit(user_id=user_id, action=action, since=since,
-                                            until=until, limit=limit)
+        return await self.inner.query_audit(
+            user_id=user_id, action=action, since=since, until=until, limit=limit
+        )
 
     # -- bulk iteration: straight from the wrapped storage ----------------------------------
 

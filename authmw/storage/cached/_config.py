@@ -52,13 +52,21 @@ class CacheConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"{name}: expected an integer >= 1, got {value!r}")
-        for name in ("ttl", "negative_ttl", "max_stale", "health_check_interval",
-                     "resubscribe_max_delay", "subscribe_timeout", "retry_after_outage"):
+        for name in (
+            "ttl",
+            "negative_ttl",
+            "max_stale",
+            "health_check_interval",
+            "resubscribe_max_delay",
+            "subscribe_timeout",
+            "retry_after_outage",
+        ):
             seconds(getattr(self, name), name)
         seconds(self.batch_window, "batch_window", allow_zero=True)
         if self.on_outage not in ("fail_closed", "serve_stale"):
             raise ConfigurationError(
-                f"on_outage: expected 'fail_closed' or 'serve_stale', got {self.on_outage!r}")
+                f"on_outage: expected 'fail_closed' or 'serve_stale', got {self.on_outage!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,8 +60,11 @@ def decode(message: str) -> tuple[str, list[str]]:
     try:
         data = json.loads(message)
         origin, keys = data["o"], data["k"]
-        if isinstance(origin, str) and isinstance(keys, list) and all(
-                isinstance(k, str) for k in keys):
+        if (
+            isinstance(origin, str)
+            and isinstance(keys, list)
+            and all(isinstance(k, str) for k in keys)
+        ):
             return origin, keys
     except (ValueError, TypeError, KeyError):
         pass
@@ -73,9 +76,16 @@ class Invalidations:
     """Publishes one cache's invalidations and applies everyone else's to it."""
 
     def __init__(
-        self, channel: InvalidationChannel, origin: str, counters: Counters, *,
-        apply: Callable[[list[str]], None], distrust: Callable[[], None],
-        health_check_interval: float, max_delay: float, republish_for: float,
+        self,
+        channel: InvalidationChannel,
+        origin: str,
+        counters: Counters,
+        *,
+        apply: Callable[[list[str]], None],
+        distrust: Callable[[], None],
+        health_check_interval: float,
+        max_delay: float,
+        republish_for: float,
     ) -> None:
         self.channel = channel
         self.origin = origin
@@ -104,7 +114,8 @@ class Invalidations:
             return
         self._ready = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(
-            self._listen(), name="authmw-cache-invalidation")
+            self._listen(), name="authmw-cache-invalidation"
+        )
 
     async def wait_subscribed(self, within: float) -> bool:
         """Wait until subscribed, at most ``within`` seconds; True if subscribed."""
@@ -123,8 +134,11 @@ class Invalidations:
                 sub = await self.channel.subscribe()
             except Exception as exc:  # StorageUnavailable, or a driver surprise: retry either way
                 if not failing:
-                    log.warning("cache invalidation: cannot subscribe (%s); retrying", exc,
-                                exc_info=not isinstance(exc, StorageUnavailable))
+                    log.warning(
+                        "cache invalidation: cannot subscribe (%s); retrying",
+                        exc,
+                        exc_info=not isinstance(exc, StorageUnavailable),
+                    )
                     failing = True
                 await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
                 delay = min(delay * 2, self._max_delay)
@@ -140,9 +154,12 @@ class Invalidations:
                 self._ready.set()
                 await self._pump(sub)
             except Exception as exc:  # whatever broke it, the subscription is gone
-                log.warning("cache invalidation subscription lost (%s); cached entries are "
-                            "re-read until it is back", exc,
-                            exc_info=not isinstance(exc, StorageUnavailable))
+                log.warning(
+                    "cache invalidation subscription lost (%s); cached entries are "
+                    "re-read until it is back",
+                    exc,
+                    exc_info=not isinstance(exc, StorageUnavailable),
+                )
                 self.subscribed = False
                 if self._ready is not None:
                     self._ready.clear()
@@ -177,8 +194,9 @@ class Invalidations:
                 await self.channel.publish(message)
             except StorageUnavailable as exc:
                 self.counters.publish_failures += 1
-                log.warning("cache invalidation of %d key(s) not published (%s); retrying",
-                            len(keys), exc)
+                log.warning(
+                    "cache invalidation of %d key(s) not published (%s); retrying", len(keys), exc
+                )
                 self.retry_later(keys)
                 return
             self.counters.messages_published += 1
@@ -190,7 +208,8 @@ class Invalidations:
             self._unsent[key] = deadline
         if self._republisher is None or self._republisher.done():
             self._republisher = asyncio.get_running_loop().create_task(
-                self._republish(), name="authmw-cache-republish")
+                self._republish(), name="authmw-cache-republish"
+            )
 
     async def _republish(self) -> None:
         delay = _FIRST_DELAY

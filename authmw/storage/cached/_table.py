@@ -46,10 +46,24 @@ class Counters:
     synchronous fast path, kept by the storage itself, are touched from other threads.
     """
 
-    __slots__ = ("backend_calls", "batch_sizes", "batched_keys", "batches", "coalesced",
-                 "distrusts", "evictions", "invalidations_local", "invalidations_received",
-                 "messages_published", "messages_received", "misses", "publish_failures",
-                 "stale_hits", "subscription_losses", "subscriptions")
+    __slots__ = (
+        "backend_calls",
+        "batch_sizes",
+        "batched_keys",
+        "batches",
+        "coalesced",
+        "distrusts",
+        "evictions",
+        "invalidations_local",
+        "invalidations_received",
+        "messages_published",
+        "messages_received",
+        "misses",
+        "publish_failures",
+        "stale_hits",
+        "subscription_losses",
+        "subscriptions",
+    )
 
     def __init__(self) -> None:
         self.misses = 0
@@ -91,12 +105,30 @@ class Flight:
 class Policy:
     """The settings a table needs, in seconds (shared by the tables of one cache)."""
 
-    __slots__ = ("batch_size", "batch_window", "down_until", "max_entries", "max_stale",
-                 "negative_ttl", "retry_after_outage", "serve_stale", "ttl")
+    __slots__ = (
+        "batch_size",
+        "batch_window",
+        "down_until",
+        "max_entries",
+        "max_stale",
+        "negative_ttl",
+        "retry_after_outage",
+        "serve_stale",
+        "ttl",
+    )
 
-    def __init__(self, *, max_entries: int, ttl: float, negative_ttl: float, max_stale: float,
-                 serve_stale: bool, batch_window: float, batch_size: int,
-                 retry_after_outage: float) -> None:
+    def __init__(
+        self,
+        *,
+        max_entries: int,
+        ttl: float,
+        negative_ttl: float,
+        max_stale: float,
+        serve_stale: bool,
+        batch_window: float,
+        batch_size: int,
+        retry_after_outage: float,
+    ) -> None:
         self.max_entries = max_entries
         self.ttl = ttl
         self.negative_ttl = negative_ttl
@@ -114,7 +146,11 @@ class Table(Generic[V]):
     """Entries, flights and batching for one kind of record (see the module docstring)."""
 
     def __init__(
-        self, kind: str, policy: Policy, counters: Counters, *,
+        self,
+        kind: str,
+        policy: Policy,
+        counters: Counters,
+        *,
         fetch_one: Callable[[str], Awaitable[V | None]],
         fetch_many: Callable[[Sequence[str]], Awaitable[Sequence[V | None]]] | None,
         expiry: Callable[[V], float] | None,
@@ -206,8 +242,9 @@ class Table(Generic[V]):
         # Stale entries are not indexed: look through them (rare: only after an outage).
         if self.stale and self._owner is not None:
             owned = self._owner
-            for key in [k for k, e in self.stale.items() if e[0] is not None
-                        and owned(e[0]) == owner]:
+            for key in [
+                k for k, e in self.stale.items() if e[0] is not None and owned(e[0]) == owner
+            ]:
                 del self.stale[key]
         self._poison_all()
 
@@ -321,14 +358,12 @@ class Table(Generic[V]):
             self._pending = []
             self._pending_loop = None
 
-    def _hand_off(self, batch: list[tuple[str, Flight]],
-                  loop: asyncio.AbstractEventLoop) -> None:
+    def _hand_off(self, batch: list[tuple[str, Flight]], loop: asyncio.AbstractEventLoop) -> None:
         """Read ``batch`` in a task for whichever of its callers still wait."""
         waiting: list[tuple[str, Flight]] = []
         done: list[tuple[str, Flight]] = []
         for key, flight in batch:
-            (waiting if any(not w.done() for w in flight.waiters) else done).append(
-                (key, flight))
+            (waiting if any(not w.done() for w in flight.waiters) else done).append((key, flight))
         for key, flight in done:
             if self.flights.get(key) is flight:
                 del self.flights[key]
@@ -356,8 +391,9 @@ class Table(Generic[V]):
             counters.count_batch(len(keys))
             values = await self._fetch_many(keys)
             if len(values) != len(keys):
-                raise RuntimeError(f"bulk read of {len(keys)} {self.kind}s returned "
-                                   f"{len(values)} results")
+                raise RuntimeError(
+                    f"bulk read of {len(keys)} {self.kind}s returned {len(values)} results"
+                )
             return values
         counters.backend_calls += len(keys)
         for _ in keys:

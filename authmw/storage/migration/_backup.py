@@ -43,9 +43,13 @@ FORMAT = "authmw-backup"
 _NATIVE_MAGIC = b"-- authmw-backup: "  # the first line of a PostgreSQL native backup
 VERSION = 1
 # (line kind, StorageStatistics-style count name, iterator name), in file order.
-_SECTIONS = (("user", "users", "iter_users"), ("token", "tokens", "iter_tokens"),
-             ("session", "sessions", "iter_sessions"), ("kv", "kv", "iter_kv"),
-             ("audit", "audit", "iter_audit"))
+_SECTIONS = (
+    ("user", "users", "iter_users"),
+    ("token", "tokens", "iter_tokens"),
+    ("session", "sessions", "iter_sessions"),
+    ("kv", "kv", "iter_kv"),
+    ("audit", "audit", "iter_audit"),
+)
 _ORDER = {kind: i for i, (kind, _, _) in enumerate(_SECTIONS)}
 
 
@@ -61,8 +65,11 @@ class BackupSummary:
 
 
 def _kv_to_dict(entry: KVEntry) -> dict[str, Any]:
-    return {"key": entry.key, "value": base64.b64encode(entry.value).decode("ascii"),
-            "expires_at": None if entry.expires_at is None else entry.expires_at.isoformat()}
+    return {
+        "key": entry.key,
+        "value": base64.b64encode(entry.value).decode("ascii"),
+        "expires_at": None if entry.expires_at is None else entry.expires_at.isoformat(),
+    }
 
 
 def _kv_from_dict(data: dict[str, Any]) -> KVEntry:
@@ -74,8 +81,11 @@ def _kv_from_dict(data: dict[str, Any]) -> KVEntry:
 
 
 _DECODE: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "user": UserRecord.from_dict, "token": AuthToken.from_dict,
-    "session": SessionData.from_dict, "kv": _kv_from_dict, "audit": AuditEvent.from_dict,
+    "user": UserRecord.from_dict,
+    "token": AuthToken.from_dict,
+    "session": SessionData.from_dict,
+    "kv": _kv_from_dict,
+    "audit": AuditEvent.from_dict,
 }
 
 
@@ -87,9 +97,13 @@ def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
 
 
-async def write_backup(storage: AuthStorage, path: str | os.PathLike[str], *,
-                       batch_size: int = 1000,
-                       progress: Callable[[str, int], None] | None = None) -> BackupSummary:
+async def write_backup(
+    storage: AuthStorage,
+    path: str | os.PathLike[str],
+    *,
+    batch_size: int = 1000,
+    progress: Callable[[str, int], None] | None = None,
+) -> BackupSummary:
     """Write every record of ``storage`` to ``path`` (replacing it only once complete).
 
     ``progress(kind, records_so_far)`` is called after each batch. Raises ``BackupError`` when
@@ -110,6 +124,7 @@ async def write_backup(storage: AuthStorage, path: str | os.PathLike[str], *,
         raise BackupError(f"cannot create backup file {target}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "wb") as out:
+
             def put(line: bytes) -> None:
                 nonlocal size
                 digest.update(line)
@@ -117,8 +132,17 @@ async def write_backup(storage: AuthStorage, path: str | os.PathLike[str], *,
                 size += len(line)
 
             await storage.open()
-            put(_line({"format": FORMAT, "version": VERSION, "source": storage.name,
-                       "created_at": created, "authmw": __version__}))
+            put(
+                _line(
+                    {
+                        "format": FORMAT,
+                        "version": VERSION,
+                        "source": storage.name,
+                        "created_at": created,
+                        "authmw": __version__,
+                    }
+                )
+            )
             for kind, name, method in _SECTIONS:
                 pages: AsyncIterator[list[Any]] = getattr(storage, method)(batch_size)
                 async for page in pages:
@@ -136,8 +160,10 @@ async def write_backup(storage: AuthStorage, path: str | os.PathLike[str], *,
         os.replace(temp, target)
     except OSError as exc:
         _discard(temp)
-        raise BackupError(f"cannot write backup file {target}: {exc.strerror or exc}; "
-                          "nothing was written under that name") from exc
+        raise BackupError(
+            f"cannot write backup file {target}: {exc.strerror or exc}; "
+            "nothing was written under that name"
+        ) from exc
     except BaseException:
         _discard(temp)
         raise
@@ -173,8 +199,10 @@ def backup_kind(path: str | os.PathLike[str]) -> str:
         return "portable"
     if start.startswith(_NATIVE_MAGIC):
         return "native"
-    raise BackupError(f"backup file {path} is not an authmw backup (neither the portable "
-                      "format nor a PostgreSQL native backup); nothing was restored")
+    raise BackupError(
+        f"backup file {path} is not an authmw backup (neither the portable "
+        "format nor a PostgreSQL native backup); nothing was restored"
+    )
 
 
 class BackupFile:
@@ -222,8 +250,9 @@ class BackupFile:
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise self._fail("is not an authmw backup (no header line)")
         if header.get("version") != VERSION:
-            raise self._fail(f"has format version {header.get('version')!r}; this authmw "
-                             f"reads version {VERSION}")
+            raise self._fail(
+                f"has format version {header.get('version')!r}; this authmw reads version {VERSION}"
+            )
         digest.update(header_line)
         counts = {name: 0 for _, name, _ in _SECTIONS}
         names = {kind: name for kind, name, _ in _SECTIONS}
@@ -232,8 +261,9 @@ class BackupFile:
             line = f.readline()
             number += 1
             if not line:
-                raise self._fail(f"is truncated (it ends at line {number - 1} without its "
-                                 "end marker)")
+                raise self._fail(
+                    f"is truncated (it ends at line {number - 1} without its end marker)"
+                )
             if not line.endswith(b"\n"):
                 raise self._fail(f"is truncated (line {number} is incomplete)")
             try:
@@ -260,10 +290,16 @@ class BackupFile:
         if entry.get("counts") != counts:
             raise self._fail("is corrupt (its record counts do not match the end marker)")
         if entry.get("sha256") != digest.hexdigest():
-            raise self._fail("is corrupt (checksum mismatch: the file was changed after it "
-                             "was written)")
-        return BackupSummary(self.path, str(header.get("source", "?")),
-                             str(header.get("created_at", "?")), counts, offset + len(line))
+            raise self._fail(
+                "is corrupt (checksum mismatch: the file was changed after it was written)"
+            )
+        return BackupSummary(
+            self.path,
+            str(header.get("source", "?")),
+            str(header.get("created_at", "?")),
+            counts,
+            offset + len(line),
+        )
 
     def _close_span(self, order: int, end: int) -> None:
         if order >= 0:
@@ -316,6 +352,10 @@ class BackupFile:
         await self.open()
         counts = self.summary.counts if self.summary else {}
         return StorageStatistics(
-            backend=self.name, total_users=counts.get("users", 0),
-            total_tokens=counts.get("tokens", 0), active_sessions=counts.get("sessions", 0),
-            kv_entries=counts.get("kv", 0), audit_events=counts.get("audit", 0))
+            backend=self.name,
+            total_users=counts.get("users", 0),
+            total_tokens=counts.get("tokens", 0),
+            active_sessions=counts.get("sessions", 0),
+            kv_entries=counts.get("kv", 0),
+            audit_events=counts.get("audit", 0),
+        )

@@ -72,7 +72,7 @@ async def bounded(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
     """Run the calls with at most :data:`_FALLBACK_CONCURRENCY` in flight; results in order."""
     out: list[T] = []
     for start in range(0, len(calls), _FALLBACK_CONCURRENCY):
-        chunk = calls[start:start + _FALLBACK_CONCURRENCY]
+        chunk = calls[start : start + _FALLBACK_CONCURRENCY]
         out.extend(await asyncio.gather(*(call() for call in chunk)))
     return out
 
@@ -96,11 +96,13 @@ class Kind:
     one_lookup: Callable[[AuthStorage, str], Awaitable[Any]]
     overwrite: Callable[[AuthStorage, Any, bool], Awaitable[None]]
 
-    async def import_batch(self, target: AuthStorage, batch: Sequence[Any],
-                           default_ttl: bool) -> list[bool]:
+    async def import_batch(
+        self, target: AuthStorage, batch: Sequence[Any], default_ttl: bool
+    ) -> list[bool]:
         """Insert-if-absent, batched when the target can."""
         if isinstance(target, BulkImport):
             return await self.bulk_import(target, batch, default_ttl)
+
         def call(record: Any) -> Callable[[], Awaitable[bool]]:
             return lambda: self.one_import(target, record, default_ttl)
 
@@ -110,6 +112,7 @@ class Kind:
         """What the target holds under each key (None: nothing live)."""
         if isinstance(target, BulkLookup):
             return await self.bulk_lookup(target, keys)
+
         def call(key: str) -> Callable[[], Awaitable[Any]]:
             return lambda: self.one_lookup(target, key)
 
@@ -117,6 +120,7 @@ class Kind:
 
 
 # -- per-record fallbacks over the AuthStorage Protocol ----------------------------------------
+
 
 async def _user_one(target: AuthStorage, user: UserRecord, _: bool) -> bool:
     try:
@@ -206,27 +210,63 @@ def kinds() -> dict[str, Kind]:
     """Every kind, in the order ``migrate_all`` moves them."""
     return {
         "users": Kind(
-            "users", "total_users", lambda s, n: s.iter_users(n), lambda r: r.user_id,
+            "users",
+            "total_users",
+            lambda s, n: s.iter_users(n),
+            lambda r: r.user_id,
             lambda r: None,
-            lambda t, b, _: t.import_users(b), lambda t, k: t.lookup_users(k),
-            _user_one, lambda t, k: t.get_user(k), _overwrite_user),
+            lambda t, b, _: t.import_users(b),
+            lambda t, k: t.lookup_users(k),
+            _user_one,
+            lambda t, k: t.get_user(k),
+            _overwrite_user,
+        ),
         "tokens": Kind(
-            "tokens", "total_tokens", lambda s, n: s.iter_tokens(n), lambda r: r.token_id,
+            "tokens",
+            "total_tokens",
+            lambda s, n: s.iter_tokens(n),
+            lambda r: r.token_id,
             lambda r: r.storage_expires_ts,
-            lambda t, b, _: t.import_tokens(b), lambda t, k: t.lookup_tokens(k),
-            _token_one, lambda t, k: t.get_token(k), _overwrite_token),
+            lambda t, b, _: t.import_tokens(b),
+            lambda t, k: t.lookup_tokens(k),
+            _token_one,
+            lambda t, k: t.get_token(k),
+            _overwrite_token,
+        ),
         "sessions": Kind(
-            "sessions", "active_sessions", lambda s, n: s.iter_sessions(n),
-            lambda r: r.session_id, lambda r: r.expires_ts,
-            lambda t, b, _: t.import_sessions(b), lambda t, k: t.lookup_sessions(k),
-            _session_one, lambda t, k: t.get_session(k), _overwrite_session),
+            "sessions",
+            "active_sessions",
+            lambda s, n: s.iter_sessions(n),
+            lambda r: r.session_id,
+            lambda r: r.expires_ts,
+            lambda t, b, _: t.import_sessions(b),
+            lambda t, k: t.lookup_sessions(k),
+            _session_one,
+            lambda t, k: t.get_session(k),
+            _overwrite_session,
+        ),
         "kv": Kind(
-            "kv", "kv_entries", lambda s, n: s.iter_kv(n), lambda r: r.key, _kv_expiry,
-            lambda t, b, d: t.import_kv(b, d), lambda t, k: t.lookup_kv(k),
-            _kv_one, _kv_lookup_one, _overwrite_kv),
+            "kv",
+            "kv_entries",
+            lambda s, n: s.iter_kv(n),
+            lambda r: r.key,
+            _kv_expiry,
+            lambda t, b, d: t.import_kv(b, d),
+            lambda t, k: t.lookup_kv(k),
+            _kv_one,
+            _kv_lookup_one,
+            _overwrite_kv,
+        ),
         "audit": Kind(
-            "audit", "audit_events", lambda s, n: s.iter_audit(n), lambda r: r.event_id,
+            "audit",
+            "audit_events",
+            lambda s, n: s.iter_audit(n),
+            lambda r: r.event_id,
             lambda r: None,
-            lambda t, b, _: t.import_audit(b), _audit_bulk_lookup,
-            _audit_one, _no_lookup, _overwrite_audit),
+            lambda t, b, _: t.import_audit(b),
+            _audit_bulk_lookup,
+            _audit_one,
+            _no_lookup,
+            _overwrite_audit,
+        ),
     }

@@ -8,8 +8,16 @@ from typing import Any
 __all__ = ["KindReport", "MigrationProgress", "MigrationReport"]
 
 _SAMPLE = 20  # ids kept per report for conflicts and failed verifications
-_COUNTS = ("read", "copied", "skipped_expired", "already_present", "mismatched",
-           "overwritten", "verified", "verify_failed")
+_COUNTS = (
+    "read",
+    "copied",
+    "skipped_expired",
+    "already_present",
+    "mismatched",
+    "overwritten",
+    "verified",
+    "verify_failed",
+)
 
 
 @dataclass(slots=True)
@@ -66,8 +74,13 @@ class KindReport:
         """A JSON-ready dict."""
         out: dict[str, Any] = {"kind": self.kind}
         out.update((name, getattr(self, name)) for name in _COUNTS)
-        out.update(duration=round(self.duration, 3), records_per_second=round(self.rate, 1),
-                   ok=self.ok, conflicts=list(self.conflicts), failed=list(self.failed))
+        out.update(
+            duration=round(self.duration, 3),
+            records_per_second=round(self.rate, 1),
+            ok=self.ok,
+            conflicts=list(self.conflicts),
+            failed=list(self.failed),
+        )
         return out
 
 
@@ -106,8 +119,17 @@ class MigrationReport:
 
     def summary(self) -> str:
         """A plain-text table, one row per kind and a total row."""
-        head = ("kind", "read", "copied", "expired", "present", "conflicts", "verified",
-                "failed", "seconds")
+        head = (
+            "kind",
+            "read",
+            "copied",
+            "expired",
+            "present",
+            "conflicts",
+            "verified",
+            "failed",
+            "seconds",
+        )
         rows = [head]
         for r in [*self.kinds.values(), None]:
             if r is None:
@@ -117,14 +139,35 @@ class MigrationReport:
             else:
                 name, seconds = r.kind, r.duration
                 read, copied, expired, present, mismatched, verified, failed = (
-                    r.read, r.copied, r.skipped_expired, r.already_present, r.mismatched,
-                    r.verified, r.verify_failed)
-            rows.append((name, str(read), str(copied), str(expired), str(present),
-                         str(mismatched), str(verified), str(failed), f"{seconds:.2f}"))
+                    r.read,
+                    r.copied,
+                    r.skipped_expired,
+                    r.already_present,
+                    r.mismatched,
+                    r.verified,
+                    r.verify_failed,
+                )
+            rows.append(
+                (
+                    name,
+                    str(read),
+                    str(copied),
+                    str(expired),
+                    str(present),
+                    str(mismatched),
+                    str(verified),
+                    str(failed),
+                    f"{seconds:.2f}",
+                )
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-        lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                           for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-                 for row in rows]
+        lines = [
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+            for row in rows
+        ]
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines.insert(len(lines) - 1, "  ".join("-" * w for w in widths))
         if self.dry_run:

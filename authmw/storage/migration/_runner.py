@@ -79,10 +79,14 @@ class MigrationOptions:
     kv_ttl_tolerance: float = 1.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) \
-                or self.batch_size < 1:
-            raise ConfigurationError(f"batch_size: expected an integer >= 1, got "
-                                     f"{self.batch_size!r}")
+        if (
+            not isinstance(self.batch_size, int)
+            or isinstance(self.batch_size, bool)
+            or self.batch_size < 1
+        ):
+            raise ConfigurationError(
+                f"batch_size: expected an integer >= 1, got {self.batch_size!r}"
+            )
         if self.kv_ttl_tolerance < 0:
             raise ConfigurationError("kv_ttl_tolerance: must not be negative")
 
@@ -116,8 +120,9 @@ class StorageMigration:
     whatever the progress callback raises.
     """
 
-    def __init__(self, source: MigrationSource, target: AuthStorage,
-                 options: MigrationOptions | None = None) -> None:
+    def __init__(
+        self, source: MigrationSource, target: AuthStorage, options: MigrationOptions | None = None
+    ) -> None:
         if source is target:
             raise ConfigurationError("migration: source and target are the same storage")
         self.source = source
@@ -127,8 +132,10 @@ class StorageMigration:
         self._stats: Any = None  # the source's statistics while migrate_all runs
 
     def __repr__(self) -> str:
-        return (f"StorageMigration(source={self.source.name!r}, target={self.target.name!r}, "
-                f"options={self.options!r})")
+        return (
+            f"StorageMigration(source={self.source.name!r}, target={self.target.name!r}, "
+            f"options={self.options!r})"
+        )
 
     # -- the guide's builder style ---------------------------------------------------------
 
@@ -160,8 +167,9 @@ class StorageMigration:
     async def migrate_all(self) -> MigrationReport:
         """Users, tokens, sessions, key-value entries, then the audit log."""
         start = time.perf_counter()
-        report = MigrationReport(source=self.source.name, target=self.target.name,
-                                 dry_run=self.options.dry_run)
+        report = MigrationReport(
+            source=self.source.name, target=self.target.name, dry_run=self.options.dry_run
+        )
         try:
             if self.options.progress is not None:
                 # Counting can mean a scan of the whole source: once for every kind.
@@ -224,10 +232,14 @@ class StorageMigration:
         total = await self._total(kind) if opts.progress is not None else None
         # A log without an id index is deduplicated here: the target's events, read once.
         known: dict[str, Any] | None = None
-        if kind.name == "audit" and not (isinstance(self.target, BulkImport)
-                                         and self.target.audit_ids_unique):
-            known = {e.event_id: e async for page in self.target.iter_audit(opts.batch_size)
-                     for e in page}
+        if kind.name == "audit" and not (
+            isinstance(self.target, BulkImport) and self.target.audit_ids_unique
+        ):
+            known = {
+                e.event_id: e
+                async for page in self.target.iter_audit(opts.batch_size)
+                for e in page
+            }
         written: dict[str, Any] = {}
         batches = 0
         async for batch in _ahead(kind.iterate(self.source, opts.batch_size)):
@@ -238,8 +250,9 @@ class StorageMigration:
             batches += 1
             report.duration = time.perf_counter() - start
             if opts.progress is not None:
-                result = opts.progress(MigrationProgress(kind.name, report.read, total,
-                                                         batches, report))
+                result = opts.progress(
+                    MigrationProgress(kind.name, report.read, total, batches, report)
+                )
                 if inspect.isawaitable(result):
                     await result
         if written and opts.verify_data:
@@ -272,8 +285,9 @@ class StorageMigration:
             copied = [r for r, ok in zip(live, inserted, strict=True) if ok]
             refused = [r for r, ok in zip(live, inserted, strict=True) if not ok]
             report.copied += len(copied)
-        existing = await kind.lookup_batch(target, [kind.key(r) for r in refused]) \
-            if refused else []
+        existing = (
+            await kind.lookup_batch(target, [kind.key(r) for r in refused]) if refused else []
+        )
         replaced = []
         for record, held in zip(refused, existing, strict=True):
             expires = kind.expires(record)
@@ -286,8 +300,12 @@ class StorageMigration:
             else:
                 # Held and different, or refused over a secondary key (a refresh id in use).
                 report.conflict(kind.key(record))
-                if opts.overwrite and held is not None and not opts.dry_run \
-                        and kind.name != "audit":
+                if (
+                    opts.overwrite
+                    and held is not None
+                    and not opts.dry_run
+                    and kind.name != "audit"
+                ):
                     await kind.overwrite(target, record, not opts.preserve_ttl)
                     report.overwritten += 1
                     replaced.append(record)
@@ -308,8 +326,14 @@ class StorageMigration:
             else:
                 report.verify_fail(kind.key(record))
 
-    async def _log_batch(self, kind: Kind, batch: list[Any], report: KindReport,
-                         known: dict[str, Any], written: dict[str, Any]) -> None:
+    async def _log_batch(
+        self,
+        kind: Kind,
+        batch: list[Any],
+        report: KindReport,
+        known: dict[str, Any],
+        written: dict[str, Any],
+    ) -> None:
         live = self._live(kind, batch, report)
         fresh = []
         for event in live:
@@ -327,11 +351,13 @@ class StorageMigration:
                 written.update((e.event_id, e) for e in fresh)
         report.copied += len(fresh)
 
-    async def _verify_log(self, kind: Kind, report: KindReport,
-                          written: dict[str, Any]) -> None:
+    async def _verify_log(self, kind: Kind, report: KindReport, written: dict[str, Any]) -> None:
         # The log cannot be read by id: read it all once and compare.
-        found = {e.event_id: e async for page in self.target.iter_audit(self.options.batch_size)
-                 for e in page}
+        found = {
+            e.event_id: e
+            async for page in self.target.iter_audit(self.options.batch_size)
+            for e in page
+        }
         for event_id, event in written.items():
             if found.get(event_id) == event:
                 report.verified += 1

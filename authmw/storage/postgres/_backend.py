@@ -124,8 +124,10 @@ class PostgresStorage:
 
     def __repr__(self) -> str:
         state = "open" if self._db.is_open else "closed"
-        return (f"PostgresStorage(url={redact_url(self.config.url)!r}, "
-                f"table_prefix={self.config.table_prefix!r}, {state})")
+        return (
+            f"PostgresStorage(url={redact_url(self.config.url)!r}, "
+            f"table_prefix={self.config.table_prefix!r}, {state})"
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -174,8 +176,9 @@ class PostgresStorage:
 
     async def create_user(self, user: UserRecord) -> None:
         """Insert a user; ``UserExists`` if the id is taken, even by a concurrent insert."""
-        status = await self._db.query("create_user", "execute", self._sql.create_user,
-                                   *user_args(user))
+        status = await self._db.query(
+            "create_user", "execute", self._sql.create_user, *user_args(user)
+        )
         if affected(status) == 0:
             raise UserExists(user.user_id)
 
@@ -186,8 +189,9 @@ class PostgresStorage:
 
     async def update_user(self, user: UserRecord) -> bool:
         """Replace an existing user."""
-        status = await self._db.query("update_user", "execute", self._sql.update_user,
-                                   *user_args(user))
+        status = await self._db.query(
+            "update_user", "execute", self._sql.update_user, *user_args(user)
+        )
         return affected(status) == 1
 
     async def delete_user(self, user_id: str) -> bool:
@@ -203,20 +207,28 @@ class PostgresStorage:
 
     async def get_token(self, token_id: str) -> AuthToken | None:
         """The live token record, or None."""
-        row = await self._db.query("get_token", "fetchrow", self._sql.get_token, token_id, utcnow(),
-                                read=True)
+        row = await self._db.query(
+            "get_token", "fetchrow", self._sql.get_token, token_id, utcnow(), read=True
+        )
         return None if row is None else row_to_token(row)
 
     async def get_token_by_refresh(self, refresh_id: str) -> AuthToken | None:
         """The live token record holding this refresh selector, or None."""
-        row = await self._db.query("get_token_by_refresh", "fetchrow",
-                                self._sql.get_token_by_refresh, refresh_id, utcnow(), read=True)
+        row = await self._db.query(
+            "get_token_by_refresh",
+            "fetchrow",
+            self._sql.get_token_by_refresh,
+            refresh_id,
+            utcnow(),
+            read=True,
+        )
         return None if row is None else row_to_token(row)
 
     async def update_token(self, token: AuthToken) -> bool:
         """Replace an existing, live token record."""
-        status = await self._db.query("update_token", "execute", self._sql.update_token,
-                                   *token_args(token), utcnow())
+        status = await self._db.query(
+            "update_token", "execute", self._sql.update_token, *token_args(token), utcnow()
+        )
         return affected(status) == 1
 
     async def rotate_token(self, retired: AuthToken, new: AuthToken) -> bool:
@@ -235,20 +247,23 @@ class PostgresStorage:
 
     async def delete_token(self, token_id: str) -> bool:
         """Delete a token record; True if a live one was deleted."""
-        live = await self._db.query("delete_token", "fetchval", self._sql.delete_token, token_id,
-                                 utcnow())
+        live = await self._db.query(
+            "delete_token", "fetchval", self._sql.delete_token, token_id, utcnow()
+        )
         return live is True
 
     async def list_user_tokens(self, user_id: str) -> list[AuthToken]:
         """The user's live token records, revoked ones included."""
-        rows = await self._db.query("list_user_tokens", "fetch", self._sql.list_user_tokens,
-                                 user_id, utcnow(), read=True)
+        rows = await self._db.query(
+            "list_user_tokens", "fetch", self._sql.list_user_tokens, user_id, utcnow(), read=True
+        )
         return [row_to_token(row) for row in rows]
 
     async def delete_user_tokens(self, user_id: str) -> int:
         """Delete all of the user's token records; return how many live ones there were."""
-        count: int = await self._db.query("delete_user_tokens", "fetchval",
-                                       self._sql.delete_user_tokens, user_id, utcnow())
+        count: int = await self._db.query(
+            "delete_user_tokens", "fetchval", self._sql.delete_user_tokens, user_id, utcnow()
+        )
         return count
 
     # -- sessions --------------------------------------------------------------------------
@@ -257,53 +272,72 @@ class PostgresStorage:
         """Insert or replace a session. ``TypeError`` (``ValueError`` for NaN/infinity) if its
         data is not JSON, and nothing is stored."""
         data_json = json.dumps(session.data, separators=(",", ":"), allow_nan=False)
-        await self._db.query("store_session", "execute", self._sql.store_session,
-                          *session_args(session, data_json))
+        await self._db.query(
+            "store_session", "execute", self._sql.store_session, *session_args(session, data_json)
+        )
 
     async def get_session(self, session_id: str) -> SessionData | None:
         """The live session with a fresh copy of its data, or None."""
-        row = await self._db.query("get_session", "fetchrow", self._sql.get_session, session_id,
-                                utcnow(), read=True)
+        row = await self._db.query(
+            "get_session", "fetchrow", self._sql.get_session, session_id, utcnow(), read=True
+        )
         return None if row is None else row_to_session(row)
 
     async def touch_session(
         self, session_id: str, last_accessed: datetime, expires_at: datetime
     ) -> bool:
         """Move a live session's access time and expiry."""
-        status = await self._db.query("touch_session", "execute", self._sql.touch_session,
-                                   session_id, last_accessed, expires_at, utcnow())
+        status = await self._db.query(
+            "touch_session",
+            "execute",
+            self._sql.touch_session,
+            session_id,
+            last_accessed,
+            expires_at,
+            utcnow(),
+        )
         return affected(status) == 1
 
     async def delete_session(self, session_id: str) -> bool:
         """Delete a session; True if a live one was deleted."""
-        live = await self._db.query("delete_session", "fetchval", self._sql.delete_session,
-                                 session_id, utcnow())
+        live = await self._db.query(
+            "delete_session", "fetchval", self._sql.delete_session, session_id, utcnow()
+        )
         return live is True
 
     async def list_user_sessions(self, user_id: str) -> list[SessionData]:
         """The user's live sessions."""
-        rows = await self._db.query("list_user_sessions", "fetch", self._sql.list_user_sessions,
-                                 user_id, utcnow(), read=True)
+        rows = await self._db.query(
+            "list_user_sessions",
+            "fetch",
+            self._sql.list_user_sessions,
+            user_id,
+            utcnow(),
+            read=True,
+        )
         return [row_to_session(row) for row in rows]
 
     async def delete_user_sessions(self, user_id: str) -> int:
         """Delete all of the user's sessions; return how many live ones there were."""
-        count: int = await self._db.query("delete_user_sessions", "fetchval",
-                                       self._sql.delete_user_sessions, user_id, utcnow())
+        count: int = await self._db.query(
+            "delete_user_sessions", "fetchval", self._sql.delete_user_sessions, user_id, utcnow()
+        )
         return count
 
     async def count_active_sessions(self) -> int:
         """How many sessions are live."""
-        count: int = await self._db.query("count_active_sessions", "fetchval",
-                                       self._sql.count_sessions, utcnow(), read=True)
+        count: int = await self._db.query(
+            "count_active_sessions", "fetchval", self._sql.count_sessions, utcnow(), read=True
+        )
         return count
 
     # -- key-value -------------------------------------------------------------------------
 
     async def kv_get(self, key: str) -> bytes | None:
         """The live value, or None."""
-        value: bytes | None = await self._db.query("kv_get", "fetchval", self._sql.kv_get, key,
-                                                utcnow(), read=True)
+        value: bytes | None = await self._db.query(
+            "kv_get", "fetchval", self._sql.kv_get, key, utcnow(), read=True
+        )
         return value
 
     async def kv_set(self, key: str, value: bytes, ttl: float | None = None) -> None:
@@ -311,8 +345,14 @@ class PostgresStorage:
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(f"kv values are bytes, got {type(value).__name__}")
         life = self._default_ttl if ttl is None else seconds(ttl, "ttl")
-        await self._db.query("kv_set", "execute", self._sql.kv_set, key, bytes(value),
-                          utcnow() + timedelta(seconds=life))
+        await self._db.query(
+            "kv_set",
+            "execute",
+            self._sql.kv_set,
+            key,
+            bytes(value),
+            utcnow() + timedelta(seconds=life),
+        )
 
     async def kv_delete(self, key: str) -> bool:
         """Delete a key; True if a live one was deleted."""
@@ -323,8 +363,9 @@ class PostgresStorage:
         """Atomically increment a counter (fixed window of ``ttl`` seconds)."""
         life = seconds(ttl, "ttl")
         now = utcnow()
-        count: int = await self._db.query("kv_incr", "fetchval", self._sql.kv_incr, key, now,
-                                       now + timedelta(seconds=life))
+        count: int = await self._db.query(
+            "kv_incr", "fetchval", self._sql.kv_incr, key, now, now + timedelta(seconds=life)
+        )
         return count
 
     # -- audit log -------------------------------------------------------------------------
@@ -333,8 +374,7 @@ class PostgresStorage:
         """Append an event (dropped when ``enable_audit_log`` is False)."""
         if not self.config.enable_audit_log:
             return
-        await self._db.query("append_audit", "execute", self._sql.append_audit,
-                          *event_args(event))
+        await self._db.query("append_audit", "execute", self._sql.append_audit, *event_args(event))
 
     async def query_audit(
         self,
@@ -348,8 +388,9 @@ class PostgresStorage:
         """Matching events, newest first (empty when ``enable_audit_log`` is False)."""
         if not self.config.enable_audit_log:
             return []
-        sql, args = self._sql.query_audit(user_id=user_id, action=action, since=since,
-                                          until=until, limit=limit)
+        sql, args = self._sql.query_audit(
+            user_id=user_id, action=action, since=since, until=until, limit=limit
+        )
         rows = await self._db.query("query_audit", "fetch", sql, *args, read=True)
         return [row_to_event(row) for row in rows]
 
@@ -371,8 +412,7 @@ class PostgresStorage:
 
     async def cleanup_expired_sessions(self) -> int:
         """Delete expired sessions now; return how many."""
-        return await self._delete_expired("cleanup_expired_sessions",
-                                          self._sql.cleanup_sessions)
+        return await self._delete_expired("cleanup_expired_sessions", self._sql.cleanup_sessions)
 
     async def cleanup_expired_kv(self) -> int:
         """Delete expired key-value entries now; return how many."""
@@ -388,15 +428,17 @@ class PostgresStorage:
             "audit": 0,
         }
         if self.config.max_audit_events is not None:
-            status = await self._db.query("cleanup_expired", "execute", self._sql.trim_audit,
-                                       self.config.max_audit_events)
+            status = await self._db.query(
+                "cleanup_expired", "execute", self._sql.trim_audit, self.config.max_audit_events
+            )
             removed["audit"] = affected(status)
         return removed
 
     async def get_statistics(self) -> StorageStatistics:
         """Counts of live rows, the database size and this prefix's table sizes."""
-        row = await self._db.query("get_statistics", "fetchrow", self._sql.statistics, utcnow(),
-                                read=True)
+        row = await self._db.query(
+            "get_statistics", "fetchrow", self._sql.statistics, utcnow(), read=True
+        )
         pool = self._db.pool
         return StorageStatistics(
             backend=self.name,
@@ -419,32 +461,33 @@ class PostgresStorage:
 
     async def iter_users(self, batch_size: int = 1000) -> AsyncIterator[list[UserRecord]]:
         """Every user, in batches."""
-        async for rows in self._db.pages("iter_users", self._sql.iter_users, "user_id",
-                                      batch_size):
+        async for rows in self._db.pages("iter_users", self._sql.iter_users, "user_id", batch_size):
             yield [row_to_user(row) for row in rows]
 
     async def iter_tokens(self, batch_size: int = 1000) -> AsyncIterator[list[AuthToken]]:
         """Every live token record, in batches."""
-        async for rows in self._db.pages("iter_tokens", self._sql.iter_tokens, "token_id",
-                                      batch_size, utcnow()):
+        async for rows in self._db.pages(
+            "iter_tokens", self._sql.iter_tokens, "token_id", batch_size, utcnow()
+        ):
             yield [row_to_token(row) for row in rows]
 
     async def iter_sessions(self, batch_size: int = 1000) -> AsyncIterator[list[SessionData]]:
         """Every live session, in batches."""
-        async for rows in self._db.pages("iter_sessions", self._sql.iter_sessions, "session_id",
-                                      batch_size, utcnow()):
+        async for rows in self._db.pages(
+            "iter_sessions", self._sql.iter_sessions, "session_id", batch_size, utcnow()
+        ):
             yield [row_to_session(row) for row in rows]
 
     async def iter_kv(self, batch_size: int = 1000) -> AsyncIterator[list[KVEntry]]:
         """Every live key-value entry, in batches."""
-        async for rows in self._db.pages("iter_kv", self._sql.iter_kv, "key", batch_size,
-                                      utcnow()):
+        async for rows in self._db.pages("iter_kv", self._sql.iter_kv, "key", batch_size, utcnow()):
             yield [KVEntry(row["key"], row["value"], row["expires_at"]) for row in rows]
 
     async def iter_audit(self, batch_size: int = 1000) -> AsyncIterator[list[AuditEvent]]:
         """Every audit event, oldest first, in batches."""
-        async for rows in self._db.pages("iter_audit", self._sql.iter_audit, "created_at,id",
-                                      batch_size):
+        async for rows in self._db.pages(
+            "iter_audit", self._sql.iter_audit, "created_at,id", batch_size
+        ):
             yield [row_to_event(row) for row in rows]
 
     # -- bulk import and lookup (BulkImport, BulkLookup): the importer does the work ----------
@@ -497,16 +540,18 @@ class PostgresStorage:
 
     # -- backup ----------------------------------------------------------------------------
 
-    async def create_backup(self, path: str | os.PathLike[str], *,
-                            method: str = "auto") -> NativeBackupInfo:
+    async def create_backup(
+        self, path: str | os.PathLike[str], *, method: str = "auto"
+    ) -> NativeBackupInfo:
         """Write every row of this prefix's tables to ``path`` (with ``pg_dump`` when
         installed, else in-process; ``method`` forces one: ``"pg_dump"``/``"in-process"``).
         The file's header says which made it, and only its owner may read it. Works whether
         or not the storage is open."""
         return await backup.create_backup(self.config, path, method=method)
 
-    async def restore_backup(self, path: str | os.PathLike[str], *, method: str = "auto",
-                             replace: bool = False) -> NativeBackupInfo:
+    async def restore_backup(
+        self, path: str | os.PathLike[str], *, method: str = "auto", replace: bool = False
+    ) -> NativeBackupInfo:
         """Rebuild this prefix's tables from a backup file: the schema up to the backup's
         version, then every row in one transaction. The tables must be empty unless
         ``replace`` is True. ``method``: ``"auto"`` (psql when installed), ``"psql"`` or
@@ -514,8 +559,9 @@ class PostgresStorage:
         return await backup.restore_backup(self.config, path, method=method, replace=replace)
 
 
-async def migrate_schema(url_or_config: str | PostgresConfig, *,
-                         target: int | None = None) -> list[int]:
+async def migrate_schema(
+    url_or_config: str | PostgresConfig, *, target: int | None = None
+) -> list[int]:
     """Apply the missing schema migrations (up to ``target``, default all) to the database
     and table prefix of ``url_or_config``; return the versions applied now (empty: already
     current). Safe while apps are running (``PostgresStorage.migrate_schema`` without a

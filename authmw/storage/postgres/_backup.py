@@ -51,9 +51,7 @@ log = logging.getLogger("authmw.storage.postgres")
 _MAGIC = "-- authmw-backup: 1"
 _HEADER_RE = re.compile(r"-- ([a-z-]+): (.*)")
 _IDENT = r'(?:[a-z_][a-z0-9_$]*|"(?:[^"]|"")+")'
-_COPY_RE = re.compile(
-    rf"COPY ({_IDENT})\.({_IDENT}) \(((?:{_IDENT})(?:, {_IDENT})*)\) FROM stdin;"
-)
+_COPY_RE = re.compile(rf"COPY ({_IDENT})\.({_IDENT}) \(((?:{_IDENT})(?:, {_IDENT})*)\) FROM stdin;")
 # The only statements a pg_dump --data-only file of our tables holds besides COPY.
 _ALLOWED = (
     re.compile(r"SET [a-z_]+ = [A-Za-z0-9_']+;"),
@@ -112,25 +110,31 @@ def _libpq_env(config: PostgresConfig) -> tuple[str, dict[str, str]]:
     return url, env
 
 
-async def _run_tool(argv: list[str], env: dict[str, str], stdout: IO[bytes] | int,
-                    secrets: Sequence[str]) -> bytes:
+async def _run_tool(
+    argv: list[str], env: dict[str, str], stdout: IO[bytes] | int, secrets: Sequence[str]
+) -> bytes:
     """Run pg_dump/psql; return its stdout when not redirected. Raises StorageUnavailable with
     the tool's (scrubbed) complaint when it fails."""
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=stdout,
-        stderr=asyncio.subprocess.PIPE, env=env,
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     out, err = await proc.communicate()
     if proc.returncode != 0:
         message = scrub(err.decode(errors="replace").strip(), secrets)
-        raise StorageUnavailable(BACKEND, Path(argv[0]).name,
-                                 f"exited with {proc.returncode}: {message[-2000:]}")
+        raise StorageUnavailable(
+            BACKEND, Path(argv[0]).name, f"exited with {proc.returncode}: {message[-2000:]}"
+        )
     return out or b""
 
 
 async def _tool_version(tool: str) -> str:
     proc = await asyncio.create_subprocess_exec(
-        tool, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        tool, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
     out, _ = await proc.communicate()
     return out.decode(errors="replace").strip() or Path(tool).name
 
@@ -142,16 +146,25 @@ async def _qualified_tables(con: Any, prefix: str) -> list[tuple[str, str]]:
         name = f"{prefix}{suffix}"
         nsp = await con.fetchval(
             "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.oid = to_regclass($1)", name)
+            "WHERE c.oid = to_regclass($1)",
+            name,
+        )
         if nsp is None:
             raise ConfigurationError(
-                f"nothing to back up: table {name} does not exist (schema not migrated?)")
+                f"nothing to back up: table {name} does not exist (schema not migrated?)"
+            )
         found.append((nsp, name))
     return found
 
 
-def _header(method: str, tool: str, prefix: str, version: int, tables: list[tuple[str, str]],
-            created: datetime) -> str:
+def _header(
+    method: str,
+    tool: str,
+    prefix: str,
+    version: int,
+    tables: list[tuple[str, str]],
+    created: datetime,
+) -> str:
     names = " ".join(f"{nsp}.{name}" for nsp, name in tables)
     return (
         f"{_MAGIC}\n-- made-with: {method}\n-- tool: {tool}\n-- table-prefix: {prefix}\n"
@@ -162,33 +175,42 @@ def _header(method: str, tool: str, prefix: str, version: int, tables: list[tupl
     )
 
 
-async def _write_in_process(con: Any, out: IO[bytes], tables: list[tuple[str, str]],
-                            audit_table: str) -> None:
+async def _write_in_process(
+    con: Any, out: IO[bytes], tables: list[tuple[str, str]], audit_table: str
+) -> None:
     # One repeatable-read snapshot, so the file is a consistent picture of every table.
     async with con.transaction(isolation="repeatable_read", readonly=True):
         for nsp, name in tables:
-            columns = [r["attname"] for r in await con.fetch(
-                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) "
-                "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", f"{nsp}.{name}")]
+            columns = [
+                r["attname"]
+                for r in await con.fetch(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) "
+                    "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                    f"{nsp}.{name}",
+                )
+            ]
             cols = ", ".join(columns)
             out.write(f"COPY {nsp}.{name} ({cols}) FROM stdin;\n".encode())
 
             async def sink(chunk: bytes) -> None:
                 out.write(chunk)
 
-            await con.copy_from_table(name, schema_name=nsp, columns=columns, output=sink,
-                                      format="text")
+            await con.copy_from_table(
+                name, schema_name=nsp, columns=columns, output=sink, format="text"
+            )
             out.write(b"\\.\n\n")
         seq = await con.fetchval("SELECT pg_get_serial_sequence($1, 'id')", audit_table)
         if seq is not None:
             row = await con.fetchrow(f"SELECT last_value, is_called FROM {seq}")
             called = "true" if row["is_called"] else "false"
-            out.write(f"SELECT pg_catalog.setval('{seq}', {row['last_value']}, {called});\n"
-                      .encode())
+            out.write(
+                f"SELECT pg_catalog.setval('{seq}', {row['last_value']}, {called});\n".encode()
+            )
 
 
-async def create_backup(config: PostgresConfig, path: str | os.PathLike[str], *,
-                        method: str = "auto") -> NativeBackupInfo:
+async def create_backup(
+    config: PostgresConfig, path: str | os.PathLike[str], *, method: str = "auto"
+) -> NativeBackupInfo:
     """Write every row of the prefix's tables to ``path``.
 
     ``method``: ``"auto"`` (pg_dump when installed and working, else in-process),
@@ -213,13 +235,23 @@ async def create_backup(config: PostgresConfig, path: str | os.PathLike[str], *,
             if method in ("auto", "pg_dump") and pg_dump is not None:
                 url, env = _libpq_env(config)
                 tool = await _tool_version(pg_dump)
-                argv = [pg_dump, "--data-only", "--no-owner", "--no-privileges",
-                        "--strict-names", "--encoding=UTF8", f"--dbname={url}"]
+                argv = [
+                    pg_dump,
+                    "--data-only",
+                    "--no-owner",
+                    "--no-privileges",
+                    "--strict-names",
+                    "--encoding=UTF8",
+                    f"--dbname={url}",
+                ]
                 argv += [f"--table={_quote(nsp)}.{_quote(name)}" for nsp, name in tables]
                 try:
                     with _private_file(tmp) as out:  # local file; pg_dump does the work
-                        out.write(_header("pg_dump", tool, config.table_prefix, version,
-                                          tables, created).encode())
+                        out.write(
+                            _header(
+                                "pg_dump", tool, config.table_prefix, version, tables, created
+                            ).encode()
+                        )
                         out.flush()
                         await _run_tool(argv, env, out, hidden)
                         out.flush()
@@ -232,8 +264,11 @@ async def create_backup(config: PostgresConfig, path: str | os.PathLike[str], *,
             if not made_with:
                 tool = f"asyncpg {asyncpg.__version__} COPY"
                 with _private_file(tmp) as out:  # local file, written per COPY chunk
-                    out.write(_header("in-process", tool, config.table_prefix, version, tables,
-                                      created).encode())
+                    out.write(
+                        _header(
+                            "in-process", tool, config.table_prefix, version, tables, created
+                        ).encode()
+                    )
                     await _write_in_process(con, out, tables, f"{config.table_prefix}audit_log")
                     out.flush()
                     os.fsync(out.fileno())
@@ -246,10 +281,16 @@ async def create_backup(config: PostgresConfig, path: str | os.PathLike[str], *,
         raise translate(exc, "create_backup", target=config.target, secrets=hidden) from exc
     finally:
         await con.close()
-    log.info("postgres backup of %r written to %s with %s", config.table_prefix, target,
-             made_with)
-    return NativeBackupInfo(target, made_with, tool, config.table_prefix, version,
-                      tuple(f"{nsp}.{name}" for nsp, name in tables), created)
+    log.info("postgres backup of %r written to %s with %s", config.table_prefix, target, made_with)
+    return NativeBackupInfo(
+        target,
+        made_with,
+        tool,
+        config.table_prefix,
+        version,
+        tuple(f"{nsp}.{name}" for nsp, name in tables),
+        created,
+    )
 
 
 def read_header(path: str | os.PathLike[str]) -> NativeBackupInfo:
@@ -266,8 +307,12 @@ def read_header(path: str | os.PathLike[str]) -> NativeBackupInfo:
             fields[match.group(1)] = match.group(2)
     try:
         return NativeBackupInfo(
-            Path(path), fields["made-with"], fields.get("tool", ""), fields["table-prefix"],
-            int(fields["schema-version"]), tuple(fields["tables"].split()),
+            Path(path),
+            fields["made-with"],
+            fields.get("tool", ""),
+            fields["table-prefix"],
+            int(fields["schema-version"]),
+            tuple(fields["tables"].split()),
             datetime.fromisoformat(fields["created-at"]),
         )
     except (KeyError, ValueError) as exc:
@@ -292,8 +337,13 @@ async def _load_in_process(con: Any, path: Path, allowed_tables: set[str]) -> No
                     raise ConfigurationError(f"{path}: COPY into unexpected table {table!r}")
                 columns = [_unquote(c) for c in copy.group(3).split(", ")]
                 state = {"ended": False}
-                await con.copy_to_table(table, schema_name=nsp, columns=columns,
-                                        source=_copy_rows(lines, state), format="text")
+                await con.copy_to_table(
+                    table,
+                    schema_name=nsp,
+                    columns=columns,
+                    source=_copy_rows(lines, state),
+                    format="text",
+                )
                 if not state["ended"]:
                     raise ConfigurationError(f"{path}: file ends inside the data of {table}")
                 continue
@@ -303,7 +353,8 @@ async def _load_in_process(con: Any, path: Path, allowed_tables: set[str]) -> No
             statement, pending = pending, ""
             if not any(rule.fullmatch(statement) for rule in _ALLOWED):
                 raise ConfigurationError(
-                    f"{path}: statement not allowed in a backup: {statement[:120]!r}")
+                    f"{path}: statement not allowed in a backup: {statement[:120]!r}"
+                )
             if statement.startswith("SET client_encoding"):
                 if "UTF8" not in statement:
                     raise ConfigurationError(f"{path}: only UTF8 backups can be restored")
@@ -330,8 +381,13 @@ async def _copy_rows(lines: Iterator[bytes], state: dict[str, bool]) -> AsyncIte
         yield b"".join(chunk)
 
 
-async def restore_backup(config: PostgresConfig, path: str | os.PathLike[str], *,
-                         method: str = "auto", replace: bool = False) -> NativeBackupInfo:
+async def restore_backup(
+    config: PostgresConfig,
+    path: str | os.PathLike[str],
+    *,
+    method: str = "auto",
+    replace: bool = False,
+) -> NativeBackupInfo:
     """Rebuild the prefix's tables from a backup file made by :func:`create_backup`.
 
     The target database gets the schema up to the backup's version (migrations), then every
@@ -349,7 +405,8 @@ async def restore_backup(config: PostgresConfig, path: str | os.PathLike[str], *
     if info.table_prefix != prefix:
         raise ConfigurationError(
             f"{source}: the backup is of table prefix {info.table_prefix!r}, this storage "
-            f"uses {prefix!r}")
+            f"uses {prefix!r}"
+        )
     psql = shutil.which("psql")
     if method == "psql" and psql is None:
         raise ConfigurationError("restore method psql: psql is not installed")
@@ -365,11 +422,19 @@ async def restore_backup(config: PostgresConfig, path: str | os.PathLike[str], *
                 if await con.fetchval(f"SELECT EXISTS (SELECT 1 FROM {_quote(nsp)}.{name})"):
                     raise ConfigurationError(
                         f"restore target is not empty: {name} has rows "
-                        "(restore into an empty database, or pass replace=True)")
+                        "(restore into an empty database, or pass replace=True)"
+                    )
         if use_psql and psql is not None:
             url, env = _libpq_env(config)
-            argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-                    f"--dbname={url}"]
+            argv = [
+                psql,
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--single-transaction",
+                f"--dbname={url}",
+            ]
             if replace:
                 argv += ["-c", f"TRUNCATE {names}"]
             argv += ["-f", str(source)]
@@ -390,6 +455,11 @@ async def restore_backup(config: PostgresConfig, path: str | os.PathLike[str], *
         raise translate(exc, "restore_backup", target=config.target, secrets=hidden) from exc
     finally:
         await con.close()
-    log.info("postgres restore of %r from %s (%s file) done with %s", prefix, source,
-             info.method, "psql" if use_psql else "in-process")
+    log.info(
+        "postgres restore of %r from %s (%s file) done with %s",
+        prefix,
+        source,
+        info.method,
+        "psql" if use_psql else "in-process",
+    )
     return info

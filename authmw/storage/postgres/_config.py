@@ -68,9 +68,7 @@ class PostgresSSLConfig:
             if path is not None and not Path(path).is_file():
                 raise ConfigurationError(f"ssl_config.{name}: no such file: {path}")
         if (self.client_cert_path is None) != (self.client_key_path is None):
-            raise ConfigurationError(
-                "ssl_config: client_cert_path and client_key_path go together"
-            )
+            raise ConfigurationError("ssl_config: client_cert_path and client_key_path go together")
         if not self.require_ssl and (self.ca_cert_path or self.client_cert_path):
             raise ConfigurationError(
                 "ssl_config: certificate paths need require_ssl=True (a verified connection "
@@ -350,7 +348,8 @@ class PostgresConfig:
             "timeout": timeout,
             "command_timeout": timeout,
             "statement_cache_size": opt.statement_cache_size
-            if opt.enable_prepared_statements else 0,
+            if opt.enable_prepared_statements
+            else 0,
             "ssl": self.ssl_argument(),
             "server_settings": settings,
         }

@@ -99,10 +99,12 @@ def translate(
     if isinstance(exc, TimeoutError):
         if acquiring:
             return StorageUnavailable(
-                BACKEND, operation,
+                BACKEND,
+                operation,
                 f"no pooled connection became available within {timeout:g} s (pool exhausted,"
                 " or a new connection took that long)"
-                if timeout is not None else "timed out waiting for a pooled connection",
+                if timeout is not None
+                else "timed out waiting for a pooled connection",
             )
         limit = f" after {timeout:g} s" if timeout is not None else ""
         return StorageUnavailable(BACKEND, operation, f"timed out{limit} ({target})")
@@ -124,9 +126,19 @@ async def connect_once(config: PostgresConfig, operation: str, *, opening: bool 
     try:
         args = config.pool_arguments()  # inside: loading certificate files may fail
         return await asyncpg.connect(
-            dsn=args["dsn"], timeout=args["timeout"], command_timeout=args["command_timeout"],
-            ssl=args["ssl"], server_settings=args["server_settings"], statement_cache_size=0,
+            dsn=args["dsn"],
+            timeout=args["timeout"],
+            command_timeout=args["command_timeout"],
+            ssl=args["ssl"],
+            server_settings=args["server_settings"],
+            statement_cache_size=0,
         )
     except DRIVER_ERRORS as exc:
-        raise translate(exc, operation, target=config.target, secrets=secrets_of([config.url]),
-                        opening=opening, timeout=timeout) from exc
+        raise translate(
+            exc,
+            operation,
+            target=config.target,
+            secrets=secrets_of([config.url]),
+            opening=opening,
+            timeout=timeout,
+        ) from exc

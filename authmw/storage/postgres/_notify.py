@@ -47,8 +47,9 @@ class PostgresSubscription:
         self._wakeup.set()
 
     def _gone(self, operation: str) -> StorageUnavailable:
-        return StorageUnavailable(BACKEND, operation,
-                                  f"the LISTEN connection to {self._target} was lost")
+        return StorageUnavailable(
+            BACKEND, operation, f"the LISTEN connection to {self._target} was lost"
+        )
 
     async def receive(self, timeout: float) -> list[str]:  # noqa: ASYNC109 (the Protocol's)
         """Messages arriving within ``timeout`` seconds (``[]`` if none); ``StorageUnavailable``
@@ -70,8 +71,9 @@ class PostgresSubscription:
             await self._con.fetchval("SELECT 1", timeout=timeout)
         except DRIVER_ERRORS as exc:
             self._lost = True
-            raise translate(exc, "ping", target=self._target, secrets=self._secrets,
-                            timeout=timeout) from exc
+            raise translate(
+                exc, "ping", target=self._target, secrets=self._secrets, timeout=timeout
+            ) from exc
 
     async def close(self) -> None:
         """Stop listening and close the connection. Never raises."""
@@ -94,8 +96,7 @@ class PostgresChannel:
         """``NOTIFY`` every live subscription. ``InvalidInput`` past 7,000 bytes of UTF-8."""
         if len(message.encode()) > MAX_MESSAGE_BYTES:
             raise InvalidInput("message", f"longer than {MAX_MESSAGE_BYTES} bytes of UTF-8")
-        await self._db.query("publish", "execute", "SELECT pg_notify($1, $2)", self.name,
-                             message)
+        await self._db.query("publish", "execute", "SELECT pg_notify($1, $2)", self.name, message)
 
     async def subscribe(self) -> PostgresSubscription:
         """``LISTEN`` on a new dedicated connection; ``StorageUnavailable`` if that fails."""

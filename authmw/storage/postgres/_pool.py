@@ -57,8 +57,9 @@ class Database:
     until :meth:`close`; the storage hands in its own ``cleanup_expired``.
     """
 
-    def __init__(self, config: PostgresConfig,
-                 cleanup: Callable[[], Awaitable[dict[str, int]]]) -> None:
+    def __init__(
+        self, config: PostgresConfig, cleanup: Callable[[], Awaitable[dict[str, int]]]
+    ) -> None:
         self.config = config
         self.timeout = seconds(config.timeout, "timeout")
         self.secrets = secrets_of([config.url])
@@ -80,11 +81,19 @@ class Database:
         """True between :meth:`open` and :meth:`close`."""
         return self._pool is not None
 
-    def error(self, exc: BaseException, operation: str, *, opening: bool = False,
-              acquiring: bool = False) -> AuthmwError:
+    def error(
+        self, exc: BaseException, operation: str, *, opening: bool = False, acquiring: bool = False
+    ) -> AuthmwError:
         """The authmw error for driver error ``exc`` (see :func:`._driver.translate`)."""
-        return translate(exc, operation, target=self.config.target, secrets=self.secrets,
-                         opening=opening, timeout=self.timeout, acquiring=acquiring)
+        return translate(
+            exc,
+            operation,
+            target=self.config.target,
+            secrets=self.secrets,
+            opening=opening,
+            timeout=self.timeout,
+            acquiring=acquiring,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -107,10 +116,14 @@ class Database:
                 raise self.error(exc, "open", opening=True) from exc
             self._pool = pool
             self.cleanup_task = asyncio.get_running_loop().create_task(
-                self._cleanup_loop(), name="authmw-postgres-cleanup")
-            log.info("postgres storage open: %s, prefix %r, pool %d",
-                     self.config.target, self.config.table_prefix,
-                     self.config.effective_pool_size)
+                self._cleanup_loop(), name="authmw-postgres-cleanup"
+            )
+            log.info(
+                "postgres storage open: %s, prefix %r, pool %d",
+                self.config.target,
+                self.config.table_prefix,
+                self.config.effective_pool_size,
+            )
 
     async def _prepare_schema(self) -> None:
         mode = self.config.migration_mode
@@ -134,7 +147,8 @@ class Database:
                 f"postgres schema for table prefix {prefix!r} at {self.config.target} is at "
                 f"version {state.version}, this authmw expects version "
                 f"{schema.latest_version()} ({'; '.join(problems)}); run "
-                "`authmw migrate-schema URL` or open with migration_mode=auto")
+                "`authmw migrate-schema URL` or open with migration_mode=auto"
+            )
         for problem in problems:
             log.warning("postgres schema for table prefix %r: %s", prefix, problem)
 
@@ -170,8 +184,7 @@ class Database:
         the caller closes it."""
         return await connect_once(self.config, operation, opening=opening)
 
-    async def with_connection(self, operation: str,
-                              work: Callable[[Any], Awaitable[T]]) -> T:
+    async def with_connection(self, operation: str, work: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``work`` on a pooled connection (opening first if needed); every driver error
         is translated here."""
         pool = self._pool
@@ -205,23 +218,26 @@ class Database:
             except DRIVER_ERRORS:  # the pool has dropped the broken connection already
                 log.debug("postgres: releasing a broken connection failed", exc_info=True)
 
-    async def query(self, operation: str, method: str, sql: str, *args: Any,
-                    read: bool = False) -> Any:
+    async def query(
+        self, operation: str, method: str, sql: str, *args: Any, read: bool = False
+    ) -> Any:
         """One statement via ``Connection.<method>``. Reads are retried once on a connection
         the server had closed; writes are not, as they may have been applied."""
         attempts = 2 if read else 1
         for attempt in range(attempts):
             try:
                 return await self.with_connection(
-                    operation, lambda con: getattr(con, method)(sql, *args))
+                    operation, lambda con: getattr(con, method)(sql, *args)
+                )
             except StorageUnavailable as exc:
                 if attempt + 1 == attempts or not isinstance(exc.__cause__, CONNECTION_LOST):
                     raise
                 log.info("postgres %s: connection lost, retrying once", operation)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def pages(self, operation: str, sql: tuple[str, str], key: str,
-                    batch_size: int, *live: Any) -> AsyncIterator[list[Any]]:
+    async def pages(
+        self, operation: str, sql: tuple[str, str], key: str, batch_size: int, *live: Any
+    ) -> AsyncIterator[list[Any]]:
         """Rows in keyset pages of ``batch_size``, ordered by the columns named in ``key``
         (comma-separated); ``sql`` is the first page's and the following pages' statement."""
         # Each page is its own short query: no connection is held between batches.
@@ -231,11 +247,11 @@ class Database:
         last: Any = None
         while True:
             if last is None:
-                rows = await self.query(operation, "fetch", first, *live, batch_size,
-                                        read=True)
+                rows = await self.query(operation, "fetch", first, *live, batch_size, read=True)
             else:
-                rows = await self.query(operation, "fetch", following, *live, batch_size,
-                                        *last, read=True)
+                rows = await self.query(
+                    operation, "fetch", following, *live, batch_size, *last, read=True
+                )
             if rows:
                 yield rows
             if len(rows) < batch_size:
@@ -247,7 +263,8 @@ class Database:
     async def schema_state(self) -> schema.SchemaState:
         """What the database holds for this prefix (read on a pooled connection)."""
         return await self.with_connection(
-            "schema_version", lambda con: schema.read_state(con, self.config.table_prefix))
+            "schema_version", lambda con: schema.read_state(con, self.config.table_prefix)
+        )
 
     async def migrate_schema(self, target: int | None = None) -> list[int]:
         """Apply the missing migrations up to ``target`` on a connection of its own (the pool

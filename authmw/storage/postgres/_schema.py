@@ -61,8 +61,11 @@ def load_migrations() -> tuple[Migration, ...]:
         if match is None:
             continue
         text = entry.read_text(encoding="utf-8")
-        found.append(Migration(int(match.group(1)), match.group(2), text,
-                               hashlib.sha256(text.encode()).hexdigest()))
+        found.append(
+            Migration(
+                int(match.group(1)), match.group(2), text, hashlib.sha256(text.encode()).hexdigest()
+            )
+        )
     found.sort(key=lambda m: m.version)
     if [m.version for m in found] != list(range(1, len(found) + 1)):
         raise RuntimeError(f"authmw migrations are not numbered 1..n: {[m.version for m in found]}")
@@ -101,8 +104,11 @@ class SchemaState:
             issues.append(f"missing migrations {missing}")
         if unknown:
             issues.append(f"migrations {unknown} are newer than this authmw")
-        changed = sorted(v for v, checksum in self.applied.items()
-                         if v in expected and expected[v].checksum != checksum)
+        changed = sorted(
+            v
+            for v, checksum in self.applied.items()
+            if v in expected and expected[v].checksum != checksum
+        )
         if changed:
             issues.append(f"migrations {changed} differ from the packaged files")
         return issues
@@ -140,10 +146,16 @@ async def migrate(con: Any, prefix: str, *, target: int | None = None) -> list[i
                 await con.execute(migration.sql(prefix))
                 await con.execute(
                     f"INSERT INTO {table} (version, name, checksum) VALUES ($1, $2, $3)",
-                    migration.version, migration.name, migration.checksum,
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
                 )
-            log.info("postgres schema %r: applied migration %04d_%s",
-                     prefix, migration.version, migration.name)
+            log.info(
+                "postgres schema %r: applied migration %04d_%s",
+                prefix,
+                migration.version,
+                migration.name,
+            )
             applied.append(migration.version)
         return applied
     finally:

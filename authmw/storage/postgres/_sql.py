@@ -44,9 +44,7 @@ TOKEN_COLS = (
     "expires_at, refresh_expires_at, storage_expires_at, created_at, revoked_at, revoke_reason, "
     "roles, permissions"
 )
-_TOKEN_SET = ", ".join(
-    f"{col} = ${i}" for i, col in enumerate(TOKEN_COLS.split(", ")[1:], start=2)
-)
+_TOKEN_SET = ", ".join(f"{col} = ${i}" for i, col in enumerate(TOKEN_COLS.split(", ")[1:], start=2))
 SESSION_COLS = (
     "session_id, user_id, verifier_digest, data, roles, permissions, created_at, "
     "last_accessed, expires_at, absolute_expires_at"
@@ -64,10 +62,14 @@ def _pages(select: str, key: str, live: str) -> tuple[str, str]:
     # Parameters: with a "live" filter, $1 is now, $2 the batch size, $3 the last key seen;
     # without one, $1 is the batch size and $2 the last key seen.
     if live:
-        return (f"{select} WHERE {live} ORDER BY {key} LIMIT $2",
-                f"{select} WHERE {live} AND {key} > $3 ORDER BY {key} LIMIT $2")
-    return (f"{select} ORDER BY {key} LIMIT $1",
-            f"{select} WHERE {key} > $2 ORDER BY {key} LIMIT $1")
+        return (
+            f"{select} WHERE {live} ORDER BY {key} LIMIT $2",
+            f"{select} WHERE {live} AND {key} > $3 ORDER BY {key} LIMIT $2",
+        )
+    return (
+        f"{select} ORDER BY {key} LIMIT $1",
+        f"{select} WHERE {key} > $2 ORDER BY {key} LIMIT $1",
+    )
 
 
 class Statements:
@@ -101,8 +103,7 @@ class Statements:
             f"SELECT {TOKEN_COLS} FROM {tokens} WHERE token_id = $1 AND storage_expires_at > $2"
         )
         self.get_token_by_refresh = (
-            f"SELECT {TOKEN_COLS} FROM {tokens} "
-            "WHERE refresh_id = $1 AND storage_expires_at > $2"
+            f"SELECT {TOKEN_COLS} FROM {tokens} WHERE refresh_id = $1 AND storage_expires_at > $2"
         )
         self.update_token = (
             f"UPDATE {tokens} SET {_TOKEN_SET}, updated_at = now() "
@@ -218,9 +219,7 @@ class Statements:
         self.iter_sessions = _pages(
             f"SELECT {SESSION_COLS} FROM {sessions}", "session_id", "expires_at > $1"
         )
-        self.iter_kv = _pages(
-            f"SELECT key, value, expires_at FROM {kv}", "key", "expires_at > $1"
-        )
+        self.iter_kv = _pages(f"SELECT key, value, expires_at FROM {kv}", "key", "expires_at > $1")
         self.iter_audit = (
             f"SELECT id, {EVENT_COLS} FROM {audit} ORDER BY created_at, id LIMIT $1",
             f"SELECT id, {EVENT_COLS} FROM {audit} WHERE (created_at, id) > ($2, $3) "
@@ -228,14 +227,24 @@ class Statements:
         )
 
     def query_audit(
-        self, *, user_id: str | None, action: str | None, since: Any, until: Any, limit: int,
+        self,
+        *,
+        user_id: str | None,
+        action: str | None,
+        since: Any,
+        until: Any,
+        limit: int,
     ) -> tuple[str, list[Any]]:
         """The audit query for these filters and its arguments (values are bound, never
         spliced)."""
         conditions: list[str] = []
         args: list[Any] = []
-        for column, op, value in (("user_id", "=", user_id), ("action", "=", action),
-                                  ("created_at", ">=", since), ("created_at", "<=", until)):
+        for column, op, value in (
+            ("user_id", "=", user_id),
+            ("action", "=", action),
+            ("created_at", ">=", since),
+            ("created_at", "<=", until),
+        ):
             if value is not None:
                 args.append(value)
                 conditions.append(f"{column} {op} ${len(args)}")
@@ -247,71 +256,128 @@ class Statements:
 
 def user_args(user: UserRecord) -> tuple[Any, ...]:
     """Bind arguments for ``create_user``/``update_user``."""
-    return (user.user_id, user.password_hash, user.roles, user.permissions, user.is_active,
-            user.created_at, user.updated_at)
+    return (
+        user.user_id,
+        user.password_hash,
+        user.roles,
+        user.permissions,
+        user.is_active,
+        user.created_at,
+        user.updated_at,
+    )
 
 
 def row_to_user(row: Mapping[str, Any]) -> UserRecord:
     """A user from a row of ``USER_COLS``."""
     return UserRecord(
-        user_id=row["user_id"], password_hash=row["password_hash"],
-        created_at=row["created_at"], updated_at=row["updated_at"],
-        roles=tuple(row["roles"]), permissions=tuple(row["permissions"]),
+        user_id=row["user_id"],
+        password_hash=row["password_hash"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        roles=tuple(row["roles"]),
+        permissions=tuple(row["permissions"]),
         is_active=row["is_active"],
     )
 
 
 def token_args(token: AuthToken) -> tuple[Any, ...]:
     """Bind arguments ($1..$15) for the token statements, in ``TOKEN_COLS`` order."""
-    return (token.token_id, token.user_id, token.access_digest, token.family_id,
-            token.refresh_id, token.refresh_digest, token.token_type, token.expires_at,
-            token.refresh_expires_at, token.storage_expires_at, token.created_at,
-            token.revoked_at, token.revoke_reason, token.roles, token.permissions)
+    return (
+        token.token_id,
+        token.user_id,
+        token.access_digest,
+        token.family_id,
+        token.refresh_id,
+        token.refresh_digest,
+        token.token_type,
+        token.expires_at,
+        token.refresh_expires_at,
+        token.storage_expires_at,
+        token.created_at,
+        token.revoked_at,
+        token.revoke_reason,
+        token.roles,
+        token.permissions,
+    )
 
 
 def row_to_token(row: Mapping[str, Any]) -> AuthToken:
     """A token record from a row of ``TOKEN_COLS``."""
     return AuthToken(
-        token_id=row["token_id"], user_id=row["user_id"], access_digest=row["access_digest"],
-        expires_at=row["expires_at"], created_at=row["created_at"],
-        family_id=row["family_id"], refresh_id=row["refresh_id"],
-        refresh_digest=row["refresh_digest"], refresh_expires_at=row["refresh_expires_at"],
-        roles=tuple(row["roles"]), permissions=tuple(row["permissions"]),
-        token_type=row["token_type"], revoked_at=row["revoked_at"],
+        token_id=row["token_id"],
+        user_id=row["user_id"],
+        access_digest=row["access_digest"],
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+        family_id=row["family_id"],
+        refresh_id=row["refresh_id"],
+        refresh_digest=row["refresh_digest"],
+        refresh_expires_at=row["refresh_expires_at"],
+        roles=tuple(row["roles"]),
+        permissions=tuple(row["permissions"]),
+        token_type=row["token_type"],
+        revoked_at=row["revoked_at"],
         revoke_reason=row["revoke_reason"],
     )
 
 
 def session_args(session: SessionData, data_json: str) -> tuple[Any, ...]:
     """Bind arguments for ``store_session`` (``data_json``: the data already serialised)."""
-    return (session.session_id, session.user_id, session.verifier_digest, data_json,
-            session.roles, session.permissions, session.created_at, session.last_accessed,
-            session.expires_at, session.absolute_expires_at)
+    return (
+        session.session_id,
+        session.user_id,
+        session.verifier_digest,
+        data_json,
+        session.roles,
+        session.permissions,
+        session.created_at,
+        session.last_accessed,
+        session.expires_at,
+        session.absolute_expires_at,
+    )
 
 
 def row_to_session(row: Mapping[str, Any]) -> SessionData:
     """A session from a row of ``SESSION_COLS``; its data is parsed afresh on every read."""
     return SessionData(
-        session_id=row["session_id"], user_id=row["user_id"],
-        verifier_digest=row["verifier_digest"], created_at=row["created_at"],
-        last_accessed=row["last_accessed"], expires_at=row["expires_at"],
-        absolute_expires_at=row["absolute_expires_at"], data=json.loads(row["data"]),
-        roles=tuple(row["roles"]), permissions=tuple(row["permissions"]),
+        session_id=row["session_id"],
+        user_id=row["user_id"],
+        verifier_digest=row["verifier_digest"],
+        created_at=row["created_at"],
+        last_accessed=row["last_accessed"],
+        expires_at=row["expires_at"],
+        absolute_expires_at=row["absolute_expires_at"],
+        data=json.loads(row["data"]),
+        roles=tuple(row["roles"]),
+        permissions=tuple(row["permissions"]),
     )
 
 
 def event_args(event: AuditEvent) -> tuple[Any, ...]:
     """Bind arguments for ``append_audit``."""
-    return (event.event_id, event.user_id, event.action, event.resource, event.outcome,
-            event.ip_address, event.user_agent, event.timestamp,
-            json.dumps(event.metadata, separators=(",", ":")))
+    return (
+        event.event_id,
+        event.user_id,
+        event.action,
+        event.resource,
+        event.outcome,
+        event.ip_address,
+        event.user_agent,
+        event.timestamp,
+        json.dumps(event.metadata, separators=(",", ":")),
+    )
 
 
 def row_to_event(row: Mapping[str, Any]) -> AuditEvent:
     """An audit event from a row of ``EVENT_COLS``."""
     return AuditEvent(
-        event_id=row["event_id"], action=row["action"], outcome=row["outcome"],
-        user_id=row["user_id"], timestamp=row["created_at"], resource=row["resource"],
-        ip_address=row["ip_address"], user_agent=row["user_agent"],
+        event_id=row["event_id"],
+        action=row["action"],
+        outcome=row["outcome"],
+        user_id=row["user_id"],
+        timestamp=row["created_at"],
+        resource=row["resource"],
+        ip_address=row["ip_address"],
+        user_agent=row["user_agent"],
         metadata=json.loads(row["metadata"]),
     )

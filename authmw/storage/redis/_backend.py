@@ -51,16 +51,25 @@ class RedisStorage:
         self.keys = keys = KeyLayout(cfg.key_prefix)
         self._default_ttl = seconds(cfg.default_ttl, "default_ttl")
         self._x = x = Executor(
-            partial(connect, cfg), cluster=cfg.is_cluster, scripts=scripts_for(cfg.is_cluster),
+            partial(connect, cfg),
+            cluster=cfg.is_cluster,
+            scripts=scripts_for(cfg.is_cluster),
             attempts=cfg.retry_attempts,
             delay=seconds(cfg.retry_delay, "retry_delay", allow_zero=True),
-            concurrency=cfg.pool_size, wait_replicas=cfg.wait_replicas,
-            wait_timeout=seconds(cfg.wait_timeout, "wait_timeout"))
+            concurrency=cfg.pool_size,
+            wait_replicas=cfg.wait_replicas,
+            wait_timeout=seconds(cfg.wait_timeout, "wait_timeout"),
+        )
         # A cluster cannot run a script over keys in several slots: its writes are ordered steps.
         self._writes = SlotWrites(x, keys) if cfg.is_cluster else AtomicWrites(x, keys)
         self._reads = Bulk(x, keys)
-        self._importer = Importer(x, keys, self._reads, default_ttl=self._default_ttl,
-                                  max_audit_events=cfg.max_audit_events)
+        self._importer = Importer(
+            x,
+            keys,
+            self._reads,
+            default_ttl=self._default_ttl,
+            max_audit_events=cfg.max_audit_events,
+        )
         self._channel = Channel(x, keys.prefix)
         self._opened = False
         self._decoded: dict[bytes, AuthToken] = {}
@@ -101,7 +110,8 @@ class RedisStorage:
         version = tuple(int(p) for p in found.split(".")[:2])
         if version < _MIN_VERSION:
             raise ConfigurationError(
-                f"redis at {self._x.describe} is version {found}; authmw needs 6.2+")
+                f"redis at {self._x.describe} is version {found}; authmw needs 6.2+"
+            )
         self._opened = True
 
     async def close(self) -> None:
@@ -119,8 +129,14 @@ class RedisStorage:
 
     async def create_user(self, user: UserRecord) -> None:
         """``SET NX``: exactly one of several racing creations wins; ``UserExists`` otherwise."""
-        created = await self._x.write("create_user", "SET", self.keys.user(user.user_id),
-                                      user.to_json(), "NX", idempotent=False)
+        created = await self._x.write(
+            "create_user",
+            "SET",
+            self.keys.user(user.user_id),
+            user.to_json(),
+            "NX",
+            idempotent=False,
+        )
         if not created:
             raise UserExists(user.user_id)
 
@@ -131,8 +147,11 @@ class RedisStorage:
 
     async def update_user(self, user: UserRecord) -> bool:
         """``SET XX``: replaces only an existing user."""
-        return bool(await self._x.write("update_user", "SET", self.keys.user(user.user_id),
-                                        user.to_json(), "XX"))
+        return bool(
+            await self._x.write(
+                "update_user", "SET", self.keys.user(user.user_id), user.to_json(), "XX"
+            )
+        )
 
     async def delete_user(self, user_id: str) -> bool:
         """Delete the user record."""
@@ -161,8 +180,7 @@ class RedisStorage:
 
     async def get_token_by_refresh(self, refresh_id: str) -> AuthToken | None:
         """Follow the refresh index, then check the token still names this refresh id."""
-        token_id = await self._x.read("get_token_by_refresh", "GET",
-                                      self.keys.refresh(refresh_id))
+        token_id = await self._x.read("get_token_by_refresh", "GET", self.keys.refresh(refresh_id))
         if token_id is None:
             return None
         token = await self.get_token(token_id.decode())
@@ -184,8 +202,7 @@ class RedisStorage:
         """The user's live tokens, from the user's index."""
         reads = self._reads
         ids = await reads.live_members("list_user_tokens", self.keys.user_tokens(user_id))
-        tokens = await reads.tokens("list_user_tokens",
-                                   [self.keys.token(i.decode()) for i in ids])
+        tokens = await reads.tokens("list_user_tokens", [self.keys.token(i.decode()) for i in ids])
         return [t for t in tokens if t.user_id == user_id]
 
     async def delete_user_tokens(self, user_id: str) -> int:
@@ -200,8 +217,9 @@ class RedisStorage:
 
     async def get_session(self, session_id: str) -> SessionData | None:
         """The live session with a fresh copy of its data, or None."""
-        got = await self._x.read("get_session", "HMGET", self.keys.session(session_id),
-                                 "d", "la", "ex")
+        got = await self._x.read(
+            "get_session", "HMGET", self.keys.session(session_id), "d", "la", "ex"
+        )
         return parse_session(got, now_ts())
 
     async def touch_session(
@@ -209,8 +227,8 @@ class RedisStorage:
     ) -> bool:
         """Move the access time and expiry (record, key TTL and index score)."""
         return await self._writes.touch_session(
-            session_id, last_accessed.isoformat(), expires_at.isoformat(),
-            expires_at.timestamp())
+            session_id, last_accessed.isoformat(), expires_at.isoformat(), expires_at.timestamp()
+        )
 
     async def delete_session(self, session_id: str) -> bool:
         """Delete a session and its index entry."""
@@ -220,8 +238,9 @@ class RedisStorage:
         """The user's live sessions, from the user's index."""
         reads = self._reads
         ids = await reads.live_members("list_user_sessions", self.keys.user_sessions(user_id))
-        sessions = await reads.sessions("list_user_sessions",
-                                       [self.keys.session(i.decode()) for i in ids])
+        sessions = await reads.sessions(
+            "list_user_sessions", [self.keys.session(i.decode()) for i in ids]
+        )
         return [s for s in sessions if s.user_id == user_id]
 
     async def delete_user_sessions(self, user_id: str) -> int:
@@ -244,8 +263,9 @@ class RedisStorage:
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(f"kv values are bytes, got {type(value).__name__}")
         life = self._default_ttl if ttl is None else seconds(ttl, "ttl")
-        await self._x.write("kv_set", "SET", self.keys.kv(key), bytes(value),
-                            "PX", max(1, round(life * 1000)))
+        await self._x.write(
+            "kv_set", "SET", self.keys.kv(key), bytes(value), "PX", max(1, round(life * 1000))
+        )
 
     async def kv_delete(self, key: str) -> bool:
         """Delete a key."""
@@ -254,16 +274,28 @@ class RedisStorage:
     async def kv_incr(self, key: str, ttl: float) -> int:
         """``INCR``, and the window's expiry on the first increment (one script)."""
         window = max(1, round(seconds(ttl, "ttl") * 1000))
-        return int(await self._x.script("kv_incr", "kv_incr", [self.keys.kv(key)], [window],
-                                        idempotent=False))
+        return int(
+            await self._x.script(
+                "kv_incr", "kv_incr", [self.keys.kv(key)], [window], idempotent=False
+            )
+        )
 
     # -- audit log -------------------------------------------------------------------------
 
     async def append_audit(self, event: AuditEvent) -> None:
         """``XADD`` to the audit stream, trimmed near ``max_audit_events``."""
-        await self._x.write("append_audit", "XADD", self.keys.audit, "MAXLEN", "~",
-                            self.config.max_audit_events, "*", "e", event.to_json(),
-                            idempotent=False)
+        await self._x.write(
+            "append_audit",
+            "XADD",
+            self.keys.audit,
+            "MAXLEN",
+            "~",
+            self.config.max_audit_events,
+            "*",
+            "e",
+            event.to_json(),
+            idempotent=False,
+        )
 
     async def query_audit(
         self,
@@ -278,14 +310,17 @@ class RedisStorage:
         found: list[AuditEvent] = []
         high = "+"
         while len(found) < limit:
-            page = await self._x.read("query_audit", "XREVRANGE", self.keys.audit, high, "-",
-                                      "COUNT", _AUDIT_PAGE)
+            page = await self._x.read(
+                "query_audit", "XREVRANGE", self.keys.audit, high, "-", "COUNT", _AUDIT_PAGE
+            )
             for _, fields in page:
                 event = AuditEvent.from_json(fields[b"e"])
-                if ((user_id is None or event.user_id == user_id)
-                        and (action is None or event.action == action)
-                        and (since is None or event.timestamp >= since)
-                        and (until is None or event.timestamp <= until)):
+                if (
+                    (user_id is None or event.user_id == user_id)
+                    and (action is None or event.action == action)
+                    and (since is None or event.timestamp >= since)
+                    and (until is None or event.timestamp <= until)
+                ):
                     found.append(event)
                     if len(found) >= limit:
                         break
@@ -311,29 +346,31 @@ class RedisStorage:
     async def iter_users(self, batch_size: int = 1000) -> AsyncIterator[list[UserRecord]]:
         """Every user, in batches (``SCAN``)."""
         reads = self._reads
-        async for batch in reads.records("iter_users", self.keys.user_open, batch_size,
-                                         reads.users):
+        async for batch in reads.records(
+            "iter_users", self.keys.user_open, batch_size, reads.users
+        ):
             yield batch
 
     async def iter_tokens(self, batch_size: int = 1000) -> AsyncIterator[list[AuthToken]]:
         """Every live token, in batches (``SCAN``)."""
         reads = self._reads
-        async for batch in reads.records("iter_tokens", self.keys.token_open, batch_size,
-                                         reads.tokens):
+        async for batch in reads.records(
+            "iter_tokens", self.keys.token_open, batch_size, reads.tokens
+        ):
             yield batch
 
     async def iter_sessions(self, batch_size: int = 1000) -> AsyncIterator[list[SessionData]]:
         """Every live session, in batches (``SCAN``)."""
         reads = self._reads
-        async for batch in reads.records("iter_sessions", self.keys.session_open, batch_size,
-                                         reads.sessions):
+        async for batch in reads.records(
+            "iter_sessions", self.keys.session_open, batch_size, reads.sessions
+        ):
             yield batch
 
     async def iter_kv(self, batch_size: int = 1000) -> AsyncIterator[list[KVEntry]]:
         """Every live key-value entry with its expiry, in batches (``SCAN``)."""
         reads = self._reads
-        async for batch in reads.records("iter_kv", self.keys.kv_open, batch_size,
-                                         reads.kv):
+        async for batch in reads.records("iter_kv", self.keys.kv_open, batch_size, reads.kv):
             yield batch
 
     async def iter_audit(self, batch_size: int = 1000) -> AsyncIterator[list[AuditEvent]]:
@@ -341,8 +378,9 @@ class RedisStorage:
         check_batch(batch_size)
         low = "-"
         while True:
-            page = await self._x.read("iter_audit", "XRANGE", self.keys.audit, low, "+",
-                                      "COUNT", batch_size)
+            page = await self._x.read(
+                "iter_audit", "XRANGE", self.keys.audit, low, "+", "COUNT", batch_size
+            )
             if page:
                 yield [AuditEvent.from_json(fields[b"e"]) for _, fields in page]
             if len(page) < batch_size:

@@ -43,8 +43,10 @@ class RedisFailoverConfig:
 
     def __repr__(self) -> str:
         # Each sentinel as it was written, redacted as the URL it stands for.
-        shown = [redact_url(s) if "://" in s else redact_url(url).removeprefix("redis://")
-                 for s, url in zip(self.sentinels, self.urls(), strict=True)]
+        shown = [
+            redact_url(s) if "://" in s else redact_url(url).removeprefix("redis://")
+            for s, url in zip(self.sentinels, self.urls(), strict=True)
+        ]
         return f"RedisFailoverConfig(master_name={self.master_name!r}, sentinels={shown!r})"
 
 
@@ -89,8 +91,12 @@ class RedisConfig:
         for name in ("timeout", "default_ttl", "wait_timeout"):
             seconds(getattr(self, name), name)
         seconds(self.retry_delay, "retry_delay", allow_zero=True)
-        for name, low in (("pool_size", 1), ("retry_attempts", 0), ("wait_replicas", 0),
-                          ("max_audit_events", 1)):
+        for name, low in (
+            ("pool_size", 1),
+            ("retry_attempts", 0),
+            ("wait_replicas", 0),
+            ("max_audit_events", 1),
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigurationError(f"{name}: expected an integer >= {low}, got {value!r}")
@@ -100,11 +106,13 @@ class RedisConfig:
             if "{" in self.key_prefix or "}" in self.key_prefix:
                 raise ConfigurationError(
                     "key_prefix: no braces in cluster mode (they would pin every key to one "
-                    "hash slot)")
+                    "hash slot)"
+                )
             if self.failover is not None or self.wait_replicas:
                 raise ConfigurationError(
                     "cluster_mode: failover and wait_replicas are for sentinel setups; a "
-                    "cluster fails over by itself")
+                    "cluster fails over by itself"
+                )
 
     @property
     def is_cluster(self) -> bool:
@@ -112,10 +120,12 @@ class RedisConfig:
         return self.cluster_mode or self.url.lower().startswith("redis+cluster://")
 
     def __repr__(self) -> str:
-        return (f"RedisConfig(url={redact_url(self.url)!r}, pool_size={self.pool_size}, "
-                f"key_prefix={self.key_prefix!r}, cluster_mode={self.is_cluster}, "
-                f"cluster_urls={[redact_url(u) for u in self.cluster_urls]!r}, "
-                f"failover={self.failover!r})")
+        return (
+            f"RedisConfig(url={redact_url(self.url)!r}, pool_size={self.pool_size}, "
+            f"key_prefix={self.key_prefix!r}, cluster_mode={self.is_cluster}, "
+            f"cluster_urls={[redact_url(u) for u in self.cluster_urls]!r}, "
+            f"failover={self.failover!r})"
+        )
 
     @classmethod
     def from_url(cls, url: str) -> RedisConfig:
@@ -188,15 +198,25 @@ def _failover_from_url(url: str) -> RedisFailoverConfig:
     """``redis+sentinel://[auth@]s1:26379,s2/master[/db]?sentinel_password=...``."""
     parsed = parse_url(url, 26379)
     if not parsed.path:
-        raise ConfigurationError("redis+sentinel:// URL: name the master in the path, "
-                                 "e.g. redis+sentinel://host:26379/mymaster/0")
-    return RedisFailoverConfig(parsed.path[0], [f"{e.host}:{e.port}" for e in parsed.hosts],
-                               dict(parsed.query).get("sentinel_password"))
+        raise ConfigurationError(
+            "redis+sentinel:// URL: name the master in the path, "
+            "e.g. redis+sentinel://host:26379/mymaster/0"
+        )
+    return RedisFailoverConfig(
+        parsed.path[0],
+        [f"{e.host}:{e.port}" for e in parsed.hosts],
+        dict(parsed.query).get("sentinel_password"),
+    )
 
 
 _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "key_prefix": str, "pool_size": int, "timeout": float, "default_ttl": float,
-    "retry_attempts": int, "retry_delay": float, "wait_replicas": int, "wait_timeout": float,
+    "key_prefix": str,
+    "pool_size": int,
+    "timeout": float,
+    "default_ttl": float,
+    "retry_attempts": int,
+    "retry_delay": float,
+    "wait_replicas": int,
+    "wait_timeout": float,
     "max_audit_events": int,
 }
-

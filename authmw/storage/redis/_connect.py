@@ -61,8 +61,7 @@ def connect(cfg: RedisConfig) -> Connection:
     urls = [cfg.url, *cfg.cluster_urls, *(failover.urls() if failover is not None else ())]
     secrets = secrets_of(urls)
     parsed = parse_url(cfg.url, 6379)
-    passwords = [parsed.password,
-                 *(v for k, v in parsed.query if k.lower() == "password")]
+    passwords = [parsed.password, *(v for k, v in parsed.query if k.lower() == "password")]
     client: AnyClient
     sentinel: Sentinel | None = None
     if cfg.is_cluster:
@@ -73,14 +72,23 @@ def connect(cfg: RedisConfig) -> Connection:
         if not nodes:
             raise ConfigurationError("cluster_mode: give cluster_urls or hosts in url")
         client = cluster_client(
-            nodes, username=creds.username, password=creds.password,
-            ssl=any(p.scheme == "rediss" for p in seeds), pool_size=cfg.pool_size,
-            timeout=timeout)
+            nodes,
+            username=creds.username,
+            password=creds.password,
+            ssl=any(p.scheme == "rediss" for p in seeds),
+            pool_size=cfg.pool_size,
+            timeout=timeout,
+        )
         describe = f"cluster {','.join(f'{e.host}:{e.port}' for e in nodes)}"
     elif failover is not None:
         # A password written into a sentinel URL counts as the sentinel password.
-        in_urls = [p.password for u in failover.sentinels if "://" in u
-                   for p in [parse_url(u, 26379)] if p.password]
+        in_urls = [
+            p.password
+            for u in failover.sentinels
+            if "://" in u
+            for p in [parse_url(u, 26379)]
+            if p.password
+        ]
         sentinel_password = failover.sentinel_password or next(iter(in_urls), None)
         passwords += [sentinel_password, *in_urls]
         if sentinel_password and sentinel_password not in secrets:
@@ -89,10 +97,17 @@ def connect(cfg: RedisConfig) -> Connection:
         db_part = parsed.path[-1] if parsed.path else "0"
         db = int(db_part) if db_part.isdigit() else 0
         client, sentinel = sentinel_client(
-            failover.endpoints(), failover.master_name,
-            sentinel_password=sentinel_password, username=parsed.username,
-            password=parsed.password, db=db, ssl=parsed.scheme == "rediss",
-            pool_size=cfg.pool_size, timeout=timeout, read_timeout=read_timeout)
+            failover.endpoints(),
+            failover.master_name,
+            sentinel_password=sentinel_password,
+            username=parsed.username,
+            password=parsed.password,
+            db=db,
+            ssl=parsed.scheme == "rediss",
+            pool_size=cfg.pool_size,
+            timeout=timeout,
+            read_timeout=read_timeout,
+        )
         describe = f"sentinel master {failover.master_name!r}"
     else:
         client = standalone_client(cfg.url, cfg.pool_size, timeout, read_timeout, secrets)
@@ -105,49 +120,84 @@ def _no_retry() -> Retry:
 
 
 def standalone_client(
-    url: str, pool_size: int, timeout: float, read_timeout: float, secrets: Sequence[str],
+    url: str,
+    pool_size: int,
+    timeout: float,
+    read_timeout: float,
+    secrets: Sequence[str],
 ) -> aioredis.Redis:
     """A client for one server, from a ``redis://``, ``rediss://`` or ``unix://`` URL."""
     try:
         pool = aioredis.ConnectionPool.from_url(
-            url, max_connections=pool_size, socket_timeout=read_timeout,
-            socket_connect_timeout=timeout, retry=_no_retry(),
+            url,
+            max_connections=pool_size,
+            socket_timeout=read_timeout,
+            socket_connect_timeout=timeout,
+            retry=_no_retry(),
         )
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(
-            f"redis URL {redact_url(url)}: {scrub(str(exc), secrets)}") from None
+            f"redis URL {redact_url(url)}: {scrub(str(exc), secrets)}"
+        ) from None
     return aioredis.Redis(connection_pool=pool)
 
 
 def sentinel_client(
-    sentinels: Sequence[Endpoint], master_name: str, *, sentinel_password: str | None,
-    username: str | None, password: str | None, db: int, ssl: bool, pool_size: int,
-    timeout: float, read_timeout: float,
+    sentinels: Sequence[Endpoint],
+    master_name: str,
+    *,
+    sentinel_password: str | None,
+    username: str | None,
+    password: str | None,
+    db: int,
+    ssl: bool,
+    pool_size: int,
+    timeout: float,
+    read_timeout: float,
 ) -> tuple[aioredis.Redis, Sentinel]:
     """A client for the current master of ``master_name``, found through ``sentinels``."""
     sentinel_kwargs: dict[str, Any] = {
-        "socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": _no_retry(),
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": _no_retry(),
     }
     if sentinel_password:
         sentinel_kwargs["password"] = sentinel_password
     manager = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
-        [(e.host, e.port) for e in sentinels], sentinel_kwargs=sentinel_kwargs,
-        socket_timeout=read_timeout, socket_connect_timeout=timeout,
+        [(e.host, e.port) for e in sentinels],
+        sentinel_kwargs=sentinel_kwargs,
+        socket_timeout=read_timeout,
+        socket_connect_timeout=timeout,
     )
     client = manager.master_for(
-        master_name, max_connections=pool_size, retry=_no_retry(), username=username,
-        password=password, db=db, ssl=ssl,
+        master_name,
+        max_connections=pool_size,
+        retry=_no_retry(),
+        username=username,
+        password=password,
+        db=db,
+        ssl=ssl,
     )
     return client, manager
 
 
 def cluster_client(
-    nodes: Sequence[Endpoint], *, username: str | None, password: str | None, ssl: bool,
-    pool_size: int, timeout: float,
+    nodes: Sequence[Endpoint],
+    *,
+    username: str | None,
+    password: str | None,
+    ssl: bool,
+    pool_size: int,
+    timeout: float,
 ) -> RedisCluster:
     """A cluster client that discovers the topology from any of ``nodes``."""
     return RedisCluster(
-        startup_nodes=[ClusterNode(e.host, e.port) for e in nodes], username=username,
-        password=password, ssl=ssl, max_connections=pool_size, socket_timeout=timeout,
-        socket_connect_timeout=timeout, retry=_no_retry(),
+        startup_nodes=[ClusterNode(e.host, e.port) for e in nodes],
+        username=username,
+        password=password,
+        ssl=ssl,
+        max_connections=pool_size,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=_no_retry(),
     )

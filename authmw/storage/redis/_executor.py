@@ -105,8 +105,16 @@ class Executor:
     """
 
     def __init__(
-        self, connect: Callable[[], Connection], *, cluster: bool, scripts: Mapping[str, Script],
-        attempts: int, delay: float, concurrency: int, wait_replicas: int, wait_timeout: float,
+        self,
+        connect: Callable[[], Connection],
+        *,
+        cluster: bool,
+        scripts: Mapping[str, Script],
+        attempts: int,
+        delay: float,
+        concurrency: int,
+        wait_replicas: int,
+        wait_timeout: float,
     ) -> None:
         self._connect = connect
         self._conn: Connection | None = None
@@ -174,8 +182,9 @@ class Executor:
         else:
             nodes = client.get_nodes()
             if not nodes:
-                raise StorageUnavailable("redis", operation,
-                                         "the cluster client knows no nodes yet")
+                raise StorageUnavailable(
+                    "redis", operation, "the cluster client knows no nodes yet"
+                )
             node = nodes[turn % len(nodes)]
             factory, kwargs = node.connection_class, node.connection_kwargs
         return factory(**{**kwargs, **overrides})
@@ -193,12 +202,13 @@ class Executor:
         if opening and isinstance(exc, (AuthenticationError, AuthorizationError)):
             if not self._password_given:
                 return ConfigurationError(
-                    f"redis at {self.describe} requires a password and none was given "
-                    f"({detail})")
-            return ConfigurationError(
-                f"redis at {self.describe} refused the credentials: {detail}")
-        if opening and isinstance(exc, ResponseError) and (
-            "DB index" in str(exc) or "invalid DB" in str(exc)
+                    f"redis at {self.describe} requires a password and none was given ({detail})"
+                )
+            return ConfigurationError(f"redis at {self.describe} refused the credentials: {detail}")
+        if (
+            opening
+            and isinstance(exc, ResponseError)
+            and ("DB index" in str(exc) or "invalid DB" in str(exc))
         ):
             return ConfigurationError(
                 f"redis at {self.describe}: the database number does not exist ({detail})"
@@ -207,22 +217,33 @@ class Executor:
             return ConfigurationError(f"redis at {self.describe} requires a password")
         return StorageUnavailable("redis", operation, f"{detail} [{self.describe}]")
 
-    def _after_error(self, exc: BaseException, operation: str, attempt: int,
-                     idempotent: bool) -> float:
+    def _after_error(
+        self, exc: BaseException, operation: str, attempt: int, idempotent: bool
+    ) -> float:
         """The pause before retry ``attempt + 1``, or the translated error raised."""
         if attempt >= self._attempts or not _retryable(exc, idempotent):
             raise self.translate(exc, operation) from exc
-        pause: float = min(self._delay * 2.0 ** attempt, max(self._delay, 1.0))
-        log.warning("redis %s failed (%s); retry %d/%d in %.2f s", operation,
-                    self.redact(f"{type(exc).__name__}: {exc}"), attempt + 1, self._attempts,
-                    pause)
+        pause: float = min(self._delay * 2.0**attempt, max(self._delay, 1.0))
+        log.warning(
+            "redis %s failed (%s); retry %d/%d in %.2f s",
+            operation,
+            self.redact(f"{type(exc).__name__}: {exc}"),
+            attempt + 1,
+            self._attempts,
+            pause,
+        )
         return pause
 
     # -- commands ------------------------------------------------------------------------------
 
     async def call(
-        self, operation: str, fn: Callable[..., Awaitable[T]], *args: Any,
-        idempotent: bool = True, first_attempt: int = 0, **kwargs: Any,
+        self,
+        operation: str,
+        fn: Callable[..., Awaitable[T]],
+        *args: Any,
+        idempotent: bool = True,
+        first_attempt: int = 0,
+        **kwargs: Any,
     ) -> T:
         """Await ``fn(*args, **kwargs)``; retry what is safe; raise ``StorageUnavailable``."""
         if self._conn is None:
@@ -251,23 +272,32 @@ class Executor:
 
     async def command(self, operation: str, *args: Any, idempotent: bool = True) -> Any:
         """One command that needs no replica acknowledgement (``PUBLISH``)."""
-        return await self.call(operation, self.client.execute_command, *args,
-                               idempotent=idempotent)
+        return await self.call(operation, self.client.execute_command, *args, idempotent=idempotent)
 
     async def write(self, operation: str, *args: Any, idempotent: bool = True) -> Any:
         """One write command, acknowledged by ``wait_replicas`` replicas when configured."""
         return await self.call(operation, self._write, *args, idempotent=idempotent)
 
     async def script(
-        self, operation: str, name: str, keys: Sequence[str], args: Sequence[Any], *,
+        self,
+        operation: str,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
         idempotent: bool = True,
     ) -> Any:
         """Run one of the registered Lua scripts as one write."""
-        return await self.call(operation, self._eval, self._scripts[name], keys, args,
-                               idempotent=idempotent)
+        return await self.call(
+            operation, self._eval, self._scripts[name], keys, args, idempotent=idempotent
+        )
 
     async def pipeline(
-        self, operation: str, commands: Sequence[tuple[Any, ...]], *, writes: bool = False,
+        self,
+        operation: str,
+        commands: Sequence[tuple[Any, ...]],
+        *,
+        writes: bool = False,
     ) -> list[Any]:
         """``commands`` in one pipeline (not a transaction), repeated whole when a retry is
         safe. With ``writes``, acknowledged by ``wait_replicas`` replicas like :meth:`write`."""
@@ -277,8 +307,9 @@ class Executor:
         """The values of ``keys``, in one ``MGET`` (one per hash slot on a cluster)."""
         if self.cluster:
             client: Any = self.client
-            found: list[bytes | None] = await self.call(operation, client.mget_nonatomic,
-                                                        list(keys))
+            found: list[bytes | None] = await self.call(
+                operation, client.mget_nonatomic, list(keys)
+            )
             return found
         return list(await self.read(operation, "MGET", *keys))
 
@@ -295,11 +326,13 @@ class Executor:
             cursor = 0
             while True:
                 if node is None:
-                    cursor, keys = await self.read(operation, "SCAN", cursor, "MATCH", pattern,
-                                                   "COUNT", count)
+                    cursor, keys = await self.read(
+                        operation, "SCAN", cursor, "MATCH", pattern, "COUNT", count
+                    )
                 else:
-                    cursors, keys = await self.call(operation, client.scan, cursor, pattern,
-                                                    count, target_nodes=node)
+                    cursors, keys = await self.call(
+                        operation, client.scan, cursor, pattern, count, target_nodes=node
+                    )
                     cursor = next(iter(cursors.values()))
                 yield keys
                 if cursor == 0:
@@ -310,8 +343,9 @@ class Executor:
         when there are several)."""
         client: Any = self.client
         if self.cluster:
-            found: dict[str, Any] = await self.call(operation, client.info, section,
-                                                    target_nodes="primaries")
+            found: dict[str, Any] = await self.call(
+                operation, client.info, section, target_nodes="primaries"
+            )
         else:
             found = await self.call(operation, client.info, section)
         return found
@@ -333,7 +367,7 @@ class Executor:
     async def _write(self, *args: Any) -> Any:
         if not self._wait:
             return await self.client.execute_command(*args)
-        result, = await self._pipeline([args], True)
+        (result,) = await self._pipeline([args], True)
         return result
 
     async def _pipeline(self, commands: Sequence[tuple[Any, ...]], writes: bool) -> list[Any]:

@@ -34,14 +34,21 @@ _PAGE = 250  # records per script call or pipeline: keeps each server-side step 
 
 
 def _pages(items: Sequence[Any]) -> list[Sequence[Any]]:
-    return [items[i:i + _PAGE] for i in range(0, len(items), _PAGE)]
+    return [items[i : i + _PAGE] for i in range(0, len(items), _PAGE)]
 
 
 class Importer:
     """``BulkImport`` and ``BulkLookup`` of the Redis backend, over its executor and reads."""
 
-    def __init__(self, x: Executor, keys: KeyLayout, reads: Bulk, *, default_ttl: float,
-                 max_audit_events: int) -> None:
+    def __init__(
+        self,
+        x: Executor,
+        keys: KeyLayout,
+        reads: Bulk,
+        *,
+        default_ttl: float,
+        max_audit_events: int,
+    ) -> None:
         self.x = x
         self.keys = keys
         self.reads = reads
@@ -56,8 +63,9 @@ class Importer:
 
     async def import_users(self, batch: Sequence[UserRecord]) -> list[bool]:
         """``SET NX`` per user, pipelined."""
-        got = await self._pipeline("import_users", [
-            ("SET", self.keys.user(u.user_id), u.to_json(), "NX") for u in batch])
+        got = await self._pipeline(
+            "import_users", [("SET", self.keys.user(u.user_id), u.to_json(), "NX") for u in batch]
+        )
         return [bool(g) for g in got]
 
     async def import_kv(self, batch: Sequence[KVEntry], default_ttl: bool = False) -> list[bool]:
@@ -72,8 +80,9 @@ class Importer:
                 expires = entry.expires_at.timestamp()
             if ms(expires) > ms(now):
                 live.append(i)
-                commands.append(("SET", self.keys.kv(entry.key), bytes(entry.value), "NX",
-                                 "PXAT", ms(expires)))
+                commands.append(
+                    ("SET", self.keys.kv(entry.key), bytes(entry.value), "NX", "PXAT", ms(expires))
+                )
         out = [False] * len(batch)
         for i, done in zip(live, await self._pipeline("import_kv", commands), strict=True):
             out[i] = bool(done)
@@ -81,9 +90,22 @@ class Importer:
 
     async def import_audit(self, batch: Sequence[AuditEvent]) -> list[bool]:
         """``XADD`` per event, pipelined (the caller deduplicates)."""
-        await self._pipeline("import_audit", [
-            ("XADD", self.keys.audit, "MAXLEN", "~", self.max_audit_events, "*",
-             "e", event.to_json()) for event in batch])
+        await self._pipeline(
+            "import_audit",
+            [
+                (
+                    "XADD",
+                    self.keys.audit,
+                    "MAXLEN",
+                    "~",
+                    self.max_audit_events,
+                    "*",
+                    "e",
+                    event.to_json(),
+                )
+                for event in batch
+            ],
+        )
         return [True] * len(batch)
 
     async def import_tokens(self, batch: Sequence[AuthToken]) -> list[bool]:
@@ -97,8 +119,11 @@ class Importer:
             args: list[Any] = [ms(now_ts()), k.refresh_open]
             for t in page:
                 rid = t.refresh_id or ""
-                keys += [k.token(t.token_id), k.user_tokens(t.user_id),
-                         k.refresh(rid) if rid else k.token(t.token_id)]
+                keys += [
+                    k.token(t.token_id),
+                    k.user_tokens(t.user_id),
+                    k.refresh(rid) if rid else k.token(t.token_id),
+                ]
                 args += [t.stored().to_json(), t.token_id, ms(t.storage_expires_ts), rid]
             got = await x.script("import_tokens", "import_tokens", keys, args)
             out.extend(bool(g) for g in got)
@@ -113,15 +138,20 @@ class Importer:
             # A refresh selector held by another live token is a conflict (checked, not
             # locked: the keys live in different slots).
             holder = await x.read(op, "GET", k.refresh(t.refresh_id))
-            if holder is not None and holder.decode() != t.token_id \
-                    and await x.read(op, "EXISTS", k.token(holder.decode())):
+            if (
+                holder is not None
+                and holder.decode() != t.token_id
+                and await x.read(op, "EXISTS", k.token(holder.decode()))
+            ):
                 return False
         state = int(await x.script(op, "idx_raise", [index], [t.token_id, exp, ms(now_ts())]))
-        done = await x.write(op, "SET", k.token(t.token_id), t.stored().to_json(), "NX",
-                             "PXAT", exp)
+        done = await x.write(
+            op, "SET", k.token(t.token_id), t.stored().to_json(), "NX", "PXAT", exp
+        )
         if done and t.refresh_id:
-            await x.script(op, "ref_set", [k.refresh(t.refresh_id)],
-                           [t.token_id, exp, ms(now_ts())])
+            await x.script(
+                op, "ref_set", [k.refresh(t.refresh_id)], [t.token_id, exp, ms(now_ts())]
+            )
         if not done and state == 2:
             # Keep the entry when the record there is this user's (a retried SET NX that had
             # in fact succeeded reads as refused); drop it when the id belongs to another user.
@@ -131,8 +161,9 @@ class Importer:
         await self._settle(op, index, t.token_id, exp, bool(done), state)
         return bool(done)
 
-    async def _settle(self, op: str, index: str, member: str, exp: int, done: bool,
-                      state: int) -> None:
+    async def _settle(
+        self, op: str, index: str, member: str, exp: int, done: bool, state: int
+    ) -> None:
         """The index entry after an insert: its exact score if the record was written under a
         higher one (state 1), gone if the entry was added for a refused record (state 2)."""
         if done and state == 1:
@@ -145,16 +176,20 @@ class Importer:
         x, k = self.x, self.keys
         out: list[bool] = []
         # Serialise first: non-JSON data raises TypeError before anything is written.
-        fields = [(s.to_json(), s.last_accessed.isoformat(), s.expires_at.isoformat())
-                  for s in batch]
+        fields = [
+            (s.to_json(), s.last_accessed.isoformat(), s.expires_at.isoformat()) for s in batch
+        ]
         if x.cluster:
-            return list(await asyncio.gather(*(
-                self._cluster_session(s, f) for s, f in zip(batch, fields, strict=True))))
+            return list(
+                await asyncio.gather(
+                    *(self._cluster_session(s, f) for s, f in zip(batch, fields, strict=True))
+                )
+            )
         for start in range(0, len(batch), _PAGE):
-            page = batch[start:start + _PAGE]
+            page = batch[start : start + _PAGE]
             keys: list[str] = []
             args: list[Any] = [ms(now_ts())]
-            for s, (data, la, ex) in zip(page, fields[start:start + _PAGE], strict=True):
+            for s, (data, la, ex) in zip(page, fields[start : start + _PAGE], strict=True):
                 keys += [k.session(s.session_id), k.user_sessions(s.user_id)]
                 args += [data, la, ex, s.user_id, s.session_id, ms(s.expires_ts)]
             got = await x.script("import_sessions", "import_sessions", keys, args)
@@ -167,8 +202,9 @@ class Importer:
         if exp <= ms(now_ts()):
             return False
         state = int(await x.script(op, "idx_raise", [index], [s.session_id, exp, ms(now_ts())]))
-        done = await x.script(op, "ses_add", [k.session(s.session_id)],
-                              [*f, s.user_id, exp, ms(now_ts())])
+        done = await x.script(
+            op, "ses_add", [k.session(s.session_id)], [*f, s.user_id, exp, ms(now_ts())]
+        )
         if not done and state == 2:
             owner = await x.read(op, "HGET", k.session(s.session_id), "u")
             if owner is not None and owner.decode() == s.user_id:
@@ -193,15 +229,19 @@ class Importer:
 
     async def lookup_sessions(self, session_ids: Sequence[str]) -> list[SessionData | None]:
         """``HMGET`` per session, pipelined."""
-        got = await self.reads.pipeline("lookup_sessions", [
-            ("HMGET", self.keys.session(s), "d", "la", "ex") for s in session_ids])
+        got = await self.reads.pipeline(
+            "lookup_sessions",
+            [("HMGET", self.keys.session(s), "d", "la", "ex") for s in session_ids],
+        )
         now = now_ts()
         return [parse_session(g, now) for g in got]
 
     async def lookup_kv(self, keys: Sequence[str]) -> list[KVEntry | None]:
         """``GET`` and ``PTTL`` per key, pipelined."""
-        got = await self.reads.pipeline("lookup_kv", [
-            c for key in keys for c in (("GET", self.keys.kv(key)), ("PTTL", self.keys.kv(key)))])
+        got = await self.reads.pipeline(
+            "lookup_kv",
+            [c for key in keys for c in (("GET", self.keys.kv(key)), ("PTTL", self.keys.kv(key)))],
+        )
         now = now_ts()
         out: list[KVEntry | None] = []
         for key, value, pttl in zip(keys, got[::2], got[1::2], strict=True):

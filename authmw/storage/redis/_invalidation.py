@@ -32,7 +32,8 @@ def client_name_for(prefix: str) -> str:
 def _is_pong(response: Any) -> bool:
     # In subscribed mode PING answers ["pong", ""]; a plain connection would say "PONG".
     return (isinstance(response, list) and bool(response) and response[0] == b"pong") or (
-        response in (b"PONG", "PONG", True))
+        response in (b"PONG", "PONG", True)
+    )
 
 
 class _Subscription:
@@ -45,15 +46,17 @@ class _Subscription:
 
     def _error(self, exc: BaseException) -> StorageUnavailable:
         error = self._x.translate(exc, "invalidation subscription")
-        return error if isinstance(error, StorageUnavailable) else StorageUnavailable(
-            "redis", "invalidation subscription", str(error))
+        return (
+            error
+            if isinstance(error, StorageUnavailable)
+            else StorageUnavailable("redis", "invalidation subscription", str(error))
+        )
 
     def _take(self, response: Any, into: list[str]) -> bool:
         """File one reply; True if it was the PONG."""
         if isinstance(response, list) and len(response) == 3 and response[0] == b"message":
             data = response[2]
-            into.append(data.decode("utf-8", "replace") if isinstance(data, bytes) else
-                        str(data))
+            into.append(data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data))
             return False
         return _is_pong(response)
 
@@ -80,8 +83,11 @@ class _Subscription:
             while True:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    raise StorageUnavailable("redis", "invalidation subscription",
-                                             f"no answer to PING within {timeout:g} s")
+                    raise StorageUnavailable(
+                        "redis",
+                        "invalidation subscription",
+                        f"no answer to PING within {timeout:g} s",
+                    )
                 response = await self._conn.read_response(timeout=remaining)
                 if response is not None and self._take(response, self._pending):
                     return
@@ -113,8 +119,9 @@ class Channel:
         x = self._x
         # RESP2 whatever the client's default: there a message is an ordinary reply (RESP3
         # delivers it out of band, to a push handler) and PING answers ["pong", ""].
-        conn = x.dedicated_connection("invalidation subscription", next(self._next_node),
-                                      protocol=2)
+        conn = x.dedicated_connection(
+            "invalidation subscription", next(self._next_node), protocol=2
+        )
         try:
             await conn.connect()
             await conn.send_command("CLIENT", "SETNAME", self.client_name)
@@ -126,4 +133,3 @@ class Channel:
                 await conn.disconnect()
             raise _Subscription(conn, x)._error(exc) from exc
         return _Subscription(conn, x)
-

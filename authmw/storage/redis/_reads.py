@@ -50,22 +50,23 @@ class Bulk:
 
     async def live_members(self, op: str, index: str) -> list[bytes]:
         """Members of an index sorted set whose expiry is still ahead."""
-        found: list[bytes] = await self.x.read(op, "ZRANGEBYSCORE", index,
-                                               f"({ms(now_ts())}", "+inf")
+        found: list[bytes] = await self.x.read(
+            op, "ZRANGEBYSCORE", index, f"({ms(now_ts())}", "+inf"
+        )
         return found
 
     async def mget(self, op: str, keys: Sequence[str | bytes]) -> list[bytes | None]:
         """Values of ``keys`` (a cluster splits the read per slot)."""
         out: list[bytes | None] = []
         for start in range(0, len(keys), _PAGE):
-            out.extend(await self.x.mget(op, keys[start:start + _PAGE]))
+            out.extend(await self.x.mget(op, keys[start : start + _PAGE]))
         return out
 
     async def pipeline(self, op: str, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Run ``commands`` in pipelines of :data:`_PAGE` (not transactions)."""
         out: list[Any] = []
         for start in range(0, len(commands), _PAGE):
-            out.extend(await self.x.pipeline(op, commands[start:start + _PAGE]))
+            out.extend(await self.x.pipeline(op, commands[start : start + _PAGE]))
         return out
 
     async def scan(self, op: str, pattern: str) -> AsyncIterator[list[bytes]]:
@@ -78,7 +79,10 @@ class Bulk:
                 yield fresh
 
     async def records(
-        self, op: str, opening: str, batch_size: int,
+        self,
+        op: str,
+        opening: str,
+        batch_size: int,
         load: Callable[[str, list[bytes]], Awaitable[list[T]]],
     ) -> AsyncIterator[list[T]]:
         """Every record of one namespace, loaded and re-batched to ``batch_size``."""
@@ -129,12 +133,15 @@ class Bulk:
     async def cleanup(self) -> dict[str, int]:
         """Prune expired members from every per-user index."""
         removed = {"tokens": 0, "sessions": 0, "kv": 0, "index_keys": 0}
-        for kind, suffix in (("tokens", self.k.tokens_suffix),
-                             ("sessions", self.k.sessions_suffix)):
+        for kind, suffix in (
+            ("tokens", self.k.tokens_suffix),
+            ("sessions", self.k.sessions_suffix),
+        ):
             async for keys in self.scan("cleanup_expired", self.k.index_pattern(suffix)):
                 now = ms(now_ts())
-                counts = await self.pipeline("cleanup_expired", [
-                    ("ZREMRANGEBYSCORE", k, "-inf", now) for k in keys])
+                counts = await self.pipeline(
+                    "cleanup_expired", [("ZREMRANGEBYSCORE", k, "-inf", now) for k in keys]
+                )
                 removed[kind] += sum(int(c) for c in counts)
                 removed["index_keys"] += len(keys)
         return removed
@@ -146,8 +153,11 @@ class Bulk:
             return "token" if record else "marker"
         if key.startswith(k.user_open):
             return "user" if record else "index"
-        for kind, opening in (("refresh", k.refresh_open), ("session", k.session_open),
-                              ("kv", k.kv_open)):
+        for kind, opening in (
+            ("refresh", k.refresh_open),
+            ("session", k.session_open),
+            ("kv", k.kv_open),
+        ):
             if key.startswith(opening):
                 return kind
         return "audit" if key == k.audit else "other"

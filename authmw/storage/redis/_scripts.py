@@ -44,15 +44,34 @@ def _script(name: str, *, library: bool = True) -> Script:
 
 
 SINGLE_SERVER: tuple[str, ...] = (
-    "store_token", "rotate_token", "delete_token", "delete_user_tokens",
-    "store_session", "touch_session", "delete_session", "delete_user_sessions",
-    "import_tokens", "import_sessions", "kv_incr",
+    "store_token",
+    "rotate_token",
+    "delete_token",
+    "delete_user_tokens",
+    "store_session",
+    "touch_session",
+    "delete_session",
+    "delete_user_sessions",
+    "import_tokens",
+    "import_sessions",
+    "kv_incr",
 )
 """The scripts a single server (plain or behind sentinels) runs."""
 
 CLUSTER: tuple[str, ...] = (
-    "idx_raise", "idx_set", "idx_rem", "tok_put", "tok_cas", "tok_take",
-    "ref_set", "ref_del", "ses_put", "ses_touch", "ses_take", "ses_add", "kv_incr",
+    "idx_raise",
+    "idx_set",
+    "idx_rem",
+    "tok_put",
+    "tok_cas",
+    "tok_take",
+    "ref_set",
+    "ref_del",
+    "ses_put",
+    "ses_touch",
+    "ses_take",
+    "ses_add",
+    "kv_incr",
 )
 """The scripts a cluster runs: each touches one hash slot."""
 

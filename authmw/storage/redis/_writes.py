@@ -40,8 +40,12 @@ def _live_token(raw: bytes | None) -> bool:
 
 def _session_fields(session: SessionData) -> tuple[str, str, str, str]:
     # to_json raises TypeError for data that is not JSON before anything is written.
-    return (session.to_json(), session.last_accessed.isoformat(),
-            session.expires_at.isoformat(), session.user_id)
+    return (
+        session.to_json(),
+        session.last_accessed.isoformat(),
+        session.expires_at.isoformat(),
+        session.user_id,
+    )
 
 
 def _live_session(got: list[Any] | None) -> bool:
@@ -59,8 +63,11 @@ class AtomicWrites:
 
     def _token_args(self, token: AuthToken) -> tuple[list[str], list[Any]]:
         rid = token.refresh_id or ""
-        keys = [self.k.token(token.token_id), self.k.user_tokens(token.user_id),
-                self.k.refresh(rid) if rid else self.k.token(token.token_id)]
+        keys = [
+            self.k.token(token.token_id),
+            self.k.user_tokens(token.user_id),
+            self.k.refresh(rid) if rid else self.k.token(token.token_id),
+        ]
         args = [token.stored().to_json(), token.token_id, ms(token.storage_expires_ts), rid]
         return keys, args
 
@@ -75,18 +82,23 @@ class AtomicWrites:
         """Compare-and-set on the retired token, then store both, in one script."""
         old_keys, old_args = self._token_args(retired)
         new_keys, new_args = self._token_args(new)
-        keys = [old_keys[0], self.k.token_next(retired.token_id), old_keys[1], old_keys[2],
-                *new_keys]
+        keys = [
+            old_keys[0],
+            self.k.token_next(retired.token_id),
+            old_keys[1],
+            old_keys[2],
+            *new_keys,
+        ]
         args = [*old_args, *new_args, ms(now_ts()), self.k.refresh_open]
         return bool(await self.x.script("rotate_token", "rotate_token", keys, args))
 
     async def delete_token(self, token_id: str) -> bool:
         """Delete a token, its refresh index entry and its user-index member."""
         raw = await self.x.script(
-            "delete_token", "delete_token",
+            "delete_token",
+            "delete_token",
             [self.k.token(token_id), self.k.token_next(token_id)],
-            [token_id, ms(now_ts()), self.k.refresh_open, self.k.user_open,
-             self.k.tokens_suffix],
+            [token_id, ms(now_ts()), self.k.refresh_open, self.k.user_open, self.k.tokens_suffix],
         )
         return _live_token(raw)
 
@@ -94,7 +106,8 @@ class AtomicWrites:
         total = 0
         for _ in range(_MAX_ROUNDS):
             live, remaining = await self.x.script(
-                operation, script, [key], [*args[:1], ms(now_ts()), *args[1:], _BATCH])
+                operation, script, [key], [*args[:1], ms(now_ts()), *args[1:], _BATCH]
+            )
             total += int(live)
             if not remaining:
                 break
@@ -103,14 +116,18 @@ class AtomicWrites:
     async def delete_user_tokens(self, user_id: str) -> int:
         """Delete every token of a user, batch by batch."""
         return await self._drain(
-            "delete_user_tokens", "delete_user_tokens", self.k.user_tokens(user_id),
-            [user_id, self.k.token_open, self.k.refresh_open])
+            "delete_user_tokens",
+            "delete_user_tokens",
+            self.k.user_tokens(user_id),
+            [user_id, self.k.token_open, self.k.refresh_open],
+        )
 
     async def store_session(self, session: SessionData) -> None:
         """Insert or replace a session and its user-index member."""
         json_text, la, ex, uid = _session_fields(session)
         await self.x.script(
-            "store_session", "store_session",
+            "store_session",
+            "store_session",
             [self.k.session(session.session_id), self.k.user_sessions(uid)],
             [json_text, la, ex, uid, session.session_id, ms(session.expires_ts), ms(now_ts())],
         )
@@ -118,16 +135,19 @@ class AtomicWrites:
     async def touch_session(self, session_id: str, la: str, ex: str, exp: float) -> bool:
         """Move a session's access time and expiry, and its index score with them."""
         done = await self.x.script(
-            "touch_session", "touch_session", [self.k.session(session_id)],
-            [la, ex, ms(exp), ms(now_ts()), session_id, self.k.user_open,
-             self.k.sessions_suffix],
+            "touch_session",
+            "touch_session",
+            [self.k.session(session_id)],
+            [la, ex, ms(exp), ms(now_ts()), session_id, self.k.user_open, self.k.sessions_suffix],
         )
         return bool(done)
 
     async def delete_session(self, session_id: str) -> bool:
         """Delete a session and its user-index member."""
         got = await self.x.script(
-            "delete_session", "delete_session", [self.k.session(session_id)],
+            "delete_session",
+            "delete_session",
+            [self.k.session(session_id)],
             [session_id, ms(now_ts()), self.k.user_open, self.k.sessions_suffix],
         )
         return _live_session(got)
@@ -135,8 +155,11 @@ class AtomicWrites:
     async def delete_user_sessions(self, user_id: str) -> int:
         """Delete every session of a user, batch by batch."""
         return await self._drain(
-            "delete_user_sessions", "delete_user_sessions", self.k.user_sessions(user_id),
-            [user_id, self.k.session_open])
+            "delete_user_sessions",
+            "delete_user_sessions",
+            self.k.user_sessions(user_id),
+            [user_id, self.k.session_open],
+        )
 
 
 class SlotWrites:
@@ -157,8 +180,9 @@ class SlotWrites:
     async def _refresh_after(self, op: str, token: AuthToken, replaced: bytes) -> None:
         rid, exp = token.refresh_id or "", ms(token.storage_expires_ts)
         if rid:
-            await self.x.script(op, "ref_set", [self.k.refresh(rid)],
-                                [token.token_id, exp, ms(now_ts())])
+            await self.x.script(
+                op, "ref_set", [self.k.refresh(rid)], [token.token_id, exp, ms(now_ts())]
+            )
         old = replaced.decode()
         if old and old != rid:
             await self.x.script(op, "ref_del", [self.k.refresh(old)], [token.token_id])
@@ -169,8 +193,11 @@ class SlotWrites:
         index, exp = self.k.user_tokens(token.user_id), ms(token.storage_expires_ts)
         state = await self._index_before(op, index, token.token_id, exp)
         done, replaced = await self.x.script(
-            op, "tok_put", [self.k.token(token.token_id)],
-            [token.stored().to_json(), exp, ms(now_ts()), mode])
+            op,
+            "tok_put",
+            [self.k.token(token.token_id)],
+            [token.stored().to_json(), exp, ms(now_ts()), mode],
+        )
         if not done:
             if state == 2:  # an update of a missing token must not leave an entry behind
                 await self.x.script(op, "idx_rem", [index], [ms(now_ts()), token.token_id])
@@ -183,21 +210,28 @@ class SlotWrites:
         """Compare-and-set on the retired token decides; only the winner stores the new one."""
         exp = ms(retired.storage_expires_ts)
         won, replaced = await self.x.script(
-            "rotate_token", "tok_cas",
+            "rotate_token",
+            "tok_cas",
             [self.k.token(retired.token_id), self.k.token_next(retired.token_id)],
-            [retired.stored().to_json(), exp, ms(now_ts()), new.token_id])
+            [retired.stored().to_json(), exp, ms(now_ts()), new.token_id],
+        )
         if not won:
             return False
         # The retired record is revoked now, so its index and refresh hint are housekeeping.
-        await self.x.script("rotate_token", "idx_set", [self.k.user_tokens(retired.user_id)],
-                            [retired.token_id, exp, ms(now_ts())])
+        await self.x.script(
+            "rotate_token",
+            "idx_set",
+            [self.k.user_tokens(retired.user_id)],
+            [retired.token_id, exp, ms(now_ts())],
+        )
         await self._refresh_after("rotate_token", retired, replaced)
         await self.store_token(new, "store")
         return True
 
     async def _take_token(self, op: str, token_id: str, user_id: str) -> bytes | None:
         raw: bytes | None = await self.x.script(
-            op, "tok_take", [self.k.token(token_id), self.k.token_next(token_id)], [user_id])
+            op, "tok_take", [self.k.token(token_id), self.k.token_next(token_id)], [user_id]
+        )
         if raw is not None:
             rid = AuthToken.from_json(raw).refresh_id
             if rid:
@@ -209,8 +243,9 @@ class SlotWrites:
         raw = await self._take_token("delete_token", token_id, "")
         if raw is not None:
             user_id = AuthToken.from_json(raw).user_id
-            await self.x.script("delete_token", "idx_rem", [self.k.user_tokens(user_id)],
-                                [ms(now_ts()), token_id])
+            await self.x.script(
+                "delete_token", "idx_rem", [self.k.user_tokens(user_id)], [ms(now_ts()), token_id]
+            )
         return _live_token(raw)
 
     async def _members(self, op: str, key: str) -> list[bytes]:
@@ -234,8 +269,12 @@ class SlotWrites:
         json_text, la, ex, uid = _session_fields(session)
         op, index, exp = "store_session", self.k.user_sessions(uid), ms(session.expires_ts)
         state = await self._index_before(op, index, session.session_id, exp)
-        await self.x.script(op, "ses_put", [self.k.session(session.session_id)],
-                            [json_text, la, ex, uid, exp, ms(now_ts())])
+        await self.x.script(
+            op,
+            "ses_put",
+            [self.k.session(session.session_id)],
+            [json_text, la, ex, uid, exp, ms(now_ts())],
+        )
         await self._index_after(op, index, session.session_id, exp, state)
 
     async def touch_session(self, session_id: str, la: str, ex: str, exp: float) -> bool:
@@ -253,16 +292,20 @@ class SlotWrites:
 
     async def _take_session(self, op: str, session_id: str, user_id: str) -> list[Any] | None:
         got: list[Any] | None = await self.x.script(
-            op, "ses_take", [self.k.session(session_id)], [user_id])
+            op, "ses_take", [self.k.session(session_id)], [user_id]
+        )
         return got
 
     async def delete_session(self, session_id: str) -> bool:
         """Record first, then its index member."""
         got = await self._take_session("delete_session", session_id, "")
         if got:
-            await self.x.script("delete_session", "idx_rem",
-                                [self.k.user_sessions(got[0].decode())],
-                                [ms(now_ts()), session_id])
+            await self.x.script(
+                "delete_session",
+                "idx_rem",
+                [self.k.user_sessions(got[0].decode())],
+                [ms(now_ts()), session_id],
+            )
         return _live_session(got)
 
     async def delete_user_sessions(self, user_id: str) -> int:

@@ -132,14 +132,16 @@ async def _kill_subscriptions(kind: str, url: str, auth: AuthFramework) -> int:
         killed: int = await con.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE datname = current_database() AND query = $1",
-            f'LISTEN "{channel.name}"')  # type: ignore[attr-defined]
+            f'LISTEN "{channel.name}"',
+        )  # type: ignore[attr-defined]
         return killed
     finally:
         await con.close()
 
 
 async def test_after_the_subscription_was_killed_and_restored(
-    pair: list[AuthFramework], server: tuple[str, str],
+    pair: list[AuthFramework],
+    server: tuple[str, str],
 ) -> None:
     """Killing the subscription connection: the cache stops trusting what it held, resubscribes,
     and a revocation afterwards is again refused on the other instance within 100 ms."""
@@ -153,13 +155,18 @@ async def test_after_the_subscription_was_killed_and_restored(
     # its message had been lost while the subscription was down.
     record = await a.verify(other)
     await cache_of(a).inner.update_token(
-        dataclasses.replace(record, revoked_at=utcnow(), revoke_reason="revoked"))
+        dataclasses.replace(record, revoked_at=utcnow(), revoke_reason="revoked")
+    )
     await b.verify(other)  # still cached on b: nobody told it
 
     stats = cache_of(b).cache_statistics()
     assert await _kill_subscriptions(kind, url, b) >= 1
-    await eventually(lambda: cache_of(b).cache_statistics().subscriptions
-                     > stats.subscriptions and cache_of(b).subscribed)
+    await eventually(
+        lambda: (
+            cache_of(b).cache_statistics().subscriptions > stats.subscriptions
+            and cache_of(b).subscribed
+        )
+    )
     after = cache_of(b).cache_statistics()
     assert after.subscription_losses > stats.subscription_losses
     assert after.distrusts >= stats.distrusts + 2  # on the loss, and again once back
@@ -173,15 +180,21 @@ async def test_after_the_subscription_was_killed_and_restored(
 
 
 @pytest.fixture
-def peer_process(server: tuple[str, str], request: pytest.FixtureRequest,
-                 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def peer_process(
+    server: tuple[str, str],
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A second OS process running tests/support/cache_peer.py; yields it and its namespace."""
     assert cache_peer.SECRET == TEST_SECRET
     kind, url = server
     namespace = request.getfixturevalue("peer_namespace")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.cache_peer", kind, url, namespace], cwd=ROOT,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "tests.support.cache_peer", kind, url, namespace],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
@@ -212,7 +225,8 @@ def _ask(proc: subprocess.Popen[str], line: str) -> str:
 
 
 async def test_revocation_reaches_another_process(
-    server: tuple[str, str], peer_process: tuple[subprocess.Popen[str], str],
+    server: tuple[str, str],
+    peer_process: tuple[subprocess.Popen[str], str],
 ) -> None:
     """Two OS processes, each with its own cache: a revocation here is refused there within
     100 ms (measured on the one wall clock both share)."""
@@ -229,8 +243,7 @@ async def test_revocation_reaches_another_process(
         assert proc.stdout is not None
         answer = (await loop.run_in_executor(None, proc.stdout.readline)).split()
         assert answer[0] == "refused", answer  # the peer watches for 10 s at most
-        assert await loop.run_in_executor(None, _ask, proc, f"verify {access}") == \
-            "refused revoked"
+        assert await loop.run_in_executor(None, _ask, proc, f"verify {access}") == "refused revoked"
     finally:
         await auth.close()
         inner = cache_of(auth).inner

@@ -32,10 +32,18 @@ async def auth() -> AsyncIterator[AuthFramework]:
     await framework_.close()
 
 
-@pytest.mark.parametrize("settings", [
-    {"max_entries": 0}, {"batch_size": 0}, {"ttl": 0}, {"negative_ttl": -1},
-    {"max_stale": "long"}, {"on_outage": "shrug"}, {"batch_window": -0.1},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"max_entries": 0},
+        {"batch_size": 0},
+        {"ttl": 0},
+        {"negative_ttl": -1},
+        {"max_stale": "long"},
+        {"on_outage": "shrug"},
+        {"batch_window": -0.1},
+    ],
+)
 def test_config_rejects_bad_values(settings: dict[str, object]) -> None:
     """CacheConfig refuses non-positive sizes and durations and unknown outage policies."""
     with pytest.raises(ConfigurationError):

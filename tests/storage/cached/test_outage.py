@@ -93,8 +93,13 @@ async def pair_factory(running: Server) -> AsyncIterator[object]:
     opened: list[object] = []
 
     async def make(**cache: object) -> list[AuthFramework]:
-        context = frameworks(running.kind, running.url, inner_options=running.options,
-                             retry_after_outage=0.2, **cache)
+        context = frameworks(
+            running.kind,
+            running.url,
+            inner_options=running.options,
+            retry_after_outage=0.2,
+            **cache,
+        )
         opened.append(context)
         return await context.__aenter__()
 
@@ -119,8 +124,9 @@ async def test_fail_closed_answers_503(running: Server, pair_factory: object) ->
     await a.verify(token)
     app = make_app(a)
     async with client(app) as http:
-        assert (await http.get("/private", headers={"Authorization": f"Bearer {token}"})
-                ).status_code == 200
+        assert (
+            await http.get("/private", headers={"Authorization": f"Bearer {token}"})
+        ).status_code == 200
         await _down(running, a)
         with pytest.raises(StorageUnavailable):
             await a.verify(token)
@@ -130,7 +136,8 @@ async def test_fail_closed_answers_503(running: Server, pair_factory: object) ->
 
 
 async def test_serve_stale_answers_from_what_it_saw(
-    running: Server, pair_factory: object,
+    running: Server,
+    pair_factory: object,
 ) -> None:
     """serve_stale: with the server down, tokens valid when last read are served up to
     max_stale; a token revoked before the outage, or never read, is not."""

@@ -79,14 +79,17 @@ async def test_failed_backup_leaves_nothing(tmp_path: Path) -> None:
     assert (tmp_path / "b.jsonl").read_text() == "previous backup\n"  # untouched
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("truncate", "is truncated"),
-    ("cut-line", "is truncated"),
-    ("flip", "is corrupt"),
-    ("garbage", "is corrupt at line"),
-    ("foreign", "is not an authmw backup"),
-    ("version", "format version"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncate", "is truncated"),
+        ("cut-line", "is truncated"),
+        ("flip", "is corrupt"),
+        ("garbage", "is corrupt at line"),
+        ("foreign", "is not an authmw backup"),
+        ("version", "format version"),
+    ],
+)
 async def test_bad_files_restore_nothing(tmp_path: Path, damage: str, message: str) -> None:
     """A truncated, edited, foreign or future-version file is refused before any write."""
     source = InMemoryStorage()
@@ -119,9 +122,16 @@ async def test_restore_skips_records_expired_since_backup(tmp_path: Path) -> Non
     source = InMemoryStorage()
     await source.kv_set("brief", b"x", 0.2)
     await source.kv_set("lasting", b"y", 600)
-    await source.create_user(UserRecord.from_dict({
-        "user_id": "u", "password_hash": "h", "created_at": "2024-01-01T00:00:00+00:00",
-        "updated_at": "2024-01-01T00:00:00+00:00"}))
+    await source.create_user(
+        UserRecord.from_dict(
+            {
+                "user_id": "u",
+                "password_hash": "h",
+                "created_at": "2024-01-01T00:00:00+00:00",
+                "updated_at": "2024-01-01T00:00:00+00:00",
+            }
+        )
+    )
     path = tmp_path / "b.jsonl"
     await write_backup(source, path)
     await asyncio.sleep(0.3)

@@ -36,7 +36,10 @@ async def test_import_is_insert_if_absent(storage: AuthStorage) -> None:
     assert await imp.import_tokens([live, gone]) == [True, False]
     assert await imp.import_tokens([live, thief]) == [False, False]
     assert await look.lookup_tokens([live.token_id, gone.token_id, thief.token_id]) == [
-        live, None, None]
+        live,
+        None,
+        None,
+    ]
     assert await storage.get_token_by_refresh(live.refresh_id or "") == live
     assert [t.token_id for t in await storage.list_user_tokens("u0")] == [live.token_id]
 

@@ -51,10 +51,19 @@ async def check_expired_left_behind(storage: AuthStorage, data: Dataset) -> None
     elif isinstance(storage, PostgresStorage):
         prefix = storage.config.table_prefix
         async with storage.pool.acquire() as con:
-            assert await con.fetchval(f"SELECT count(*) FROM {prefix}tokens "
-                                      "WHERE token_id = ANY($1)", data.expired_token_ids) == 0
-            assert await con.fetchval(f"SELECT count(*) FROM {prefix}kv_store "
-                                      "WHERE key = ANY($1)", data.expired_kv) == 0
+            assert (
+                await con.fetchval(
+                    f"SELECT count(*) FROM {prefix}tokens WHERE token_id = ANY($1)",
+                    data.expired_token_ids,
+                )
+                == 0
+            )
+            assert (
+                await con.fetchval(
+                    f"SELECT count(*) FROM {prefix}kv_store WHERE key = ANY($1)", data.expired_kv
+                )
+                == 0
+            )
     else:
         assert isinstance(storage, InMemoryStorage)
         assert not set(data.expired_token_ids) & set(storage._t.tokens)
@@ -62,15 +71,14 @@ async def check_expired_left_behind(storage: AuthStorage, data: Dataset) -> None
 
 
 async def test_round_trip_memory_redis_postgres_memory(
-        memory: InMemoryStorage, redis_storage: RedisStorage,
-        postgres_storage: PostgresStorage) -> None:
+    memory: InMemoryStorage, redis_storage: RedisStorage, postgres_storage: PostgresStorage
+) -> None:
     """10,000 of each kind survive memory -> Redis -> PostgreSQL -> memory intact and usable."""
     data = await fill(memory, 10_000, real=200, expired=50)
     original = await snapshot(memory)
     final = InMemoryStorage()
     seen: list[MigrationProgress] = []
-    hops = [(memory, redis_storage), (redis_storage, postgres_storage),
-            (postgres_storage, final)]
+    hops = [(memory, redis_storage), (redis_storage, postgres_storage), (postgres_storage, final)]
     for source, target in hops:
         options = MigrationOptions(batch_size=1000, verify_data=True, progress=seen.append)
         report = await StorageMigration(source, target, options).migrate_all()
@@ -97,24 +105,31 @@ async def test_round_trip_memory_redis_postgres_memory(
         assert abs(entry.expires_at.timestamp() - data.kv[key]) <= 1.0, key
     stats = await final.get_statistics()
     assert (stats.total_users, stats.total_tokens, stats.active_sessions, stats.kv_entries) == (
-        data.users, data.tokens, data.sessions, len(data.kv))
+        data.users,
+        data.tokens,
+        data.sessions,
+        len(data.kv),
+    )
 
 
-async def test_second_run_copies_nothing(memory: InMemoryStorage,
-                                         redis_storage: RedisStorage) -> None:
+async def test_second_run_copies_nothing(
+    memory: InMemoryStorage, redis_storage: RedisStorage
+) -> None:
     """Running a migration twice copies nothing new and reports everything already present."""
     data = await fill(memory, 300)
     await add_audit(memory, 50)
     first = await StorageMigration(memory, redis_storage).migrate_all()
-    second = await StorageMigration(memory, redis_storage,
-                                    MigrationOptions(verify_data=True)).migrate_all()
+    second = await StorageMigration(
+        memory, redis_storage, MigrationOptions(verify_data=True)
+    ).migrate_all()
     assert first.total("copied") == second.total("already_present") > 0
     assert second.total("copied") == 0 and second.ok
     assert (await redis_storage.get_statistics()).audit_events == data.audit + 50
 
 
-async def test_interrupted_migration_finishes_on_rerun(memory: InMemoryStorage,
-                                                       redis_storage: RedisStorage) -> None:
+async def test_interrupted_migration_finishes_on_rerun(
+    memory: InMemoryStorage, redis_storage: RedisStorage
+) -> None:
     """A migration stopped after two batches (the callback raises) is finished by a rerun."""
     await fill(memory, 1000)
 
@@ -129,8 +144,9 @@ async def test_interrupted_migration_finishes_on_rerun(memory: InMemoryStorage,
     with pytest.raises(Stop):
         await StorageMigration(memory, redis_storage, options).migrate_all()
     assert (await redis_storage.get_statistics()).total_tokens == 200
-    report = await StorageMigration(memory, redis_storage,
-                                    MigrationOptions(batch_size=100)).migrate_all()
+    report = await StorageMigration(
+        memory, redis_storage, MigrationOptions(batch_size=100)
+    ).migrate_all()
     tokens = report.kinds["tokens"]
     assert (tokens.copied, tokens.already_present) == (800, 200)
     assert report.kinds["users"].already_present == 1000
@@ -147,8 +163,9 @@ async def test_conflicts_are_reported_not_overwritten(memory: InMemoryStorage) -
     assert (report.copied, report.mismatched, report.conflicts) == (1, 1, ["alice"])
     assert not report.ok
     assert (await target.get_user("alice")).roles == ("guest",)  # type: ignore[union-attr]
-    fixed = await StorageMigration(memory, target, MigrationOptions(
-        overwrite=True, verify_data=True)).migrate_users()
+    fixed = await StorageMigration(
+        memory, target, MigrationOptions(overwrite=True, verify_data=True)
+    ).migrate_users()
     assert (fixed.mismatched, fixed.overwritten, fixed.verified) == (1, 1, 1) and fixed.ok
     assert (await target.get_user("alice")).roles == ("admin",)  # type: ignore[union-attr]
 
@@ -195,8 +212,9 @@ async def test_fallback_without_batch_capabilities(memory: InMemoryStorage) -> N
     inner = InMemoryStorage()
     target: Any = ProtocolOnly(inner)
     assert not isinstance(target, BulkImport) and not isinstance(target, BulkLookup)
-    first = await StorageMigration(memory, target, MigrationOptions(
-        batch_size=50, verify_data=True)).migrate_all()
+    first = await StorageMigration(
+        memory, target, MigrationOptions(batch_size=50, verify_data=True)
+    ).migrate_all()
     assert first.ok and first.kinds["tokens"].copied == data.tokens
     again = await StorageMigration(memory, target).migrate_all()
     assert again.total("copied") == 0 and again.ok
@@ -211,8 +229,7 @@ async def test_verify_reports_a_bad_read_back(memory: InMemoryStorage) -> None:
     class Lossy(InMemoryStorage):
         async def lookup_users(self, user_ids: Any) -> list[UserRecord | None]:
             found = await super().lookup_users(user_ids)
-            return [None if u is None else dataclasses.replace(u, roles=("lost",))
-                    for u in found]
+            return [None if u is None else dataclasses.replace(u, roles=("lost",)) for u in found]
 
     await memory.create_user(make_user("carol"))
     report = await StorageMigration(memory, Lossy()).with_verify_data().migrate_users()
@@ -243,12 +260,14 @@ async def test_same_storage_and_bad_options_refused(memory: InMemoryStorage) -> 
     assert migration.options.batch_size == 7 and "memory" in repr(migration)
 
 
-async def test_redis_cluster_import(memory: InMemoryStorage,
-                                    redis_cluster_storage: RedisStorage) -> None:
+async def test_redis_cluster_import(
+    memory: InMemoryStorage, redis_cluster_storage: RedisStorage
+) -> None:
     """On a cluster the import goes slot by slot and is still idempotent and complete."""
     data = await fill(memory, 150, real=5)
-    report = await StorageMigration(memory, redis_cluster_storage,
-                                    MigrationOptions(verify_data=True)).migrate_all()
+    report = await StorageMigration(
+        memory, redis_cluster_storage, MigrationOptions(verify_data=True)
+    ).migrate_all()
     assert report.ok and report.kinds["sessions"].copied == data.sessions
     again = await StorageMigration(memory, redis_cluster_storage).migrate_all()
     assert again.total("copied") == 0 and again.ok

@@ -43,7 +43,8 @@ def empty_db_url(postgres_admin_url: str) -> Iterator[str]:
 async def source(postgres_url: str) -> AsyncIterator[PostgresStorage]:
     """A storage on a fresh prefix holding awkward data of every kind, expired rows included."""
     storage = PostgresStorage.with_config(
-        PostgresConfig(url=postgres_url, table_prefix=fresh_prefix(), timeout=10))
+        PostgresConfig(url=postgres_url, table_prefix=fresh_prefix(), timeout=10)
+    )
     await storage.open()
     for user_id in ("alice", "ünï cödé", "o'brien\"\\", "tab\there", "new\nline"):
         await storage.create_user(make_user(user_id, roles=("a,b", "{x}"), permissions=("p",)))
@@ -51,17 +52,32 @@ async def source(postgres_url: str) -> AsyncIterator[PostgresStorage]:
     await storage.store_token(make_token("alice", refresh_ttl=None))
     await storage.store_token(make_token("alice", ttl=-5, refresh_ttl=-1))  # expired, kept
     await storage.store_token(make_token("alice", revoked_at=utcnow(), revoke_reason="x\ty"))
-    await storage.store_session(make_session("alice", data={
-        "cart": [1, 2.5, None, True], "s": "quote\" back\\slash \t tab \n nl ünï", "n": {}}))
+    await storage.store_session(
+        make_session(
+            "alice",
+            data={
+                "cart": [1, 2.5, None, True],
+                "s": 'quote" back\\slash \t tab \n nl ünï',
+                "n": {},
+            },
+        )
+    )
     await storage.store_session(make_session("bob", ttl=-1))
     await storage.kv_set("bin", bytes(range(256)), ttl=60)
     await storage.kv_set("esc\\key\t", b"\\N\n\t\\.", ttl=60)
     await storage.kv_incr("counter", 60)
     for i in range(5):
-        await storage.append_audit(AuditEvent(
-            action="login", outcome=i % 2 == 0, user_id="alice", ip_address="10.0.0.1",
-            user_agent="ua\t1", metadata={"i": i, "s": "a\nb"},
-            timestamp=utcnow() - timedelta(minutes=5 - i)))
+        await storage.append_audit(
+            AuditEvent(
+                action="login",
+                outcome=i % 2 == 0,
+                user_id="alice",
+                ip_address="10.0.0.1",
+                user_agent="ua\t1",
+                metadata={"i": i, "s": "a\nb"},
+                timestamp=utcnow() - timedelta(minutes=5 - i),
+            )
+        )
     yield storage
     await storage.close()
 
@@ -69,11 +85,18 @@ async def source(postgres_url: str) -> AsyncIterator[PostgresStorage]:
 async def _dump_rows(url: str, prefix: str) -> dict[str, list[tuple[Any, ...]]]:
     con = await asyncpg.connect(url)
     try:
-        return {t: [tuple(r) for r in await con.fetch(
-                    f"SELECT * FROM {prefix}{t} ORDER BY 1")] for t in TABLES
-                if t != "schema_migrations"} | {
-            "schema_migrations": [tuple(r) for r in await con.fetch(
-                f"SELECT version, name, checksum FROM {prefix}schema_migrations ORDER BY 1")]}
+        return {
+            t: [tuple(r) for r in await con.fetch(f"SELECT * FROM {prefix}{t} ORDER BY 1")]
+            for t in TABLES
+            if t != "schema_migrations"
+        } | {
+            "schema_migrations": [
+                tuple(r)
+                for r in await con.fetch(
+                    f"SELECT version, name, checksum FROM {prefix}schema_migrations ORDER BY 1"
+                )
+            ]
+        }
     finally:
         await con.close()
 
@@ -84,17 +107,27 @@ def _names(folder: Path) -> list[str]:
 
 def _target(url: str, prefix: str) -> PostgresStorage:
     # Manual mode: the restore itself must build the schema on the empty database.
-    return PostgresStorage.with_config(PostgresConfig(
-        url=url, table_prefix=prefix, timeout=10,
-        migration_mode=PostgresMigrationMode.MANUAL))
+    return PostgresStorage.with_config(
+        PostgresConfig(
+            url=url, table_prefix=prefix, timeout=10, migration_mode=PostgresMigrationMode.MANUAL
+        )
+    )
 
 
-@pytest.mark.parametrize(("made_with", "restore_with"), [
-    ("pg_dump", "psql"), ("in-process", "in-process"), ("pg_dump", "in-process"),
-    ("in-process", "psql"),
-])
+@pytest.mark.parametrize(
+    ("made_with", "restore_with"),
+    [
+        ("pg_dump", "psql"),
+        ("in-process", "in-process"),
+        ("pg_dump", "in-process"),
+        ("in-process", "psql"),
+    ],
+)
 async def test_round_trip_restores_every_row(
-    source: PostgresStorage, empty_db_url: str, tmp_path: Path, made_with: str,
+    source: PostgresStorage,
+    empty_db_url: str,
+    tmp_path: Path,
+    made_with: str,
     restore_with: str,
 ) -> None:
     """A backup, readable by its owner only, restored on an empty database reproduces every
@@ -128,7 +161,9 @@ async def test_round_trip_restores_every_row(
 
 
 async def test_restore_refuses_non_empty_tables_unless_replace(
-    source: PostgresStorage, empty_db_url: str, tmp_path: Path,
+    source: PostgresStorage,
+    empty_db_url: str,
+    tmp_path: Path,
 ) -> None:
     """Restoring over rows is refused; replace=True swaps them for the backup's rows."""
     prefix = source.config.table_prefix
@@ -145,12 +180,13 @@ async def test_restore_refuses_non_empty_tables_unless_replace(
         await target.close()
     for method in ("psql", "in-process"):
         await target.restore_backup(path, method=method, replace=True)
-        assert await _dump_rows(empty_db_url, prefix) == await _dump_rows(
-            source.config.url, prefix)
+        assert await _dump_rows(empty_db_url, prefix) == await _dump_rows(source.config.url, prefix)
 
 
 async def test_restore_checks_file_and_prefix(
-    source: PostgresStorage, empty_db_url: str, tmp_path: Path,
+    source: PostgresStorage,
+    empty_db_url: str,
+    tmp_path: Path,
 ) -> None:
     """A non-backup file and a backup of another prefix are refused."""
     junk = tmp_path / "junk.sql"
@@ -164,7 +200,9 @@ async def test_restore_checks_file_and_prefix(
 
 
 async def test_in_process_restore_refuses_foreign_statements_atomically(
-    source: PostgresStorage, empty_db_url: str, tmp_path: Path,
+    source: PostgresStorage,
+    empty_db_url: str,
+    tmp_path: Path,
 ) -> None:
     """An injected statement stops the in-process restore and no row is left behind."""
     prefix = source.config.table_prefix

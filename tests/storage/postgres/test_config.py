@@ -37,7 +37,8 @@ def test_url_options_are_read_and_stripped() -> None:
     """Query options configure authmw and do not reach the driver; libpq ones pass through."""
     storage = PostgresStorage(
         "postgres://u@h:5433/db?pool_size=20&timeout=5&table_prefix=app_"
-        "&migration_mode=strict&enable_audit_log=false&cleanup_interval=60&sslmode=disable")
+        "&migration_mode=strict&enable_audit_log=false&cleanup_interval=60&sslmode=disable"
+    )
     config = storage.config
     assert (config.pool_size, config.timeout, config.table_prefix) == (20, 5.0, "app_")
     assert config.migration_mode is PostgresMigrationMode.STRICT
@@ -46,13 +47,16 @@ def test_url_options_are_read_and_stripped() -> None:
     assert storage.name == "postgres"
 
 
-@pytest.mark.parametrize("url", [
-    "postgresql://u@h/db?pool_size=many",
-    "postgresql://u@h/db?migration_mode=sometimes",
-    "postgresql://u@h/db?enable_audit_log=maybe",
-    "postgresql://u@h/db?pool_size=0",
-    "mysql://u@h/db",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u@h/db?pool_size=many",
+        "postgresql://u@h/db?migration_mode=sometimes",
+        "postgresql://u@h/db?enable_audit_log=maybe",
+        "postgresql://u@h/db?pool_size=0",
+        "mysql://u@h/db",
+    ],
+)
 def test_bad_url_options_are_refused(url: str) -> None:
     """Unparsable or out-of-range options raise ConfigurationError naming the option."""
     with pytest.raises(ConfigurationError):
@@ -67,11 +71,16 @@ def test_options_in_a_config_url_are_not_silently_ignored() -> None:
 
 def test_builders_and_storage_from_url() -> None:
     """The guide's builder chain works and storage_from_url picks PostgresStorage."""
-    config = (PostgresConfig(url="postgresql://u@h/db").with_pool_size(20)
-              .with_timeout(timedelta(seconds=3)).with_table_prefix("b_")
-              .with_migration_mode(PostgresMigrationMode.MANUAL).with_enable_audit_log(False)
-              .with_cleanup_interval(timedelta(hours=1))
-              .with_optimization(PostgresOptimization(connection_pool_size=7)))
+    config = (
+        PostgresConfig(url="postgresql://u@h/db")
+        .with_pool_size(20)
+        .with_timeout(timedelta(seconds=3))
+        .with_table_prefix("b_")
+        .with_migration_mode(PostgresMigrationMode.MANUAL)
+        .with_enable_audit_log(False)
+        .with_cleanup_interval(timedelta(hours=1))
+        .with_optimization(PostgresOptimization(connection_pool_size=7))
+    )
     assert config.effective_pool_size == 7 and config.table_prefix == "b_"
     assert isinstance(PostgresStorage.with_config(config), PostgresStorage)
     for scheme in ("postgresql", "postgres"):
@@ -118,9 +127,13 @@ async def test_password_never_in_errors_or_logs(caplog: pytest.LogCaptureFixture
 async def test_optimization_is_applied_to_the_pool(postgres_url: str) -> None:
     """Pool size, statement cache, JIT and application name reach asyncpg and the server."""
     config = PostgresConfig(
-        url=postgres_url, table_prefix=fresh_prefix(), min_pool_size=2,
-        optimization=PostgresOptimization(connection_pool_size=3, statement_cache_size=0,
-                                          enable_prepared_statements=False))
+        url=postgres_url,
+        table_prefix=fresh_prefix(),
+        min_pool_size=2,
+        optimization=PostgresOptimization(
+            connection_pool_size=3, statement_cache_size=0, enable_prepared_statements=False
+        ),
+    )
     storage = PostgresStorage.with_config(config)
     await storage.open()
     try:
@@ -133,7 +146,8 @@ async def test_optimization_is_applied_to_the_pool(postgres_url: str) -> None:
     finally:
         await storage.close()
     plain = PostgresStorage.with_config(config).with_optimization(
-        PostgresOptimization(enable_query_optimization=False, statement_cache_size=50))
+        PostgresOptimization(enable_query_optimization=False, statement_cache_size=50)
+    )
     await plain.open()
     try:
         async with plain.pool.acquire() as con:
@@ -147,7 +161,8 @@ async def test_optimization_is_applied_to_the_pool(postgres_url: str) -> None:
 async def test_open_close_idempotent_and_lazy(postgres_url: str) -> None:
     """Calls before open() open once; close() twice is harmless; reopen works."""
     storage = PostgresStorage.with_config(
-        PostgresConfig(url=postgres_url, table_prefix=fresh_prefix()))
+        PostgresConfig(url=postgres_url, table_prefix=fresh_prefix())
+    )
     assert await storage.get_user("nobody") is None
     assert storage.pool is not None
     await storage.close()

@@ -33,7 +33,8 @@ async def pg(postgres_url: str) -> AsyncIterator[PostgresStorage]:
 async def _raw_count(storage: PostgresStorage, table: str) -> int:
     async with storage.pool.acquire() as con:
         count: int = await con.fetchval(
-            f"SELECT count(*) FROM {storage.config.table_prefix}{table}")
+            f"SELECT count(*) FROM {storage.config.table_prefix}{table}"
+        )
         return count
 
 
@@ -87,12 +88,14 @@ async def test_cleanup_methods_remove_expired_rows(pg: PostgresStorage) -> None:
 
 async def test_cleanup_works_in_batches(postgres_url: str) -> None:
     """A backlog larger than batch_size is removed completely, batch by batch."""
-    storage = PostgresStorage.with_config(_config(
-        postgres_url, fresh_prefix(), optimization=PostgresOptimization(batch_size=7)))
+    storage = PostgresStorage.with_config(
+        _config(postgres_url, fresh_prefix(), optimization=PostgresOptimization(batch_size=7))
+    )
     await storage.open()
     try:
-        await asyncio.gather(*(storage.store_token(make_token("b", ttl=-5, refresh_ttl=-1))
-                               for _ in range(30)))
+        await asyncio.gather(
+            *(storage.store_token(make_token("b", ttl=-5, refresh_ttl=-1)) for _ in range(30))
+        )
         assert await storage.cleanup_expired_tokens() == 30
         assert await _raw_count(storage, "tokens") == 0
     finally:
@@ -102,14 +105,17 @@ async def test_cleanup_works_in_batches(postgres_url: str) -> None:
 async def test_background_cleanup_runs_every_interval(postgres_url: str) -> None:
     """open() starts a task that deletes expired rows every cleanup_interval; close() stops it."""
     storage = PostgresStorage.with_config(
-        _config(postgres_url, fresh_prefix(), cleanup_interval=0.1))
+        _config(postgres_url, fresh_prefix(), cleanup_interval=0.1)
+    )
     await storage.open()
     try:
         await storage.store_token(make_token("bg", ttl=-5, refresh_ttl=-1))
         await storage.store_session(make_session("bg", ttl=-1))
         for _ in range(50):
-            if (await _raw_count(storage, "tokens"), await _raw_count(storage, "sessions")) \
-                    == (0, 0):
+            if (await _raw_count(storage, "tokens"), await _raw_count(storage, "sessions")) == (
+                0,
+                0,
+            ):
                 break
             await asyncio.sleep(0.05)
         assert await _raw_count(storage, "tokens") == 0
@@ -121,15 +127,20 @@ async def test_background_cleanup_runs_every_interval(postgres_url: str) -> None
 
 async def test_audit_log_trimmed_to_max_events(postgres_url: str) -> None:
     """With max_audit_events set, clean-up keeps only that many newest events."""
-    storage = PostgresStorage.with_config(
-        _config(postgres_url, fresh_prefix(), max_audit_events=5))
+    storage = PostgresStorage.with_config(_config(postgres_url, fresh_prefix(), max_audit_events=5))
     await storage.open()
     try:
         base = utcnow()
         for i in range(12):
-            await storage.append_audit(AuditEvent(action="login", outcome=True, user_id="a",
-                                                  timestamp=base + timedelta(seconds=i),
-                                                  metadata={"i": i}))
+            await storage.append_audit(
+                AuditEvent(
+                    action="login",
+                    outcome=True,
+                    user_id="a",
+                    timestamp=base + timedelta(seconds=i),
+                    metadata={"i": i},
+                )
+            )
         assert (await storage.cleanup_expired())["audit"] == 7
         kept = await storage.query_audit(limit=100)
         assert [e.metadata["i"] for e in kept] == [11, 10, 9, 8, 7]
@@ -140,7 +151,8 @@ async def test_audit_log_trimmed_to_max_events(postgres_url: str) -> None:
 async def test_audit_disabled_drops_events(postgres_url: str) -> None:
     """enable_audit_log=False: appends are dropped, queries return nothing, table stays empty."""
     storage = PostgresStorage.with_config(
-        _config(postgres_url, fresh_prefix(), enable_audit_log=False))
+        _config(postgres_url, fresh_prefix(), enable_audit_log=False)
+    )
     await storage.open()
     try:
         await storage.append_audit(AuditEvent(action="login", outcome=True, user_id="a"))
@@ -152,8 +164,15 @@ async def test_audit_disabled_drops_events(postgres_url: str) -> None:
 
 async def test_audit_event_round_trip_and_idempotent_append(pg: PostgresStorage) -> None:
     """Every audit field reads back; appending the same event id twice stores it once."""
-    event = AuditEvent(action="token.revoke", outcome=False, user_id="u", resource="token:x",
-                       ip_address="testclient", user_agent="curl/8", metadata={"why": ["a"]})
+    event = AuditEvent(
+        action="token.revoke",
+        outcome=False,
+        user_id="u",
+        resource="token:x",
+        ip_address="testclient",
+        user_agent="curl/8",
+        metadata={"why": ["a"]},
+    )
     await pg.append_audit(event)
     await pg.append_audit(event)
     assert await pg.query_audit() == [event]
@@ -181,15 +200,17 @@ async def test_races_across_instances(postgres_url: str) -> None:
     await b.open()
     try:
         results = await asyncio.gather(
-            *(s.create_user(make_user("twin")) for s in (a, b) * 10), return_exceptions=True)
+            *(s.create_user(make_user("twin")) for s in (a, b) * 10), return_exceptions=True
+        )
         assert sum(r is None for r in results) == 1
         assert all(isinstance(r, UserExists) for r in results if r is not None)
         old = make_token("twin")
         await a.store_token(old)
         retired = dataclasses.replace(old, revoked_at=utcnow(), revoke_reason="rotated")
         successors = [make_token("twin", family_id=old.family_id) for _ in range(20)]
-        wins = await asyncio.gather(*((a if i % 2 else b).rotate_token(retired, s)
-                                      for i, s in enumerate(successors)))
+        wins = await asyncio.gather(
+            *((a if i % 2 else b).rotate_token(retired, s) for i, s in enumerate(successors))
+        )
         assert sum(wins) == 1
         assert len(await a.list_user_tokens("twin")) == 2
         counts = await asyncio.gather(*((a, b)[i % 2].kv_incr("n", 60) for i in range(40)))
@@ -216,13 +237,15 @@ async def test_bulk_iterators_page_through_many_rows(pg: PostgresStorage) -> Non
         await con.executemany(
             f"INSERT INTO {pg.config.table_prefix}kv_store (key, value, expires_at) "
             "VALUES ($1, $2, $3)",
-            [(f"k{i:04d}", b"v", utcnow() + timedelta(minutes=5)) for i in range(250)])
+            [(f"k{i:04d}", b"v", utcnow() + timedelta(minutes=5)) for i in range(250)],
+        )
     keys = [e.key async for batch in pg.iter_kv(batch_size=40) for e in batch]
     assert keys == sorted(keys) and len(set(keys)) == 250
     same_time = utcnow()
     for i in range(9):
-        await pg.append_audit(AuditEvent(action="a", outcome=True, timestamp=same_time,
-                                         metadata={"i": i}))
+        await pg.append_audit(
+            AuditEvent(action="a", outcome=True, timestamp=same_time, metadata={"i": i})
+        )
     order = [e.metadata["i"] async for batch in pg.iter_audit(batch_size=4) for e in batch]
     assert order == list(range(9))
     with pytest.raises(ValueError):
@@ -234,11 +257,13 @@ async def test_kv_counter_stored_as_decimal_text(pg: PostgresStorage) -> None:
     await pg.kv_incr("c", 60)
     async with pg.pool.acquire() as con:
         first = await con.fetchrow(
-            f"SELECT value, expires_at FROM {pg.config.table_prefix}kv_store WHERE key = 'c'")
+            f"SELECT value, expires_at FROM {pg.config.table_prefix}kv_store WHERE key = 'c'"
+        )
     await pg.kv_incr("c", 600)
     async with pg.pool.acquire() as con:
         second = await con.fetchrow(
-            f"SELECT value, expires_at FROM {pg.config.table_prefix}kv_store WHERE key = 'c'")
+            f"SELECT value, expires_at FROM {pg.config.table_prefix}kv_store WHERE key = 'c'"
+        )
     assert (first["value"], second["value"]) == (b"1", b"2")
     assert first["expires_at"] == second["expires_at"]
     assert isinstance(second, asyncpg.Record)

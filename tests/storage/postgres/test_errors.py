@@ -24,9 +24,10 @@ APP_PASSWORD = "app-Pa55word-xyz"
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PgCluster]:
     """A throwaway server with password (SCRAM) authentication for the ``app`` user."""
-    server = PgCluster(hba=["host all postgres 127.0.0.1/32 trust",
-                            "host all all 127.0.0.1/32 scram-sha-256"],
-                       conf=["password_encryption = 'scram-sha-256'"])
+    server = PgCluster(
+        hba=["host all postgres 127.0.0.1/32 trust", "host all all 127.0.0.1/32 scram-sha-256"],
+        conf=["password_encryption = 'scram-sha-256'"],
+    )
     try:
         server.init().start()
         server.psql(f"CREATE ROLE app LOGIN PASSWORD '{APP_PASSWORD}'")
@@ -38,8 +39,10 @@ def cluster() -> Iterator[PgCluster]:
 
 def _app_config(cluster: PgCluster, **kw: object) -> PostgresConfig:
     fields: dict[str, object] = {
-        "url": cluster.url("app", APP_PASSWORD, "appdb"), "table_prefix": fresh_prefix(),
-        "timeout": 5}
+        "url": cluster.url("app", APP_PASSWORD, "appdb"),
+        "table_prefix": fresh_prefix(),
+        "timeout": 5,
+    }
     fields.update(kw)
     return PostgresConfig(**fields)  # type: ignore[arg-type]
 
@@ -66,9 +69,14 @@ async def test_wrong_password_is_configuration_error(cluster: PgCluster) -> None
 
 # One distinct value per place a URL can carry a secret; the query names are all ones that
 # storage._urls.is_secret_option flags (checked below, so the test cannot drift from the rule).
-URL_SECRETS = {"userinfo": "Userinfo-Pa55-1", "password": "Query-Pa55-2",
-               "sslpassword": "KEYPASS-Pa55-3", "passphrase": "Phrase-Pa55-4",
-               "client_secret": "Client-Pa55-5", "auth_token": "Token-Pa55-6"}
+URL_SECRETS = {
+    "userinfo": "Userinfo-Pa55-1",
+    "password": "Query-Pa55-2",
+    "sslpassword": "KEYPASS-Pa55-3",
+    "passphrase": "Phrase-Pa55-4",
+    "client_secret": "Client-Pa55-5",
+    "auth_token": "Token-Pa55-6",
+}
 
 
 def _secret_query(*names: str) -> str:
@@ -84,8 +92,9 @@ def _exception_texts(exc: BaseException) -> list[str]:
     return texts
 
 
-async def test_no_secret_in_any_repr_or_error(cluster: PgCluster,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+async def test_no_secret_in_any_repr_or_error(
+    cluster: PgCluster, caplog: pytest.LogCaptureFixture
+) -> None:
     """No repr of a config, SSL config or storage, and no error of a failed connection (wrong
     password, port or host) or a refused URL, shows a password or any secret query option."""
     caplog.set_level(logging.DEBUG)
@@ -95,29 +104,41 @@ async def test_no_secret_in_any_repr_or_error(cluster: PgCluster,
     with_port = f"127.0.0.1:{cluster.port}"
     wrong_userinfo = f"postgresql://app:{userinfo}@{with_port}/appdb?{options}"
     wrong_query = f"postgresql://app@{with_port}/appdb?{_secret_query('password')}&{options}"
-    wrong_port = (f"postgresql://app:{userinfo}@127.0.0.1:{free_port()}/appdb"
-                  f"?{_secret_query('password')}&{options}")
+    wrong_port = (
+        f"postgresql://app:{userinfo}@127.0.0.1:{free_port()}/appdb"
+        f"?{_secret_query('password')}&{options}"
+    )
     wrong_host = f"postgresql://app:{userinfo}@no-such-host.invalid/appdb?{options}"
     texts: list[str] = []
 
     ssl_config = PostgresSSLConfig(ca_cert_path=__file__)
     for url in (wrong_userinfo, wrong_query, wrong_port, wrong_host):
         config = PostgresConfig.from_url(url + "&timeout=5&table_prefix=leak_")
-        for shown in (config, PostgresConfig(url=url), config.with_ssl_config(ssl_config),
-                      ssl_config, PostgresStorage(url), PostgresStorage.with_config(config)):
+        for shown in (
+            config,
+            PostgresConfig(url=url),
+            config.with_ssl_config(ssl_config),
+            ssl_config,
+            PostgresStorage(url),
+            PostgresStorage.with_config(config),
+        ):
             texts += [repr(shown), str(shown)]
         assert "***" in repr(config)
 
-    for url, expected in ((wrong_userinfo, ConfigurationError),
-                          (wrong_query, ConfigurationError),
-                          (wrong_port, StorageUnavailable),
-                          (wrong_host, StorageUnavailable)):
+    for url, expected in (
+        (wrong_userinfo, ConfigurationError),
+        (wrong_query, ConfigurationError),
+        (wrong_port, StorageUnavailable),
+        (wrong_host, StorageUnavailable),
+    ):
         storage = PostgresStorage(url + "&timeout=5")
         with pytest.raises(expected) as info:
             await storage.open()
         texts += _exception_texts(info.value)
-    for bad in (f"mysql://app:{userinfo}@h/db?{options}",
-                f"postgresql://app:{userinfo}@h/db?{options}&pool_size=many"):
+    for bad in (
+        f"mysql://app:{userinfo}@h/db?{options}",
+        f"postgresql://app:{userinfo}@h/db?{options}&pool_size=many",
+    ):
         with pytest.raises(ConfigurationError) as refused:
             PostgresStorage(bad)
         texts += _exception_texts(refused.value)
@@ -137,7 +158,8 @@ async def test_missing_database_is_configuration_error(cluster: PgCluster) -> No
 
 
 async def test_correct_password_works_and_is_never_logged(
-    cluster: PgCluster, caplog: pytest.LogCaptureFixture,
+    cluster: PgCluster,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """With the right password the storage serves requests; no log line carries it."""
     caplog.set_level(logging.DEBUG)
@@ -183,7 +205,8 @@ async def test_query_past_timeout_is_storage_unavailable(cluster: PgCluster) -> 
         tx = blocker.transaction()
         await tx.start()
         await blocker.execute(
-            f"SELECT 1 FROM {config.table_prefix}users WHERE user_id = 'locked' FOR UPDATE")
+            f"SELECT 1 FROM {config.table_prefix}users WHERE user_id = 'locked' FOR UPDATE"
+        )
         with pytest.raises(StorageUnavailable, match="timed out") as info:
             await storage.update_user(replace(user, is_active=False))
         assert isinstance(info.value.__cause__, TimeoutError)
@@ -261,9 +284,11 @@ async def _kill_pool_backends(storage: PostgresStorage, admin: asyncpg.Connectio
 async def test_killed_pool_connections_are_replaced(postgres_url: str) -> None:
     """Backends killed under idle pooled connections: reads still succeed; a write fails at
     most once, as StorageUnavailable, and the next one succeeds."""
-    storage = PostgresStorage.with_config(PostgresConfig(
-        url=postgres_url, table_prefix=fresh_prefix(), pool_size=2, min_pool_size=2,
-        timeout=5))
+    storage = PostgresStorage.with_config(
+        PostgresConfig(
+            url=postgres_url, table_prefix=fresh_prefix(), pool_size=2, min_pool_size=2, timeout=5
+        )
+    )
     await storage.open()
     admin = await asyncpg.connect(postgres_url)
     try:

@@ -39,16 +39,19 @@ async def _receive_until(sub: object, count: int, limit: float = 5) -> list[str]
 
 
 async def test_messages_reach_every_subscription_of_the_prefix(
-    pair: tuple[PostgresStorage, PostgresStorage], postgres_url: str,
+    pair: tuple[PostgresStorage, PostgresStorage],
+    postgres_url: str,
 ) -> None:
     """A message published by one instance reaches both instances' subscriptions, in order,
     and no subscription of another prefix."""
     a, b = pair
     assert isinstance(a, SupportsInvalidation)
     other = _storage(postgres_url, fresh_prefix())
-    subs = [await a.invalidation_channel().subscribe(),
-            await b.invalidation_channel().subscribe(),
-            await other.invalidation_channel().subscribe()]
+    subs = [
+        await a.invalidation_channel().subscribe(),
+        await b.invalidation_channel().subscribe(),
+        await other.invalidation_channel().subscribe(),
+    ]
     try:
         for i in range(3):
             await a.invalidation_channel().publish(f'{{"o":"a","k":["t:{i}"]}}')
@@ -56,7 +59,11 @@ async def test_messages_reach_every_subscription_of_the_prefix(
         await b.invalidation_channel().publish(big)
         for sub in subs[:2]:
             assert await _receive_until(sub, 4) == [
-                '{"o":"a","k":["t:0"]}', '{"o":"a","k":["t:1"]}', '{"o":"a","k":["t:2"]}', big]
+                '{"o":"a","k":["t:0"]}',
+                '{"o":"a","k":["t:1"]}',
+                '{"o":"a","k":["t:2"]}',
+                big,
+            ]
         assert await subs[2].receive(0.2) == []
     finally:
         for sub in subs:
@@ -86,7 +93,8 @@ async def test_oversized_message_is_refused(pair: tuple[PostgresStorage, Postgre
 
 
 async def test_lost_subscription_is_reported(
-    pair: tuple[PostgresStorage, PostgresStorage], postgres_url: str,
+    pair: tuple[PostgresStorage, PostgresStorage],
+    postgres_url: str,
 ) -> None:
     """When the LISTEN connection is killed, receive and ping raise StorageUnavailable."""
     a, _ = pair
@@ -96,7 +104,9 @@ async def test_lost_subscription_is_reported(
     try:
         killed = await admin.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND query = $1", f'LISTEN "{channel.name}"')
+            "WHERE datname = current_database() AND query = $1",
+            f'LISTEN "{channel.name}"',
+        )
         assert killed == 1
         with pytest.raises(StorageUnavailable):
             for _ in range(25):
@@ -118,4 +128,3 @@ async def test_subscribe_to_unreachable_server_is_storage_unavailable() -> None:
     storage = PostgresStorage(f"postgresql://postgres@127.0.0.1:{free_port()}/x?timeout=2")
     with pytest.raises(StorageUnavailable):
         await storage.invalidation_channel().subscribe()
-

@@ -26,8 +26,9 @@ async def _tables(url: str, prefix: str) -> set[str]:
     con = await asyncpg.connect(url)
     try:
         rows = await con.fetch(
-            "SELECT tablename FROM pg_tables WHERE tablename LIKE $1", prefix + "%")
-        return {r["tablename"][len(prefix):] for r in rows}
+            "SELECT tablename FROM pg_tables WHERE tablename LIKE $1", prefix + "%"
+        )
+        return {r["tablename"][len(prefix) :] for r in rows}
     finally:
         await con.close()
 
@@ -76,10 +77,14 @@ async def test_secrets_are_stored_only_as_digests(postgres_url: str) -> None:
     try:
         con = await asyncpg.connect(postgres_url)
         try:
-            cols = {(r["table_name"][len(prefix):], r["column_name"]): r["data_type"]
-                    for r in await con.fetch(
-                        "SELECT table_name, column_name, data_type FROM information_schema.columns"
-                        " WHERE table_name LIKE $1", prefix + "%")}
+            cols = {
+                (r["table_name"][len(prefix) :], r["column_name"]): r["data_type"]
+                for r in await con.fetch(
+                    "SELECT table_name, column_name, data_type FROM information_schema.columns"
+                    " WHERE table_name LIKE $1",
+                    prefix + "%",
+                )
+            }
         finally:
             await con.close()
         assert cols[("tokens", "access_digest")] == "bytea"
@@ -111,7 +116,8 @@ async def test_concurrent_migrate_schema_calls(postgres_url: str) -> None:
     """Parallel migrate_schema calls: the versions are applied exactly once in total."""
     prefix = fresh_prefix()
     results = await asyncio.gather(
-        *(migrate_schema(_config(postgres_url, prefix)) for _ in range(4)))
+        *(migrate_schema(_config(postgres_url, prefix)) for _ in range(4))
+    )
     applied = sorted(v for r in results for v in r)
     assert applied == list(range(1, latest_version() + 1))
     assert await migrate_schema(_config(postgres_url, prefix)) == []
@@ -121,7 +127,8 @@ async def test_strict_mode_refuses_missing_schema(postgres_url: str) -> None:
     """Strict mode on an empty database refuses to open, naming found and expected versions."""
     prefix = fresh_prefix()
     storage = PostgresStorage.with_config(
-        _config(postgres_url, prefix, migration_mode=PostgresMigrationMode.STRICT))
+        _config(postgres_url, prefix, migration_mode=PostgresMigrationMode.STRICT)
+    )
     with pytest.raises(ConfigurationError) as info:
         await storage.open()
     message = str(info.value)
@@ -140,7 +147,8 @@ async def test_strict_mode_refuses_old_schema_then_accepts_migrated(postgres_url
     assert "is at version 1" in str(info.value)
     assert "missing migrations [2" in str(info.value)
     assert await migrate_schema(f"{postgres_url}?table_prefix={prefix}") == list(
-        range(2, latest_version() + 1))
+        range(2, latest_version() + 1)
+    )
     storage = PostgresStorage.with_config(strict)
     await storage.open()
     await storage.close()
@@ -162,7 +170,8 @@ async def test_manual_mode_touches_nothing(postgres_url: str) -> None:
     """Manual mode opens without creating tables; calls fail with a hint until migrated."""
     prefix = fresh_prefix()
     storage = PostgresStorage.with_config(
-        _config(postgres_url, prefix, migration_mode=PostgresMigrationMode.MANUAL))
+        _config(postgres_url, prefix, migration_mode=PostgresMigrationMode.MANUAL)
+    )
     await storage.open()
     try:
         assert await _tables(postgres_url, prefix) == set()
@@ -170,16 +179,28 @@ async def test_manual_mode_touches_nothing(postgres_url: str) -> None:
             await storage.get_user("x")
         assert isinstance(info.value.__cause__, asyncpg.UndefinedTableError)
         assert await migrate_schema(_config(postgres_url, prefix)) == list(
-            range(1, latest_version() + 1))
+            range(1, latest_version() + 1)
+        )
         await storage.create_user(make_user("after-migrate"))
         assert await storage.get_user("after-migrate") is not None
     finally:
         await storage.close()
 
 
-@pytest.mark.parametrize("prefix", [
-    "", "Auth_", "1abc_", "a-b", "auth; DROP TABLE x; --", 'x"y', "a" * 33, "auth_ ", "é_",
-])
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "",
+        "Auth_",
+        "1abc_",
+        "a-b",
+        "auth; DROP TABLE x; --",
+        'x"y',
+        "a" * 33,
+        "auth_ ",
+        "é_",
+    ],
+)
 def test_table_prefix_is_validated(prefix: str) -> None:
     """Prefixes that are not plain lower-case identifiers are refused before any SQL runs."""
     with pytest.raises(ConfigurationError, match="table_prefix"):

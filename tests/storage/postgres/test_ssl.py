@@ -24,21 +24,66 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 
 def _make_ca(cwd: Path, name: str) -> None:
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
-             "-subj", f"/CN=authmw test {name}",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=cwd)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.crt",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN=authmw test {name}",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=cwd,
+    )
 
 
 def _make_leaf(cwd: Path, name: str, cn: str, ca: str, extensions: str) -> None:
-    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}",
-             cwd=cwd)
+    _openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        f"/CN={cn}",
+        cwd=cwd,
+    )
     (cwd / f"{name}.ext").write_text(extensions)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-             "-CAcreateserial", "-out", f"{name}.crt", "-days", "2",
-             "-extfile", f"{name}.ext", cwd=cwd)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        f"{ca}.crt",
+        "-CAkey",
+        f"{ca}.key",
+        "-CAcreateserial",
+        "-out",
+        f"{name}.crt",
+        "-days",
+        "2",
+        "-extfile",
+        f"{name}.ext",
+        cwd=cwd,
+    )
     (cwd / f"{name}.key").chmod(0o600)  # libpq (pg_dump) refuses readable client keys
 
 
@@ -59,20 +104,38 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
     certs = tmp_path_factory.mktemp("certs")
     _make_ca(certs, "ca")
     _make_ca(certs, "wrong-ca")
-    _make_leaf(certs, "server", "127.0.0.1", "ca",
-               "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-               "extendedKeyUsage=serverAuth\n")
-    _make_leaf(certs, "client", "certuser", "ca",
-               "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    _make_leaf(
+        certs,
+        "server",
+        "127.0.0.1",
+        "ca",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+        "extendedKeyUsage=serverAuth\n",
+    )
+    _make_leaf(
+        certs,
+        "client",
+        "certuser",
+        "ca",
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
     cluster = PgCluster(
-        hba=["hostssl all certuser 127.0.0.1/32 cert",
-             "hostssl all all 127.0.0.1/32 trust",
-             "hostnossl all all 127.0.0.1/32 reject"],
-        conf=["ssl = on", "ssl_cert_file = 'server.crt'", "ssl_key_file = 'server.key'",
-              "ssl_ca_file = 'ca.crt'"],
-        files={"server.crt": (certs / "server.crt").read_bytes(),
-               "server.key": (certs / "server.key").read_bytes(),
-               "ca.crt": (certs / "ca.crt").read_bytes()},
+        hba=[
+            "hostssl all certuser 127.0.0.1/32 cert",
+            "hostssl all all 127.0.0.1/32 trust",
+            "hostnossl all all 127.0.0.1/32 reject",
+        ],
+        conf=[
+            "ssl = on",
+            "ssl_cert_file = 'server.crt'",
+            "ssl_key_file = 'server.key'",
+            "ssl_ca_file = 'ca.crt'",
+        ],
+        files={
+            "server.crt": (certs / "server.crt").read_bytes(),
+            "server.key": (certs / "server.key").read_bytes(),
+            "ca.crt": (certs / "ca.crt").read_bytes(),
+        },
     )
     try:
         cluster.init().start()
@@ -85,17 +148,21 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
 async def _ssl_in_use(storage: PostgresStorage) -> tuple[bool, str]:
     async with storage.pool.acquire() as con:
         row = await con.fetchrow(
-            "SELECT ssl, current_user AS who FROM pg_stat_ssl "
-            "WHERE pid = pg_backend_pid()")
+            "SELECT ssl, current_user AS who FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        )
         return row["ssl"], row["who"]
 
 
 async def test_require_ssl_with_ca_connects(tls_server: TLSServer) -> None:
     """require_ssl with the right CA verifies the server and serves requests over TLS."""
-    storage = PostgresStorage.with_config(PostgresConfig(
-        url=tls_server.cluster.url(), table_prefix=fresh_prefix(), timeout=10,
-        ssl_config=PostgresSSLConfig(require_ssl=True,
-                                     ca_cert_path=tls_server.path("ca.crt"))))
+    storage = PostgresStorage.with_config(
+        PostgresConfig(
+            url=tls_server.cluster.url(),
+            table_prefix=fresh_prefix(),
+            timeout=10,
+            ssl_config=PostgresSSLConfig(require_ssl=True, ca_cert_path=tls_server.path("ca.crt")),
+        )
+    )
     await storage.open()
     try:
         assert await _ssl_in_use(storage) == (True, "postgres")
@@ -108,9 +175,14 @@ async def test_require_ssl_with_ca_connects(tls_server: TLSServer) -> None:
 
 async def test_wrong_ca_is_refused_clearly(tls_server: TLSServer) -> None:
     """A CA that did not sign the server certificate fails open() with a TLS trust error."""
-    storage = PostgresStorage.with_config(PostgresConfig(
-        url=tls_server.cluster.url(), table_prefix=fresh_prefix(), timeout=10,
-        ssl_config=PostgresSSLConfig(ca_cert_path=tls_server.path("wrong-ca.crt"))))
+    storage = PostgresStorage.with_config(
+        PostgresConfig(
+            url=tls_server.cluster.url(),
+            table_prefix=fresh_prefix(),
+            timeout=10,
+            ssl_config=PostgresSSLConfig(ca_cert_path=tls_server.path("wrong-ca.crt")),
+        )
+    )
     with pytest.raises(ConfigurationError, match="certificate is not trusted") as info:
         await storage.open()
     assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
@@ -126,9 +198,11 @@ async def test_plain_connection_is_rejected_by_ssl_only_server(tls_server: TLSSe
 
 async def test_enable_ssl_without_ca_encrypts(tls_server: TLSServer) -> None:
     """enable_ssl=True alone gives an encrypted (unverified) connection."""
-    storage = PostgresStorage.with_config(PostgresConfig(
-        url=tls_server.cluster.url(), table_prefix=fresh_prefix(), timeout=10,
-        enable_ssl=True))
+    storage = PostgresStorage.with_config(
+        PostgresConfig(
+            url=tls_server.cluster.url(), table_prefix=fresh_prefix(), timeout=10, enable_ssl=True
+        )
+    )
     await storage.open()
     try:
         assert (await _ssl_in_use(storage))[0] is True
@@ -140,10 +214,15 @@ async def test_client_certificate_authenticates(tls_server: TLSServer, tmp_path:
     """cert authentication: the client certificate logs in as certuser; none is refused."""
     url = tls_server.cluster.url(user="certuser")
     with_cert = PostgresConfig(
-        url=url, table_prefix=fresh_prefix(), timeout=10,
-        ssl_config=PostgresSSLConfig(ca_cert_path=tls_server.path("ca.crt"),
-                                     client_cert_path=tls_server.path("client.crt"),
-                                     client_key_path=tls_server.path("client.key")))
+        url=url,
+        table_prefix=fresh_prefix(),
+        timeout=10,
+        ssl_config=PostgresSSLConfig(
+            ca_cert_path=tls_server.path("ca.crt"),
+            client_cert_path=tls_server.path("client.crt"),
+            client_key_path=tls_server.path("client.key"),
+        ),
+    )
     storage = PostgresStorage.with_config(with_cert)
     await storage.open()
     try:
@@ -154,8 +233,13 @@ async def test_client_certificate_authenticates(tls_server: TLSServer, tmp_path:
         assert info.method == "pg_dump"
     finally:
         await storage.close()
-    without_cert = PostgresStorage.with_config(PostgresConfig(
-        url=url, table_prefix=fresh_prefix(), timeout=10,
-        ssl_config=PostgresSSLConfig(ca_cert_path=tls_server.path("ca.crt"))))
+    without_cert = PostgresStorage.with_config(
+        PostgresConfig(
+            url=url,
+            table_prefix=fresh_prefix(),
+            timeout=10,
+            ssl_config=PostgresSSLConfig(ca_cert_path=tls_server.path("ca.crt")),
+        )
+    )
     with pytest.raises(ConfigurationError, match="refused this user or host"):
         await without_cert.open()

@@ -35,8 +35,9 @@ def private_cluster() -> Iterator[RedisCluster]:
 @pytest.fixture
 async def cs(private_cluster: RedisCluster) -> AsyncIterator[RedisStorage]:
     """An opened cluster-mode storage with a prefix of its own."""
-    async for storage in opened(cluster_config(private_cluster, retry_attempts=1,
-                                               retry_delay=0.01)):
+    async for storage in opened(
+        cluster_config(private_cluster, retry_attempts=1, retry_delay=0.01)
+    ):
         yield storage
 
 
@@ -65,13 +66,15 @@ def test_keys_written_together_share_a_slot(cs: RedisStorage) -> None:
     """A token shares its slot with its rotation marker; a user with the user's indexes."""
     k = cs.keys
     assert slot(k.token("abc")) == slot(k.token_next("abc"))
-    assert slot(k.user("ü:x{y}")) == slot(k.user_tokens("ü:x{y}")) == slot(
-        k.user_sessions("ü:x{y}"))
+    assert (
+        slot(k.user("ü:x{y}")) == slot(k.user_tokens("ü:x{y}")) == slot(k.user_sessions("ü:x{y}"))
+    )
     assert slot(k.token("abc")) != slot(k.token("abd"))  # ids spread over the cluster
 
 
 async def test_records_spread_over_the_masters(
-    cs: RedisStorage, private_cluster: RedisCluster,
+    cs: RedisStorage,
+    private_cluster: RedisCluster,
 ) -> None:
     """Tokens of one storage land on every master, not on one pinned slot."""
     for _ in range(60):
@@ -84,7 +87,8 @@ async def test_records_spread_over_the_masters(
 
 
 async def test_follows_moved_after_a_slot_migrates(
-    cs: RedisStorage, private_cluster: RedisCluster,
+    cs: RedisStorage,
+    private_cluster: RedisCluster,
 ) -> None:
     """After a token's slot moves to another master the storage follows MOVED transparently."""
     token = make_token("mover")
@@ -98,8 +102,11 @@ async def test_follows_moved_after_a_slot_migrates(
         src.execute_command("CLUSTER", "SETSLOT", moving, "MIGRATING", target_id)
         keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", moving, 100)
         src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
-        for node in (target, source, *(n for n in private_cluster.nodes
-                                       if n not in (source, target))):
+        for node in (
+            target,
+            source,
+            *(n for n in private_cluster.nodes if n not in (source, target)),
+        ):
             with node.client() as client:
                 client.execute_command("CLUSTER", "SETSLOT", moving, "NODE", target_id)
     assert owner(private_cluster, key) is target
@@ -109,7 +116,8 @@ async def test_follows_moved_after_a_slot_migrates(
 
 
 async def test_redirect_loop_becomes_storage_unavailable(
-    cs: RedisStorage, private_cluster: RedisCluster,
+    cs: RedisStorage,
+    private_cluster: RedisCluster,
 ) -> None:
     """Two masters each redirecting to the other: retries run out, StorageUnavailable."""
     token_id = "redirect-loop-probe"
@@ -139,10 +147,11 @@ async def test_interrupted_rotation_fails_closed(cs: RedisStorage) -> None:
     retired = dataclasses.replace(old, revoked_at=utcnow(), revoke_reason="rotated")
     new = make_token("halfway", family_id=old.family_id)
     won, _ = await cs._x.script(
-        "rotate_token", "tok_cas",
+        "rotate_token",
+        "tok_cas",
         [cs.keys.token(old.token_id), cs.keys.token_next(old.token_id)],
-        [retired.stored().to_json(), ms(retired.storage_expires_ts), ms(now_ts()),
-         new.token_id])
+        [retired.stored().to_json(), ms(retired.storage_expires_ts), ms(now_ts()), new.token_id],
+    )
     assert won == 1  # ... and then the process died
     assert await cs.get_token(new.token_id) is None
     stored_old = await cs.get_token(old.token_id)
@@ -155,13 +164,26 @@ async def test_interrupted_session_write_stays_revocable(cs: RedisStorage) -> No
     session = make_session("revocable")
     writes = cs._writes
     index = cs.keys.user_sessions("revocable")
-    await writes._index_before("store_session", index, session.session_id,  # type: ignore[union-attr]
-                               ms(session.expires_ts))
+    await writes._index_before(
+        "store_session",
+        index,
+        session.session_id,  # type: ignore[union-attr]
+        ms(session.expires_ts),
+    )
     json_text = session.to_json()
-    await cs._x.script("store_session", "ses_put", [cs.keys.session(session.session_id)],
-                       [json_text, session.last_accessed.isoformat(),
-                        session.expires_at.isoformat(), "revocable", ms(session.expires_ts),
-                        ms(now_ts())])
+    await cs._x.script(
+        "store_session",
+        "ses_put",
+        [cs.keys.session(session.session_id)],
+        [
+            json_text,
+            session.last_accessed.isoformat(),
+            session.expires_at.isoformat(),
+            "revocable",
+            ms(session.expires_ts),
+            ms(now_ts()),
+        ],
+    )
     # ... stopped before the exact index score was set: still found and deleted.
     assert await cs.delete_user_sessions("revocable") == 1
     assert await cs.get_session(session.session_id) is None

@@ -38,17 +38,22 @@ def primary() -> Iterator[RedisServer]:
 @pytest.fixture(scope="module")
 def replica(primary: RedisServer) -> Iterator[RedisServer]:
     """A read-only replica of ``primary``, in sync."""
-    server = RedisServer([f"replicaof 127.0.0.1 {primary.port}", f"masterauth {PASSWORD}",
-                          f"requirepass {PASSWORD}"], password=PASSWORD)
+    server = RedisServer(
+        [
+            f"replicaof 127.0.0.1 {primary.port}",
+            f"masterauth {PASSWORD}",
+            f"requirepass {PASSWORD}",
+        ],
+        password=PASSWORD,
+    )
     try:
         server.start()
         with server.client() as client:
-            assert wait_until(
-                lambda: client.info("replication")["master_link_status"] == "up", 15)
+            assert wait_until(lambda: client.info("replication")["master_link_status"] == "up", 15)
         with primary.client() as client:
             assert wait_until(
-                lambda: client.info("replication").get("slave0", {}).get("state") == "online",
-                15)
+                lambda: client.info("replication").get("slave0", {}).get("state") == "online", 15
+            )
         yield server
     finally:
         server.destroy()
@@ -62,8 +67,13 @@ def admin_ping(server: RedisServer) -> bool:
 
 def fast(url: str, **overrides: object) -> RedisConfig:
     """A config that gives up quickly (short timeout, two quick retries)."""
-    fields: dict[str, object] = {"url": url, "timeout": 0.5, "retry_attempts": 2,
-                                 "retry_delay": 0.01, "key_prefix": prefix()}
+    fields: dict[str, object] = {
+        "url": url,
+        "timeout": 0.5,
+        "retry_attempts": 2,
+        "retry_delay": 0.01,
+        "key_prefix": prefix(),
+    }
     fields.update(overrides)
     return RedisConfig(**fields)  # type: ignore[arg-type]
 
@@ -132,8 +142,9 @@ async def test_readonly_replica(replica: RedisServer) -> None:
 
 async def test_unacknowledged_write(primary: RedisServer) -> None:
     """wait_replicas without enough replicas: the write is refused as not acknowledged."""
-    async for storage in opened(fast(f"redis://:{PASSWORD}@127.0.0.1:{primary.port}/0",
-                                     wait_replicas=2, wait_timeout=0.1)):
+    async for storage in opened(
+        fast(f"redis://:{PASSWORD}@127.0.0.1:{primary.port}/0", wait_replicas=2, wait_timeout=0.1)
+    ):
         with pytest.raises(StorageUnavailable) as info:
             await storage.kv_set("k", b"v", ttl=60)
         assert "acknowledged by" in str(info.value) and "of 2 replica" in str(info.value)
@@ -141,8 +152,9 @@ async def test_unacknowledged_write(primary: RedisServer) -> None:
 
 async def test_unacknowledged_import(primary: RedisServer) -> None:
     """An import page is a write like any other: refused when too few replicas acknowledge it."""
-    async for storage in opened(fast(f"redis://:{PASSWORD}@127.0.0.1:{primary.port}/0",
-                                     wait_replicas=2, wait_timeout=0.1)):
+    async for storage in opened(
+        fast(f"redis://:{PASSWORD}@127.0.0.1:{primary.port}/0", wait_replicas=2, wait_timeout=0.1)
+    ):
         with pytest.raises(StorageUnavailable) as info:
             await storage.import_users([make_user("imported")])
         assert info.value.operation == "import_users"
@@ -150,7 +162,8 @@ async def test_unacknowledged_import(primary: RedisServer) -> None:
 
 
 async def test_acknowledged_write_reaches_replica(
-    primary: RedisServer, replica: RedisServer,
+    primary: RedisServer,
+    replica: RedisServer,
 ) -> None:
     """With wait_replicas=1 a returned write is already on the replica."""
     async for storage in opened(fast(primary.url, wait_replicas=1, wait_timeout=2)):
@@ -175,11 +188,16 @@ async def test_errors_carry_the_operation_and_no_secret() -> None:
 
 def test_retry_policy() -> None:
     """Errors proving a command never ran are retried; ambiguous ones only when idempotent."""
-    never_ran = [ConnectionError("Error 111 connecting to 127.0.0.1:1. Refused."),
-                 ReadOnlyError("READONLY"), ClusterError("TTL exhausted."),
-                 ConnectionError("The previous master is now a slave")]
-    ambiguous = [ConnectionError("Connection closed by server."),
-                 TimeoutError("Timeout reading from 127.0.0.1:6379")]
+    never_ran = [
+        ConnectionError("Error 111 connecting to 127.0.0.1:1. Refused."),
+        ReadOnlyError("READONLY"),
+        ClusterError("TTL exhausted."),
+        ConnectionError("The previous master is now a slave"),
+    ]
+    ambiguous = [
+        ConnectionError("Connection closed by server."),
+        TimeoutError("Timeout reading from 127.0.0.1:6379"),
+    ]
     for exc in never_ran:
         assert _retryable(exc, idempotent=False)
     for exc in ambiguous:

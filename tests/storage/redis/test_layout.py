@@ -36,7 +36,7 @@ async def keys_of(storage: RedisStorage) -> set[str]:
     """Every key under the storage's prefix, without the prefix."""
     found: set[str] = set()
     async for batch in storage._reads.scan("test", storage.config.key_prefix + "*"):
-        found.update(k.decode()[len(storage.config.key_prefix):] for k in batch)
+        found.update(k.decode()[len(storage.config.key_prefix) :] for k in batch)
     return found
 
 
@@ -55,9 +55,14 @@ async def test_key_names(rs: RedisStorage) -> None:
     await rs.kv_set("k", b"v", ttl=60)
     await rs.append_audit(AuditEvent(action="login", outcome=True, user_id="ann"))
     assert await keys_of(rs) == {
-        "user:{ann}", f"token:{{{token.token_id}}}", f"refresh:{{{token.refresh_id}}}",
-        "user:{ann}:tokens", f"session:{{{session.session_id}}}", "user:{ann}:sessions",
-        "kv:{k}", "audit",
+        "user:{ann}",
+        f"token:{{{token.token_id}}}",
+        f"refresh:{{{token.refresh_id}}}",
+        "user:{ann}:tokens",
+        f"session:{{{session.session_id}}}",
+        "user:{ann}:sessions",
+        "kv:{k}",
+        "audit",
     }
 
 
@@ -71,9 +76,14 @@ async def test_ttls_follow_each_record(rs: RedisStorage) -> None:
     await rs.kv_set("k", b"v", ttl=40)
     await rs.append_audit(AuditEvent(action="login", outcome=True))
     k = rs.keys
-    expected = {k.token(token.token_id): 500, k.refresh(str(token.refresh_id)): 500,
-                k.user_tokens("bea"): 500, k.session(session.session_id): 300,
-                k.user_sessions("bea"): 300, k.kv("k"): 40}
+    expected = {
+        k.token(token.token_id): 500,
+        k.refresh(str(token.refresh_id)): 500,
+        k.user_tokens("bea"): 500,
+        k.session(session.session_id): 300,
+        k.user_sessions("bea"): 300,
+        k.kv("k"): 40,
+    }
     for key, seconds in expected.items():
         assert seconds - 2 < await pttl_s(rs, key) <= seconds, key
     assert await pttl_s(rs, k.user("bea")) == -1
@@ -91,8 +101,9 @@ async def test_secrets_are_not_stored(rs: RedisStorage) -> None:
 
 async def test_index_is_pruned_on_write(rs: RedisStorage) -> None:
     """Expired members leave a user's index on the next write: it never grows unbounded."""
-    await asyncio.gather(*(rs.store_token(make_token("cal", ttl=1, refresh_ttl=None))
-                           for _ in range(20)))
+    await asyncio.gather(
+        *(rs.store_token(make_token("cal", ttl=1, refresh_ttl=None)) for _ in range(20))
+    )
     await asyncio.gather(*(rs.store_session(make_session("cal", ttl=1)) for _ in range(20)))
     assert await cmd(rs, "ZCARD", rs.keys.user_tokens("cal")) == 20
     await asyncio.sleep(1.1)
@@ -113,8 +124,9 @@ async def test_cleanup_prunes_indexes_of_idle_users(rs: RedisStorage) -> None:
     """cleanup_expired removes expired members that no later write pruned."""
     await rs.store_token(make_token("eve"))
     await rs.store_session(make_session("eve"))
-    await asyncio.gather(*(rs.store_token(make_token("eve", ttl=0.5, refresh_ttl=None))
-                           for _ in range(5)))
+    await asyncio.gather(
+        *(rs.store_token(make_token("eve", ttl=0.5, refresh_ttl=None)) for _ in range(5))
+    )
     await asyncio.gather(*(rs.store_session(make_session("eve", ttl=0.5)) for _ in range(5)))
     await asyncio.sleep(0.6)
     removed = await rs.cleanup_expired()
@@ -168,7 +180,8 @@ async def test_rotation_replay_is_idempotent(rs: RedisStorage) -> None:
     assert await rs.rotate_token(retired, new)  # the same request again
     assert not await rs.rotate_token(retired, make_token("ida"))
     assert [t.token_id for t in await rs.list_user_tokens("ida") if not t.is_revoked] == [
-        new.token_id]
+        new.token_id
+    ]
 
 
 async def test_delete_user_tokens_in_batches(rs: RedisStorage) -> None:
@@ -219,8 +232,7 @@ async def test_audit_stream_is_capped(redis_url: str) -> None:
     config = RedisConfig(url=redis_url, key_prefix=prefix(), max_audit_events=100)
     async for storage in opened(config):
         for i in range(1000):
-            await storage.append_audit(AuditEvent(action="login", outcome=True,
-                                                  metadata={"i": i}))
+            await storage.append_audit(AuditEvent(action="login", outcome=True, metadata={"i": i}))
         length = int(await cmd(storage, "XLEN", storage.keys.audit))
         assert 100 <= length <= 250  # MAXLEN ~ trims whole stream nodes
         newest = await storage.query_audit(limit=3)

@@ -52,10 +52,16 @@ class SentinelSetup:
         fields: dict[str, Any] = {
             "url": f"redis://:{DATA_PASSWORD}@localhost/0",
             "failover": RedisFailoverConfig(
-                MASTER, [f"127.0.0.1:{s.port}" for s in self.sentinels],
-                sentinel_password=SENTINEL_PASSWORD),
-            "key_prefix": prefix(), "timeout": 0.5, "retry_attempts": 12,
-            "retry_delay": 0.05, "wait_replicas": 1, "wait_timeout": 2,
+                MASTER,
+                [f"127.0.0.1:{s.port}" for s in self.sentinels],
+                sentinel_password=SENTINEL_PASSWORD,
+            ),
+            "key_prefix": prefix(),
+            "timeout": 0.5,
+            "retry_attempts": 12,
+            "retry_delay": 0.05,
+            "wait_replicas": 1,
+            "wait_timeout": 2,
         }
         fields.update(overrides)
         return RedisConfig(**fields)
@@ -75,20 +81,25 @@ def sentinel_setup() -> Iterator[SentinelSetup]:
     try:
         master.start()
         for _ in range(2):
-            replica = RedisServer([*auth, f"replicaof 127.0.0.1 {master.port}"],
-                                  password=DATA_PASSWORD)
+            replica = RedisServer(
+                [*auth, f"replicaof 127.0.0.1 {master.port}"], password=DATA_PASSWORD
+            )
             setup.replicas.append(replica)
             replica.start()
         for _ in range(3):
-            sentinel = RedisServer([
-                f"sentinel monitor {MASTER} 127.0.0.1 {master.port} 2",
-                f"sentinel auth-pass {MASTER} {DATA_PASSWORD}",
-                f"sentinel down-after-milliseconds {MASTER} 1000",
-                f"sentinel failover-timeout {MASTER} 6000",
-                f"sentinel parallel-syncs {MASTER} 2",
-                f"requirepass {SENTINEL_PASSWORD}",
-                f"sentinel sentinel-pass {SENTINEL_PASSWORD}",
-            ], sentinel=True, password=SENTINEL_PASSWORD)
+            sentinel = RedisServer(
+                [
+                    f"sentinel monitor {MASTER} 127.0.0.1 {master.port} 2",
+                    f"sentinel auth-pass {MASTER} {DATA_PASSWORD}",
+                    f"sentinel down-after-milliseconds {MASTER} 1000",
+                    f"sentinel failover-timeout {MASTER} 6000",
+                    f"sentinel parallel-syncs {MASTER} 2",
+                    f"requirepass {SENTINEL_PASSWORD}",
+                    f"sentinel sentinel-pass {SENTINEL_PASSWORD}",
+                ],
+                sentinel=True,
+                password=SENTINEL_PASSWORD,
+            )
             setup.sentinels.append(sentinel)
             sentinel.start()
 
@@ -102,7 +113,9 @@ def sentinel_setup() -> Iterator[SentinelSetup]:
             with master.client() as client:
                 info = client.info("replication")
                 return [info.get(f"slave{i}", {}).get("state") for i in range(2)] == [
-                    "online", "online"]
+                    "online",
+                    "online",
+                ]
 
         if not wait_until(ready, 30, 0.2):
             raise RuntimeError("the sentinels did not discover the replicas and each other")
@@ -119,7 +132,8 @@ async def sentinel_storage(sentinel_setup: SentinelSetup) -> AsyncIterator[Redis
 
 
 async def test_finds_master_through_sentinels(
-    sentinel_setup: SentinelSetup, sentinel_storage: RedisStorage,
+    sentinel_setup: SentinelSetup,
+    sentinel_storage: RedisStorage,
 ) -> None:
     """Writes go to the master the sentinels name and, acknowledged, are on a replica."""
     assert sentinel_storage.mode == "sentinel"
@@ -139,22 +153,38 @@ async def test_finds_master_through_sentinels(
 async def test_sentinel_url_and_wrong_sentinel_password(sentinel_setup: SentinelSetup) -> None:
     """Sentinel URLs and passwords in them work; a wrong password fails without showing it."""
     hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinel_setup.sentinels)
-    good = storage_from_url(f"redis+sentinel://:{DATA_PASSWORD}@{hosts}/{MASTER}/0"
-                            f"?sentinel_password={SENTINEL_PASSWORD}&key_prefix={prefix()}")
+    good = storage_from_url(
+        f"redis+sentinel://:{DATA_PASSWORD}@{hosts}/{MASTER}/0"
+        f"?sentinel_password={SENTINEL_PASSWORD}&key_prefix={prefix()}"
+    )
     assert isinstance(good, RedisStorage)
     await good.open()
     assert await good.ping() >= 0
     await good.close()
-    in_url = RedisStorage(sentinel_setup.failover(failover=RedisFailoverConfig(
-        MASTER, [f"redis://:{SENTINEL_PASSWORD}@127.0.0.1:{s.port}"
-                 for s in sentinel_setup.sentinels])))
+    in_url = RedisStorage(
+        sentinel_setup.failover(
+            failover=RedisFailoverConfig(
+                MASTER,
+                [
+                    f"redis://:{SENTINEL_PASSWORD}@127.0.0.1:{s.port}"
+                    for s in sentinel_setup.sentinels
+                ],
+            )
+        )
+    )
     await in_url.open()
     assert SENTINEL_PASSWORD not in repr(in_url)
     await in_url.close()
-    bad = RedisStorage(sentinel_setup.failover(
-        failover=RedisFailoverConfig(MASTER, [f"127.0.0.1:{sentinel_setup.sentinels[0].port}"],
-                                     sentinel_password="not-the-password"),
-        retry_attempts=0))
+    bad = RedisStorage(
+        sentinel_setup.failover(
+            failover=RedisFailoverConfig(
+                MASTER,
+                [f"127.0.0.1:{sentinel_setup.sentinels[0].port}"],
+                sentinel_password="not-the-password",
+            ),
+            retry_attempts=0,
+        )
+    )
     with pytest.raises(StorageUnavailable) as info:
         await bad.open()
     await bad.close()
@@ -203,8 +233,11 @@ async def test_failover_under_load_keeps_acknowledged_writes(
         with promoted.client() as client:
             assert client.info("replication")["role"] == "master"
             stored = client.mget([storage.keys.token(t.token_id) for t in acked])
-        missing = [t.token_id for t, raw in zip(acked, stored, strict=True)
-                   if raw is None or AuthToken.from_json(raw) != t]
+        missing = [
+            t.token_id
+            for t, raw in zip(acked, stored, strict=True)
+            if raw is None or AuthToken.from_json(raw) != t
+        ]
         assert missing == [], f"{len(missing)} acknowledged writes lost"
         # The storage itself carries on: reads and new writes through the new master.
         assert await storage.get_token(acked[0].token_id) == acked[0]
