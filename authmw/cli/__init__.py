@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .._version import __version__
 from ..errors import AuthmwError
 from . import _output
 
@@ -23,6 +24,8 @@ __all__ = ["main"]
 
 _ENV = "AUTHMW_STORAGE_URL"
 _URL_HELP = f"storage URL (default: ${_ENV})"
+# Commands that skip what the target already holds: after Ctrl-C, running them again finishes.
+_RESUMABLE = frozenset({"migrate", "restore"})
 
 
 def _positive(text: str) -> int:
@@ -85,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 conflicting data in the target, "
         "130 interrupted. 'authmw COMMAND --help' describes each command.",
     )
+    parser.add_argument("--version", action="version", version=f"authmw {__version__}")
     parser.add_argument(
         "-v",
         "--verbose",
@@ -289,16 +293,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._commands import COMMANDS, CommandFailed
 
         try:
-            return asyncio.run(COMMANDS[args.command](args))
+            code = asyncio.run(COMMANDS[args.command](args))
         except CommandFailed as exc:
+            code = exc.code
             print(f"authmw {args.command}: {_output.scrub(str(exc), hidden)}", file=sys.stderr)
-            return exc.code
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
+        return code
     except AuthmwError as exc:
         print(f"authmw {args.command}: {_output.scrub(str(exc), hidden)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"authmw {args.command}: interrupted", file=sys.stderr)
+        resume = " - rerun the same command to resume" if args.command in _RESUMABLE else ""
+        print(f"authmw {args.command}: interrupted{resume}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`authmw stats | head`): no traceback, and no second error
+        # when Python flushes stdout at exit (the recipe of the signal module's docs).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except Exception as exc:
         if os.environ.get("AUTHMW_DEBUG"):
             raise

@@ -33,7 +33,7 @@ from ..storage.migration import (
     backup_kind,
     write_backup,
 )
-from ._output import ProgressBar, emit_json, redact_url, table
+from ._output import ProgressBar, emit_json, human_bytes, human_count, redact_url, table
 
 __all__ = ["COMMANDS", "CommandFailed"]
 
@@ -164,6 +164,12 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
     """``authmw migrate SRC DST``."""
     if args.source == args.target:
         raise ConfigurationError("source and target are the same URL")
+    if args.target.startswith("memory:") and not args.dry_run:
+        print(
+            "authmw migrate: warning: memory:// lives in this process only; "
+            "what is copied there vanishes when the command exits",
+            file=sys.stderr,
+        )
     bar = ProgressBar(args.progress)
     async with opened(args.source) as source, opened(args.target) as target:
         migration = StorageMigration(source, target, _options(args, bar))
@@ -254,10 +260,39 @@ async def cmd_stats(args: argparse.Namespace) -> int:
         emit_json(data)
         return 0
     rows: list[list[Any]] = [["statistic", "value"]]
-    rows += [[k, "-" if v is None else v] for k, v in data.items() if k != "extra"]
-    rows += [[k, v] for k, v in sorted(stats.extra.items())]
+    rows += [
+        ["backend", stats.backend],
+        ["url", data["url"]],
+        ["users", human_count(stats.total_users)],
+        ["tokens", human_count(stats.total_tokens)],
+        ["sessions", human_count(stats.active_sessions)],
+        ["kv entries", human_count(stats.kv_entries)],
+        ["audit events", human_count(stats.audit_events)],
+        ["memory", human_bytes(stats.memory_bytes)],
+        ["database size", human_bytes(_mb(stats.database_size_mb))],
+    ]
+    rows += _extra_rows(stats.extra)
     table(rows)
     return 0
+
+
+def _mb(value: float | None) -> float | None:
+    return None if value is None else value * 1e6
+
+
+def _extra_rows(extra: dict[str, Any], parent: str = "") -> list[list[Any]]:
+    """A backend's own statistics as table rows: nested counts flattened to ``a / b``, sizes
+    (names ending in ``bytes`` or ``memory``) in human units."""
+    rows: list[list[Any]] = []
+    for key, value in sorted(extra.items()):
+        name = f"{parent}{key.replace('_', ' ')}"
+        if isinstance(value, dict):
+            rows += _extra_rows(value, f"{name} / ")
+        elif isinstance(value, int | float) and key.endswith(("bytes", "memory")):
+            rows.append([name, human_bytes(value)])
+        else:
+            rows.append([name, human_count(value)])
+    return rows
 
 
 async def cmd_cleanup(args: argparse.Namespace) -> int:

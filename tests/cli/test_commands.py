@@ -119,6 +119,9 @@ async def test_stats_and_cleanup(redis_at_url: Store) -> None:
     assert (stats["backend"], stats["users"], stats["kv_entries"]) == ("redis", 12, 12)
     table = authmw("stats", env={"AUTHMW_STORAGE_URL": url})
     assert table.returncode == 0 and "users" in table.stdout and "12" in table.stdout
+    memory = next(line for line in table.stdout.splitlines() if line.startswith("memory"))
+    assert memory.split()[-1] in {"kB", "MB", "GB"}, table.stdout  # human units, not a raw int
+    assert "{" not in table.stdout  # a table, not a dict repr
     cleanup = authmw("cleanup", url, "--json")
     assert cleanup.returncode == 0 and "tokens" in json.loads(cleanup.stdout)["removed"]
     assert authmw("cleanup", url).stdout.startswith("removed expired records:")
@@ -258,7 +261,8 @@ async def test_interrupted_migrate_then_rerun(
         "tokens", "migrate", src_url, dst_url, "--batch-size", "50", "--progress"
     )
     assert code == 130, err
-    assert err.strip().splitlines()[-1] == "authmw migrate: interrupted"
+    last = err.strip().splitlines()[-1]
+    assert last == "authmw migrate: interrupted - rerun the same command to resume"
     assert "Traceback" not in err
     assert (await dst.get_statistics()).total_users == 3000
     rerun = authmw("migrate", src_url, dst_url, "--json")
@@ -267,3 +271,37 @@ async def test_interrupted_migrate_then_rerun(
     tokens = report["kinds"]["tokens"]
     assert tokens["already_present"] > 0 and tokens["copied"] + tokens["already_present"] == 3000
     assert (await dst.get_statistics()).total_tokens == 3000
+
+
+def test_version() -> None:
+    """`authmw --version` prints the package version."""
+    from authmw import __version__
+
+    result = authmw("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"authmw {__version__}"
+
+
+async def test_stats_into_a_closed_pipe(redis_at_url: Store) -> None:
+    """`authmw stats | head -0`: the reader is gone; no BrokenPipeError, no traceback."""
+    url, _ = redis_at_url
+    proc = subprocess.Popen(  # noqa: ASYNC220 - blocking on the child is the test
+        [sys.executable, "-m", "authmw.cli", "stats", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # like `head` exiting before the table is written
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert "BrokenPipe" not in err and "Traceback" not in err and err == "", err
+    assert proc.returncode == 1
+
+
+async def test_migrate_into_memory_warns(redis_at_url: Store) -> None:
+    """Migrating into memory:// says the copy vanishes when the command exits."""
+    url, storage = redis_at_url
+    await fill(storage, 3)
+    result = authmw("migrate", url, "memory://", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "vanishes when the command exits" in result.stderr
