@@ -1,4 +1,4 @@
-"""Every file in examples/ and every Python block in docs/ runs."""
+"""Every file in examples/ and every Python block in docs/ and the README runs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 DOC_BLOCKS = [
     pytest.param(match.group(1), id=f"{doc.name}:{text[: match.start()].count(chr(10)) + 1}")
-    for doc in sorted((ROOT / "docs").glob("*.md"))
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     for text in [doc.read_text()]
     for match in BLOCK.finditer(text)
 ]
@@ -40,3 +40,23 @@ async def test_doc_block_runs(source: str) -> None:
     result = eval(code, namespace)  # noqa: S307 - our own documentation
     if isinstance(result, types.CoroutineType):
         await result
+
+
+async def test_readme_app_answers() -> None:
+    """The README's "Use" app serves: 401 without credentials, the user with a token."""
+    import httpx
+
+    source = BLOCK.search((ROOT / "README.md").read_text())
+    assert source is not None
+    namespace: dict[str, object] = {"__name__": "__readme__"}
+    exec(compile(source.group(1), "<README>", "exec"), namespace)  # noqa: S102 - our own README
+    app, auth = namespace["app"], namespace["auth"]
+    async with auth:  # type: ignore[attr-defined]
+        await auth.register_user("readme-user", "a long password")  # type: ignore[attr-defined]
+        token = await auth.authenticate("readme-user", "a long password")  # type: ignore[attr-defined]
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            assert (await client.get("/me")).status_code == 401
+            headers = {"Authorization": f"Bearer {token.access_token}"}
+            answer = await client.get("/me", headers=headers)
+    assert answer.status_code == 200 and answer.json()["user"] == "readme-user"
