@@ -233,7 +233,7 @@ async def test_verify_refusals(auth: AuthFramework) -> None:
 
 def _retag(auth: AuthFramework, body: str) -> str:
     """Tag a token body with the framework's own key (simulates a leaked selector)."""
-    return f"{body}.{auth._codec._tag(auth._codec._keys[0], body)}"
+    return f"{body}.{auth._codec._tag(auth._codec._blake_keys[0], body)}"
 
 
 async def test_verify_expired(storage: AuthStorage) -> None:
@@ -573,3 +573,40 @@ async def test_open_prepares_the_dummy_hash() -> None:
     await auth.open()
     assert auth._passwords._dummy_hash is not None
     await auth.close()
+
+
+async def test_tokens_minted_before_the_blake2b_tags_keep_working(auth: AuthFramework) -> None:
+    """An access token and a session id with a version 1 (HMAC-SHA256) tag, as minted before
+    version 2, still verify on every backend; only the tag differs, the stored digest is one."""
+    import hashlib
+    import hmac
+
+    def as_v1(token: str) -> str:
+        kind, selector, verifier, _ = token.split(".")
+        body = f"{kind[:2]}1.{selector}.{verifier}"
+        key = hmac.digest(TEST_SECRET.encode(), b"authmw/token-tag/v1", "sha256")
+        return f"{body}.{hmac.digest(key, body.encode(), hashlib.sha256)[:16].hex()}"
+
+    await auth.register_user("v1-user", "password-123")
+    pair = await auth.authenticate("v1-user", "password-123")
+    assert pair.access_token.startswith("at2.")
+    assert (await auth.verify(as_v1(pair.access_token))).user_id == "v1-user"
+    session_id, _ = await auth.create_session("v1-user", {})
+    assert (await auth.get_session(as_v1(session_id))).user_id == "v1-user"
+
+
+async def test_memory_storage_answers_verify_without_a_coroutine() -> None:
+    """In-memory storage serves the synchronous fast path (verify_nowait, get_session_nowait)
+    with the same answers as the async reads: the WSGI front needs no loop thread for it."""
+    auth = AuthFramework(InMemoryStorage(), AuthConfig(secret_key=TEST_SECRET))
+    async with auth:
+        await auth.register_user("fast", "password-123")
+        pair = await auth.authenticate("fast", "password-123")
+        session_id, _ = await auth.create_session("fast", {"n": 1})
+        assert auth.can_answer_nowait
+        assert auth.verify_nowait(pair.access_token) == await auth.verify(pair.access_token)
+        nowait = auth.get_session_nowait(session_id)
+        assert nowait is not None and nowait.data == {"n": 1}
+        await auth.revoke(pair.access_token)
+        with pytest.raises(InvalidToken):
+            auth.verify_nowait(pair.access_token)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
+import secrets
 
 import pytest
 
@@ -32,7 +34,7 @@ def test_minted_tokens_are_opaque_and_b64token() -> None:
         assert len(minted.token) == TOKEN_LENGTH
         assert B64TOKEN.fullmatch(minted.token)
         kind_part, selector, verifier, tag = minted.token.split(".")
-        assert kind_part == kind and selector == minted.selector
+        assert kind_part == kind + "2" and selector == minted.selector
         assert len(verifier) == 43  # 32 random bytes, base64url
         assert minted.verifier_digest == hashlib.sha256(verifier.encode()).digest()
         assert verifier not in repr(minted)
@@ -150,3 +152,39 @@ def test_authorization_refuses(header: str | bytes, problem: str) -> None:
         parse_authorization(header)
     assert problem in str(info.value)
     assert info.value.field == "Authorization"
+
+
+def _v1_token(kind: str, key: bytes) -> tuple[str, str, str]:
+    """A token as version 1 minted it (HMAC-SHA256 tag), built independently of the codec."""
+    selector, verifier = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
+    body = f"{kind}1.{selector}.{verifier}"
+    tag_key = hmac.digest(key, b"authmw/token-tag/v1", "sha256")
+    return f"{body}.{hmac.digest(tag_key, body.encode(), 'sha256')[:16].hex()}", selector, verifier
+
+
+def test_version_2_tag_is_keyed_blake2b() -> None:
+    """New tokens carry a 128-bit keyed BLAKE2b tag under the key derived for version 2."""
+    minted = TokenCodec([KEY]).mint(ACCESS)
+    body, _, tag = minted.token.rpartition(".")
+    tag_key = hmac.digest(KEY, b"authmw/token-tag/v2", "sha256")
+    assert tag == hashlib.blake2b(body.encode(), key=tag_key, digest_size=16).hexdigest()
+
+
+@pytest.mark.parametrize("kind", [ACCESS, REFRESH, SESSION])
+def test_version_1_tokens_still_verify(kind: str) -> None:
+    """Tokens minted before the move to BLAKE2b (HMAC tags) parse until they expire, under the
+    current key and under a fallback key; a version 1 tag under another key is a forgery."""
+    token, selector, verifier = _v1_token(kind, KEY)
+    assert TokenCodec([KEY]).parse(token, kind) == (selector, verifier)  # type: ignore[arg-type]
+    assert TokenCodec([b"n" * 32, KEY]).parse(token, kind) == (selector, verifier)  # type: ignore[arg-type]
+    with pytest.raises(InvalidToken) as info:
+        TokenCodec([b"n" * 32]).parse(token, kind)  # type: ignore[arg-type]
+    assert info.value.reason == "forged"
+
+
+def test_unknown_version_is_malformed() -> None:
+    """A token whose version digit we never minted is refused as malformed."""
+    token = TokenCodec([KEY]).mint(ACCESS).token
+    with pytest.raises(InvalidToken) as info:
+        TokenCodec([KEY]).parse("at3" + token[3:], ACCESS)
+    assert info.value.reason == "malformed"

@@ -31,8 +31,8 @@ from authmw.integrations.flask import (
 )
 from authmw.middleware._cookies import SessionCookieCodec
 from authmw.middleware.principal import AuthUser
-from authmw.storage import InMemoryStorage
 from authmw.testing import test_config
+from tests.support.factories import RemoteLikeMemory
 
 pytest.register_assert_rewrite("tests.support.wsgi_apps")
 
@@ -283,7 +283,7 @@ def test_fallback_key_cookie_is_resigned(stack: Stack) -> None:
 def test_storage_failure_is_503() -> None:
     """Storage down: bearer and cookie requests get 503 with Retry-After, never 500."""
 
-    class Broken(InMemoryStorage):
+    class Broken(RemoteLikeMemory):
         down = False
 
         async def get_token(self, token_id: str):  # type: ignore[no-untyped-def]

@@ -9,10 +9,11 @@ import httpx
 import pytest
 
 from authmw import AuthConfig, AuthFramework, CookieConfig
-from authmw.storage import AuthStorage, InMemoryStorage
+from authmw.storage import AuthStorage
 from authmw.testing import fast_password_hasher
 from tests.conftest import TEST_SECRET
 from tests.support.apps import client, make_app
+from tests.support.factories import RemoteLikeMemory
 
 
 async def login_token(auth: AuthFramework, user: str = "alice", **kwargs: object) -> str:
@@ -326,7 +327,7 @@ async def test_storage_down_is_503() -> None:
     """When storage fails, credentials get 503 with Retry-After, never a 500 or anonymity."""
     from authmw.errors import StorageUnavailable
 
-    class Broken(InMemoryStorage):
+    class Broken(RemoteLikeMemory):
         async def get_token(self, token_id: str):  # type: ignore[no-untyped-def]
             raise StorageUnavailable("memory", "get_token", "simulated outage")
 

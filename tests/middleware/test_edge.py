@@ -17,6 +17,7 @@ from authmw.middleware._cookies import SessionCookieCodec
 from authmw.middleware._edge import Edge, Refusal, RequestState
 from authmw.storage import CachedStorage
 from authmw.testing import test_config
+from authmw.tokens import ACCESS
 
 OLD_KEY = "an-older-secret-key-0123456789abcdef01234"
 
@@ -163,16 +164,17 @@ async def test_refusal_headers(world: Fixture) -> None:
     assert csrf.body["error"] == "csrf_failed" and "X-CSRF-Token" in csrf.body["error_description"]
 
 
-async def test_fast_path_gives_up_without_a_memory_answer() -> None:
-    """Over a storage that cannot answer from memory, the fast path always defers (None)."""
-    auth = AuthFramework(InMemoryStorage(), test_config())
-    await auth.open()
-    try:
-        edge = Edge(auth, MiddlewareOptions())
-        assert edge.authenticate_nowait("GET", b"Bearer forged.token", None, None) is None
-        assert edge.authenticate_nowait("GET", None, None, None) is None
-    finally:
-        await auth.close()
+def test_fast_path_gives_up_without_a_memory_answer() -> None:
+    """Over a storage that cannot answer from memory (Redis without the cache), the fast path
+    always defers (None), even for a request it could refuse or pass without storage."""
+    from authmw.storage.redis import RedisConfig, RedisStorage
+
+    auth = AuthFramework(RedisStorage(RedisConfig(url="redis://127.0.0.1:1/0")), test_config())
+    edge = Edge(auth, MiddlewareOptions())  # never opened: the fast path needs no I/O to decide
+    unknown = auth._codec.mint(ACCESS).token.encode()
+    assert edge.authenticate_nowait("GET", b"Bearer " + unknown, None, None) is None
+    assert edge.authenticate_nowait("GET", b"Bearer forged.token", None, None) is None
+    assert edge.authenticate_nowait("GET", None, None, None) is None
 
 
 async def test_finish_fast_twin(world: Fixture) -> None:

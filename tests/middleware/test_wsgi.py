@@ -25,6 +25,7 @@ from authmw.middleware.wsgi import WSGIAuthMiddleware
 from authmw.storage import InMemoryStorage
 from authmw.testing import fast_password_hasher
 from tests.conftest import TEST_SECRET
+from tests.support.factories import RemoteLikeMemory
 
 pytest.register_assert_rewrite("tests.support.wsgi_apps")
 
@@ -465,7 +466,7 @@ def test_session_save_failure_is_503(stack: Stack) -> None:
         assert "set-cookie" not in response.headers
 
 
-class _Broken(InMemoryStorage):
+class _Broken(RemoteLikeMemory):
     async def get_token(self, token_id: str):  # type: ignore[no-untyped-def]
         raise StorageUnavailable("memory", "get_token", "simulated outage")
 
@@ -497,7 +498,7 @@ def test_storage_down_is_503() -> None:
 def test_slow_storage_is_503_after_timeout() -> None:
     """A loop that does not answer within ``timeout`` gives 503, not a hung request."""
 
-    class Slow(InMemoryStorage):
+    class Slow(RemoteLikeMemory):
         async def get_token(self, token_id: str):  # type: ignore[no-untyped-def]
             await asyncio.sleep(5)
 
@@ -517,7 +518,7 @@ def test_slow_storage_is_503_after_timeout() -> None:
 def test_lazy_start_response_save_failure_replaces_body(app_body: list[bytes]) -> None:
     """An app calling start_response inside its body still gets the 503 and is closed."""
 
-    class FailingSave(InMemoryStorage):
+    class FailingSave(RemoteLikeMemory):
         async def store_session(self, session):  # type: ignore[no-untyped-def]
             if session.data:
                 raise StorageUnavailable("memory", "store_session", "simulated outage")

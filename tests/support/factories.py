@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from authmw.models import AuthToken, SessionData, UserRecord, utcnow
+from authmw.storage import InMemoryStorage
+from authmw.storage.base import MISS, Miss
 
 
 def make_user(user_id: str = "alice", **overrides: Any) -> UserRecord:
@@ -77,3 +79,17 @@ def make_session(
 def forge(token: str) -> str:
     """``token`` with the last hex digit of its keyed tag changed: always a different tag."""
     return token[:-1] + ("1" if token[-1] == "0" else "0")
+
+
+class RemoteLikeMemory(InMemoryStorage):
+    """An in-memory storage whose reads always go through the async methods, as a storage over
+    the network does: tests that simulate outages or slowness by overriding ``get_token`` /
+    ``get_session`` subclass this, so the in-memory fast path does not go around them."""
+
+    def get_token_nowait(self, token_id: str) -> Literal[Miss.MISS]:
+        """Always ``MISS``: ask :meth:`get_token`."""
+        return MISS
+
+    def get_session_nowait(self, session_id: str) -> Literal[Miss.MISS]:
+        """Always ``MISS``: ask :meth:`get_session`."""
+        return MISS

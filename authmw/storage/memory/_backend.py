@@ -195,6 +195,11 @@ class InMemoryStorage:
 
     async def get_token(self, token_id: str) -> AuthToken | None:
         """The live token record, or None."""
+        return self.get_token_nowait(token_id)
+
+    def get_token_nowait(self, token_id: str) -> AuthToken | None:
+        """``get_token`` as a plain call (memory needs no I/O, so never ``MISS``): the
+        framework's verify and the WSGI fast path skip creating and awaiting a coroutine."""
         token = self._t.tokens.get(token_id)
         if token is None or token.storage_expires_ts <= _time():
             return None
@@ -255,6 +260,10 @@ class InMemoryStorage:
 
     async def get_session(self, session_id: str) -> SessionData | None:
         """The live session with a fresh copy of its data, or None."""
+        return self._t.live_session(session_id, now_ts())
+
+    def get_session_nowait(self, session_id: str) -> SessionData | None:
+        """``get_session`` as a plain call (never ``MISS``), as :meth:`get_token_nowait`."""
         return self._t.live_session(session_id, now_ts())
 
     async def touch_session(

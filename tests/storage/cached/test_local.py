@@ -18,7 +18,7 @@ from authmw.storage.base import MISS, SupportsNowaitReads
 from authmw.storage.cached._invalidation import decode, encode
 from authmw.tokens import ACCESS, TokenCodec
 from tests.support.cache_helpers import cache_of, framework
-from tests.support.factories import make_session, make_token, make_user
+from tests.support.factories import RemoteLikeMemory, make_session, make_token, make_user
 
 CACHED_BACKENDS = ["cached_memory_storage", "cached_redis_storage", "cached_postgres_storage"]
 
@@ -179,7 +179,7 @@ async def test_writes_invalidate_locally_at_once(auth: AuthFramework) -> None:
     assert cache.cache_statistics().invalidations_local >= 10
 
 
-class GatedStorage(InMemoryStorage):
+class GatedStorage(RemoteLikeMemory):
     """The in-memory backend whose token reads wait for a gate: a read held in flight."""
 
     def __init__(self) -> None:
