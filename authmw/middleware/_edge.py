@@ -26,7 +26,7 @@ from starlette.requests import cookie_parser
 
 from ..errors import ConfigurationError, InvalidToken, MalformedAuthorization, StorageUnavailable
 from ..framework import AuthFramework
-from ..models import AuthToken, SessionData
+from ..models import AuthToken, SessionData, UserRecord
 from ..tokens import parse_authorization
 from ._cookies import SessionCookieCodec, data_fingerprint
 from ._options import MiddlewareOptions
@@ -327,6 +327,22 @@ class Edge:
         account = await self.auth.check_password(
             user_id, password, ip_address=ip_address, user_agent=user_agent
         )
+        return await self._start_session(state, account)
+
+    async def login_user(
+        self,
+        state: RequestState,
+        user_id: str,
+        *,
+        ip_address: str | None,
+        user_agent: str | None,
+    ) -> AuthUser:
+        """:meth:`login` without a password (:meth:`AuthFramework.check_user` decides)."""
+        account = await self.auth.check_user(user_id, ip_address=ip_address, user_agent=user_agent)
+        return await self._start_session(state, account)
+
+    async def _start_session(self, state: RequestState, account: UserRecord) -> AuthUser:
+        """Log ``account`` in on a fresh session id (fixation: never the one the client had)."""
         carry = (
             dict(state.session)
             if (
@@ -349,3 +365,44 @@ class Edge:
         state.session = {}
         state.session_record = state.session_id = state.fingerprint = None
         state.set_cookie, state.delete_cookie = False, True
+
+
+def prefers_html(accept: str | None) -> bool:
+    """Whether a request's ``Accept`` header ranks ``text/html`` above ``application/json``.
+
+    The one content negotiation of authmw's answers (error handlers, Flask's login redirect):
+    a browser navigating (``text/html,...,*/*;q=0.8``) gets HTML; API clients, ``*/*``, a tie
+    and a missing or unparsable header get JSON. Each type's quality is that of its most
+    specific matching range (``text/html`` over ``text/*`` over ``*/*``), as RFC 9110 says.
+    """
+    if not accept:
+        return False
+    html = _quality(accept, "text", "html")
+    return html > 0 and html > _quality(accept, "application", "json")
+
+
+def _quality(accept: str, kind: str, sub: str) -> float:
+    best, specificity = 0.0, -1
+    for item in accept.split(","):
+        media, _, params = item.partition(";")
+        media_kind, _, media_sub = media.strip().lower().partition("/")
+        if media_kind == kind and media_sub == sub:
+            rank = 2
+        elif media_kind == kind and media_sub == "*":
+            rank = 1
+        elif media_kind == "*" and media_sub == "*":
+            rank = 0
+        else:
+            continue
+        if rank <= specificity:
+            continue
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = min(1.0, max(0.0, float(value.strip())))
+                except ValueError:
+                    quality = 0.0
+        best, specificity = quality, rank
+    return best

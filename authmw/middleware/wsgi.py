@@ -37,7 +37,15 @@ if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["AUTH_KEY", "SESSION_KEY", "USER_KEY", "WSGIAuthMiddleware", "login", "logout"]
+__all__ = [
+    "AUTH_KEY",
+    "SESSION_KEY",
+    "USER_KEY",
+    "WSGIAuthMiddleware",
+    "login",
+    "login_user",
+    "logout",
+]
 
 log = logging.getLogger("authmw.middleware")
 
@@ -363,6 +371,28 @@ def login(environ: WSGIEnvironment, user_id: str, password: str) -> AuthUser:
     )
     _publish(environ, state)
     # The middleware resets the variable when the request's app call returns.
+    _current.set(user)
+    return user
+
+
+def login_user(environ: WSGIEnvironment, user_id: str) -> AuthUser:
+    """Log the request's client in as ``user_id`` without a password, with a new session.
+
+    The WSGI twin of :func:`authmw.middleware.asgi.login_user`: same checks, same audit, same
+    session rotation. Raises ``UnknownUser``, ``AccountDisabled``, ``InvalidInput`` or
+    ``StorageUnavailable``.
+    """
+    middleware, state = _request(environ)
+    user = middleware._call(
+        state.edge.login_user(
+            state,
+            user_id,
+            ip_address=environ.get("REMOTE_ADDR"),
+            user_agent=environ.get("HTTP_USER_AGENT"),
+        ),
+        "login",
+    )
+    _publish(environ, state)
     _current.set(user)
     return user
 
