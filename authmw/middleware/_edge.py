@@ -15,9 +15,11 @@ cookies to set (:meth:`Edge.finish_nowait` does so when there is nothing to save
 from __future__ import annotations
 
 import hmac
+import html
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from http import HTTPStatus
 from typing import Any, Final
 
 from itsdangerous import BadSignature
@@ -54,10 +56,23 @@ class Refusal:
     body: dict[str, str]
     headers: tuple[tuple[str, str], ...] = ()
     ws_close_code: int = 1008
+    html: bool = False  # answer with an HTML page (the client prefers HTML) instead of JSON
 
     def body_bytes(self) -> bytes:
-        """The JSON body."""
+        """The JSON body, or the HTML page when :attr:`html`."""
+        if self.html:
+            return html_page(self.status, self.body.get("error_description", "")).encode()
         return json.dumps(self.body).encode()
+
+    @property
+    def content_type(self) -> str:
+        """The ``Content-Type`` of :meth:`body_bytes`."""
+        return "text/html; charset=utf-8" if self.html else "application/json"
+
+    def negotiated(self, accept: str | None) -> Refusal:
+        """This refusal for a request that sent ``accept``: an HTML page for browsers
+        (:func:`prefers_html`), else itself. Only refusals pay for the negotiation."""
+        return replace(self, html=True) if prefers_html(accept) else self
 
 
 class RequestState:
@@ -406,3 +421,12 @@ def _quality(accept: str, kind: str, sub: str) -> float:
                     quality = 0.0
         best, specificity = quality, rank
     return best
+
+
+def html_page(status: int, description: str) -> str:
+    """The small HTML page that answers a refusal or an error for a browser."""
+    title = f"{status} {HTTPStatus(status).phrase}"
+    return (
+        f"<!doctype html>\n<html><head><title>{title}</title></head>"
+        f"<body><h1>{title}</h1><p>{html.escape(description)}</p></body></html>\n"
+    )

@@ -157,9 +157,13 @@ class AuthMiddleware:
                 }
             )
             return
+        for name, value in scope["headers"]:
+            if name == b"accept":
+                refusal = refusal.negotiated(value.decode("latin-1"))
+                break
         body = refusal.body_bytes()
         headers = [
-            (b"content-type", b"application/json"),
+            (b"content-type", refusal.content_type.encode("latin-1")),
             (b"content-length", str(len(body)).encode()),
         ]
         headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in refusal.headers)

@@ -15,12 +15,10 @@ most specific class. The Flask extension registers :func:`error_answer` the same
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any, cast
 
 from starlette.requests import HTTPConnection, Request
@@ -28,7 +26,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocketClose
 
 from ..errors import AuthmwError, StorageUnavailable
-from ._edge import RequestState, prefers_html
+from ._edge import RequestState, html_page, prefers_html
 
 __all__ = ["ErrorAnswer", "error_answer", "exception_handlers", "handle_authmw_error"]
 
@@ -74,12 +72,7 @@ def error_answer(
         headers["Retry-After"] = str(retry_after)
     description = exc.description
     if prefers_html(accept):
-        title = f"{status} {HTTPStatus(status).phrase}"
-        page = (
-            f"<!doctype html>\n<html><head><title>{title}</title></head>"
-            f"<body><h1>{title}</h1><p>{html.escape(description)}</p></body></html>\n"
-        )
-        return ErrorAnswer(status, headers, "text/html", page)
+        return ErrorAnswer(status, headers, "text/html", html_page(status, description))
     body = json.dumps({"error": exc.error, "error_description": description})
     return ErrorAnswer(status, headers, "application/json", body)
 

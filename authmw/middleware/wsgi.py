@@ -169,7 +169,7 @@ class WSGIAuthMiddleware:
                     log.warning("refusing request with 503: %s", exc)
                     result = edge.unavailable()
             if isinstance(result, Refusal):
-                return _refuse(result, start_response)
+                return _refuse(result.negotiated(environ.get("HTTP_ACCEPT")), start_response)
             state = result
         self._attach(environ, state)
         return self._serve(environ, start_response, state, finish=True)
@@ -267,7 +267,9 @@ class _Response:
                 except StorageUnavailable as exc:
                     # The change cannot be saved: say so instead of pretending it was.
                     log.warning("session save failed, answering 503: %s", exc)
-                    self.refusal = self._middleware.edge.unavailable()
+                    self.refusal = self._middleware.edge.unavailable().negotiated(
+                        self._environ.get("HTTP_ACCEPT")
+                    )
                     _refuse(self.refusal, self._start_response, exc_info)
                     return _discard
             if self._cookies:
@@ -319,7 +321,7 @@ def _refuse(
 ) -> list[bytes]:
     body = refusal.body_bytes()
     headers = [
-        ("Content-Type", "application/json"),
+        ("Content-Type", refusal.content_type),
         ("Content-Length", str(len(body))),
         *refusal.headers,
     ]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from typing import Any
 
@@ -35,11 +36,14 @@ from authmw import (
     UserExists,
     storage_from_url,
 )
+from authmw.middleware import WSGIAuthMiddleware
 from authmw.middleware._edge import prefers_html
+from authmw.storage import InMemoryStorage
 from authmw.testing import test_config
 from tests.backends.redis import free_port
 from tests.middleware.test_asgi import ws_call
 from tests.support.apps import client
+from tests.support.wsgi_apps import Called, environ_for, wsgi_app
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
@@ -298,3 +302,51 @@ async def test_login_while_storage_is_down_is_503(scheme: str) -> None:
         page = await http.post("/sso/bob", headers={"Accept": BROWSER})
         assert page.status_code == 503 and page.headers["retry-after"] == "7"
         assert page.headers["content-type"].startswith("text/html")
+
+
+# -- the edge's own refusals negotiate the same way ------------------------------------------
+
+
+async def dead_storage_token() -> tuple[AuthFramework, str]:
+    """A framework over an unreachable Redis, and a well-formed token it would have to look up."""
+    minter = AuthFramework(InMemoryStorage(), test_config())
+    await minter.register_user("bob", "password")
+    token = (await minter.issue_tokens("bob")).access_token
+    dead = AuthFramework(storage_from_url(f"redis://127.0.0.1:{free_port()}/0"), test_config())
+    return dead, token
+
+
+async def test_asgi_edge_refusals_follow_accept() -> None:
+    """AuthMiddleware's 401 and 503 are JSON for API clients and an HTML page for browsers,
+    with the same status and headers: the decision the error handlers use."""
+    auth, token = await dead_storage_token()
+    async with client(sso_app(auth, retry_after=4)) as http:
+        for accept, kind in ((BROWSER, "text/html"), ("application/json", "application/json")):
+            forged = await http.get(
+                "/whoami", headers={"Authorization": "Bearer junk", "Accept": accept}
+            )
+            assert forged.status_code == 401 and forged.headers["content-type"].startswith(kind)
+            assert forged.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+            down = await http.get(
+                "/whoami", headers={"Authorization": f"Bearer {token}", "Accept": accept}
+            )
+            assert down.status_code == 503 and down.headers["retry-after"] == "4"
+            assert down.headers["content-type"].startswith(kind)
+    assert down.json()["error"] == "service_unavailable"
+
+
+async def test_wsgi_edge_refusals_follow_accept() -> None:
+    """WSGIAuthMiddleware answers its refusals by Accept too."""
+    auth, token = await dead_storage_token()
+    middleware = WSGIAuthMiddleware(wsgi_app, auth, retry_after=4)
+    try:
+        page = Called(middleware, environ_for(AUTHORIZATION=f"Bearer {token}", ACCEPT=BROWSER))
+        api = Called(middleware, environ_for(AUTHORIZATION=f"Bearer {token}"))
+    finally:
+        middleware.close()
+    assert page.status.startswith("503") and api.status.startswith("503")
+    assert dict(page.headers)["Content-Type"] == "text/html; charset=utf-8"
+    assert b"<h1>503 Service Unavailable</h1>" in page.body
+    assert dict(api.headers)["Content-Type"] == "application/json"
+    assert json.loads(api.body)["error"] == "service_unavailable"
+    assert page.header("Retry-After") == api.header("Retry-After") == ["4"]
