@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._version import __version__ as __version__
 from .config import AuthConfig, CookieConfig
 from .errors import (
+    AccountDisabled,
     AccountLocked,
     AuthmwError,
     BackupError,
@@ -19,17 +20,20 @@ from .errors import (
     MalformedAuthorization,
     RefreshTokenReused,
     StorageUnavailable,
+    UnknownUser,
     UserExists,
 )
 from .framework import AuthFramework
 from .middleware import MiddlewareOptions
-from .middleware.asgi import AuthMiddleware, login, logout
+from .middleware.asgi import AuthMiddleware, login, login_user, logout
+from .middleware.handlers import exception_handlers, handle_authmw_error
 from .middleware.principal import AuthUser, current_user
 from .middleware.wsgi import WSGIAuthMiddleware
 from .models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
 from .storage import InMemoryConfig, InMemoryStorage, storage_from_url
 
 __all__ = [
+    "AccountDisabled",
     "AccountLocked",
     "AuditEvent",
     "AuthConfig",
@@ -52,11 +56,15 @@ __all__ = [
     "SessionData",
     "StorageStatistics",
     "StorageUnavailable",
+    "UnknownUser",
     "UserExists",
     "UserRecord",
     "WSGIAuthMiddleware",
     "current_user",
+    "exception_handlers",
+    "handle_authmw_error",
     "login",
+    "login_user",
     "logout",
     "storage_from_url",
 ]

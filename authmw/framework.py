@@ -18,11 +18,13 @@ from typing import Any
 from ._time import now_ts, seconds
 from .config import AuthConfig
 from .errors import (
+    AccountDisabled,
     AccountLocked,
     InvalidCredentials,
     InvalidInput,
     InvalidToken,
     RefreshTokenReused,
+    UnknownUser,
 )
 from .models import AuditEvent, AuthToken, SessionData, UserRecord, utcnow
 from .passwords import PasswordManager
@@ -218,7 +220,61 @@ class AuthFramework:
         await self._audit("login", True, user_id, **who)
         return user
 
+    async def check_user(
+        self,
+        user_id: str,
+        *,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> UserRecord:
+        """The user to log in without a password (SSO, OAuth callback, magic link, sign-up).
+
+        The caller has proved who the user is by other means; this checks the account may log
+        in and audits a ``login`` with ``method="passwordless"``, like a password login.
+        Raises ``UnknownUser`` or ``AccountDisabled`` (both ``InvalidCredentials``, audited as
+        failed logins) and ``InvalidInput`` for a malformed user id. The password lockout is
+        not consulted: it guards against guessed passwords, and no password is involved.
+        """
+        user_id = self._check_user_id(user_id)
+        if not self._open:
+            await self.open()
+        who = {"ip": ip_address, "agent": user_agent}
+        user = await self.storage.get_user(user_id)
+        if user is None:
+            await self._audit(
+                "login", False, user_id, method="passwordless", reason="unknown", **who
+            )
+            raise UnknownUser(user_id)
+        if not user.is_active:
+            await self._audit(
+                "login", False, user_id, method="passwordless", reason="disabled", **who
+            )
+            raise AccountDisabled(user_id)
+        await self._audit("login", True, user_id, method="passwordless", **who)
+        return user
+
     # -- tokens ----------------------------------------------------------------------------
+
+    async def issue_tokens(
+        self,
+        user_id: str,
+        *,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> AuthToken:
+        """Issue an access and refresh token to a user without a password: the same pair as
+        :meth:`authenticate`, for SSO, OAuth callbacks, magic links and "log in after sign-up".
+
+        Raises what :meth:`check_user` raises.
+        """
+        user = await self.check_user(user_id, ip_address=ip_address, user_agent=user_agent)
+        return await self._issue(user)
+
+    async def _issue(self, user: UserRecord) -> AuthToken:
+        token = self._mint(user, None)
+        await self.storage.store_token(token)
+        await self._audit("token.issue", True, user.user_id, token_id=token.token_id)
+        return token
 
     def _mint(self, user: UserRecord, family_id: str | None) -> AuthToken:
         access, refresh = self._codec.mint(ACCESS), self._codec.mint(REFRESH)
@@ -254,10 +310,7 @@ class AuthFramework:
         user = await self.check_password(
             user_id, password, ip_address=ip_address, user_agent=user_agent
         )
-        token = self._mint(user, None)
-        await self.storage.store_token(token)
-        await self._audit("token.issue", True, user.user_id, token_id=token.token_id)
-        return token
+        return await self._issue(user)
 
     async def verify(self, access_token: str) -> AuthToken:
         """The stored record of a valid access token.

@@ -1,4 +1,6 @@
-"""A FastAPI app: bearer-protected routes with dependencies, and a session login.
+"""A FastAPI app: bearer-protected routes with dependencies, a session login, a sign-up that logs
+in without asking for the password again (``authmw.login_user``), and authmw's ready error
+handlers: a wrong password is a 401, a taken user id a 409, the storage down a 503.
 
 python examples/fastapi_app.py            # exercise the app in-process and print the steps
 python examples/fastapi_app.py --serve    # serve it; open http://127.0.0.1:8000/docs
@@ -9,12 +11,12 @@ import os
 import sys
 
 import httpx
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel
 
 import authmw
 from authmw import AuthConfig, AuthFramework, AuthMiddleware, AuthUser, storage_from_url
-from authmw.errors import AccountLocked, InvalidCredentials
+from authmw.errors import AuthmwError
 from authmw.integrations.fastapi import current_user, require_scopes
 
 auth = AuthFramework(
@@ -23,6 +25,8 @@ auth = AuthFramework(
 )
 app = FastAPI(title="authmw example")
 app.add_middleware(AuthMiddleware, auth=auth)
+# Every AuthmwError answers by itself: status, headers (Retry-After...), JSON or HTML by Accept.
+app.add_exception_handler(AuthmwError, authmw.handle_authmw_error)
 
 
 class Credentials(BaseModel):
@@ -33,10 +37,7 @@ class Credentials(BaseModel):
 @app.post("/token")
 async def token(credentials: Credentials) -> dict[str, str]:
     """Exchange a password for a bearer token."""
-    try:
-        issued = await auth.authenticate(credentials.user, credentials.password)
-    except (InvalidCredentials, AccountLocked) as exc:
-        raise HTTPException(401, str(exc)) from None
+    issued = await auth.authenticate(credentials.user, credentials.password)
     return {"access_token": issued.access_token, "token_type": "bearer"}
 
 
@@ -55,11 +56,16 @@ async def reports() -> list[str]:
 @app.post("/login")
 async def login(credentials: Credentials, request: Request) -> dict[str, str]:
     """Log a browser in with a session cookie."""
-    try:
-        user = await authmw.login(request, credentials.user, credentials.password)
-    except (InvalidCredentials, AccountLocked) as exc:
-        raise HTTPException(401, str(exc)) from None
+    user = await authmw.login(request, credentials.user, credentials.password)
     return {"logged_in": user.user_id}
+
+
+@app.post("/sign-up", status_code=201)
+async def sign_up(credentials: Credentials, request: Request) -> dict[str, str]:
+    """Register and log in at once; a taken user id is a 409 (UserExists)."""
+    await auth.register_user(credentials.user, credentials.password)
+    user = await authmw.login_user(request, credentials.user)
+    return {"signed_up": user.user_id}
 
 
 async def selftest() -> None:
@@ -79,6 +85,16 @@ async def selftest() -> None:
         denied = await client.get("/reports")
         print("GET /reports as linus ->", denied.status_code, denied.json())
         assert denied.status_code == 403
+    async with httpx.AsyncClient(transport=transport, base_url="https://example") as client:
+        new = await client.post("/sign-up", json={"user": "ken", "password": "a long passphrase"})
+        print("POST /sign-up ->", new.status_code, new.json())
+        print("GET /me right after sign-up ->", (await client.get("/me")).json())
+    async with httpx.AsyncClient(transport=transport, base_url="https://example") as client:
+        taken = await client.post("/sign-up", json={"user": "ken", "password": "whatever!!"})
+        print("POST /sign-up with a taken id ->", taken.status_code, taken.json())
+        wrong = await client.post("/token", json={"user": "ken", "password": "not it at all"})
+        print("POST /token with a wrong password ->", wrong.status_code, wrong.json())
+        assert new.status_code == 201 and taken.status_code == 409 and wrong.status_code == 401
 
 
 if __name__ == "__main__":

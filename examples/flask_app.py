@@ -4,8 +4,14 @@
     python examples/flask_app.py --serve    serve on http://127.0.0.1:5000 (demo / demo-password)
 
 Routes: ``POST /api/token`` (JSON user/password -> bearer token), ``GET /api/me`` (bearer or
-session), ``GET /api/admin`` (role ``admin``), ``GET|POST /login`` (a form), ``GET /`` (a page
-for logged-in users), ``POST /logout``.
+session), ``GET /api/admin`` (role ``admin``), ``POST /api/sign-up`` (JSON user/password:
+registers and logs in at once with ``login_user``, no second password check), ``GET|POST /login``
+(a form), ``GET /`` (a page for logged-in users), ``POST /logout``.
+
+Errors: ``AuthMW`` registers handlers for every authmw error, so ``/api/sign-up`` lets a taken
+user id raise ``UserExists`` and the client gets a 409 JSON answer (an HTML page for browsers; the
+app's own ``errorhandler(409)`` page if it has one); the storage down is a 503 with
+``Retry-After``, never a 500.
 
 CSRF: the middleware checks unsafe requests that a session cookie authenticates by comparing the
 ``X-CSRF-Token`` header with the ``authmw_csrf`` cookie (double submit). HTML forms cannot set a
@@ -30,6 +36,7 @@ from authmw.integrations.flask import (
     current_user,
     login,
     login_required,
+    login_user,
     logout,
     requires,
 )
@@ -115,6 +122,15 @@ def create_app(
             "expires_at": token.expires_at.isoformat(),
         }
 
+    @app.post("/api/sign-up")
+    def sign_up() -> Any:
+        form: dict[str, Any] = request.get_json(silent=True) or {}
+        user_id = str(form.get("user", ""))
+        # UserExists (409) and InvalidInput (422) are answered by AuthMW's error handlers.
+        ext.run(auth.register_user(user_id, str(form.get("password", ""))))
+        user = login_user(user_id)  # a session cookie without asking for the password again
+        return {"signed_up": user.user_id}, 201
+
     @app.get("/api/me")
     @login_required
     def me() -> dict[str, Any]:
@@ -197,6 +213,15 @@ def exercise(app: Flask) -> None:
     out = http.post("/logout", headers={"X-CSRF-Token": csrf.value})
     print("POST /logout with the CSRF header ->", out.status_code, out.location)
     assert out.status_code == 302 and http.get("/", headers=browser).status_code == 302
+
+    newcomer = app.test_client()
+    signed = newcomer.post("/api/sign-up", json={"user": "newcomer", "password": "a passphrase"})
+    session_me = newcomer.get("/api/me")
+    print("POST /api/sign-up ->", signed.status_code, "then /api/me ->", session_me.json)
+    assert signed.status_code == 201 and session_me.json == {"user": "newcomer", "via": "session"}
+    again = app.test_client().post("/api/sign-up", json={"user": "newcomer", "password": "x" * 12})
+    print("POST /api/sign-up with a taken id ->", again.status_code, again.json)
+    assert again.status_code == 409 and again.json["error"] == "user_exists"
     print("self-test passed")
 
 

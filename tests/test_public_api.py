@@ -19,6 +19,7 @@ PUBLIC_MODULES = [
     "authmw.middleware",
     "authmw.middleware.asgi",
     "authmw.middleware.wsgi",
+    "authmw.middleware.handlers",
     "authmw.middleware.principal",
     "authmw.integrations.fastapi",
     "authmw.integrations.flask",

@@ -24,10 +24,14 @@ from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, current_app, has_request_context, redirect, request, url_for
 from starlette.authentication import BaseUser, UnauthenticatedUser
+from werkzeug.exceptions import HTTPException, default_exceptions
 from werkzeug.local import LocalProxy
 
+from ..errors import AuthmwError
 from ..framework import AuthFramework
 from ..middleware import wsgi
+from ..middleware._edge import prefers_html
+from ..middleware.handlers import error_answer
 from ..middleware.principal import AuthUser, credentials_for
 from ..middleware.principal import current_user as _context_user
 
@@ -37,6 +41,7 @@ __all__ = [
     "current_user",
     "login",
     "login_required",
+    "login_user",
     "logout",
     "requires",
 ]
@@ -57,6 +62,12 @@ class AuthMW:
     the endpoint that :func:`login_required` redirects browsers to (requests that prefer HTML
     over JSON), with the page they wanted as ``?next=``; without it, or for API clients,
     anonymous requests get a 401 JSON answer.
+
+    ``error_handlers`` (on by default) registers a handler for every :class:`authmw.AuthmwError`
+    (``app.register_error_handler``): the error's own status and headers (409 for a duplicate
+    sign-up, 503 with ``Retry-After`` when the storage is down), as JSON, or as HTML by
+    ``Accept``; an HTML answer goes through the app's ``errorhandler(<status>)`` page when it
+    has one. A handler the app registers for a subclass (``errorhandler(UserExists)``) wins.
     """
 
     def __init__(
@@ -65,10 +76,12 @@ class AuthMW:
         auth: AuthFramework | None = None,
         *,
         login_view: str | None = None,
+        error_handlers: bool = True,
         **options: Any,
     ) -> None:
         self.auth = auth
         self.login_view = login_view
+        self.error_handlers = error_handlers
         self.options = options
         self.middleware: wsgi.WSGIAuthMiddleware | None = None
         if app is not None:
@@ -87,6 +100,8 @@ class AuthMW:
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions[_EXTENSION] = self
         self.middleware = middleware
+        if self.error_handlers:
+            app.register_error_handler(AuthmwError, _answer_error)
 
     def _middleware(self) -> wsgi.WSGIAuthMiddleware:
         if self.middleware is None:
@@ -141,6 +156,17 @@ def login(user_id: str, password: str) -> AuthUser:
     return wsgi.login(request.environ, user_id, password)
 
 
+def login_user(user_id: str) -> AuthUser:
+    """Log the current request's client in as ``user_id`` without a password (SSO, OAuth
+    callbacks, magic links, log in after sign-up), with a new session like :func:`login`.
+
+    Audited as a ``login`` with ``method="passwordless"``. Raises ``UnknownUser`` or
+    ``AccountDisabled`` (both ``InvalidCredentials``), ``InvalidInput`` or
+    ``StorageUnavailable``.
+    """
+    return wsgi.login_user(request.environ, user_id)
+
+
 def logout() -> None:
     """End the current request's session server-side; the response deletes the cookie."""
     wsgi.logout(request.environ)
@@ -161,10 +187,7 @@ def _json(status: int, body: dict[str, str], headers: dict[str, str]) -> Respons
 
 def _unauthorized() -> Response:
     extension = _extension()
-    if (
-        extension.login_view is not None
-        and request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
-    ):
+    if extension.login_view is not None and prefers_html(request.headers.get("Accept")):
         target = request.full_path if request.query_string else request.path
         return cast(Response, redirect(url_for(extension.login_view, next=target)))
     return _json(
@@ -172,6 +195,34 @@ def _unauthorized() -> Response:
         {"error": "unauthorized", "error_description": "authentication required"},
         {"WWW-Authenticate": "Bearer"},
     )
+
+
+def _answer_error(exc: AuthmwError) -> Response:
+    """The registered Flask error handler: :func:`authmw.middleware.handlers.error_answer`.
+
+    An HTML answer is handed to the app's own page for the status when it registered one.
+    """
+    extension = current_app.extensions.get(_EXTENSION)
+    middleware = extension.middleware if isinstance(extension, AuthMW) else None
+    retry_after = middleware.options.retry_after if middleware is not None else None
+    answer = error_answer(exc, request.headers.get("Accept"), retry_after=retry_after)
+    page: Any = None
+    http_error = default_exceptions.get(answer.status)
+    if answer.media_type == "text/html" and http_error is not None:
+        # Flask's lookup by status code: the app's errorhandler(409) page, if any.
+        found = current_app.handle_http_exception(http_error(description=exc.description))
+        if not isinstance(found, HTTPException):
+            page = found
+    if page is None:
+        response = current_app.response_class(
+            answer.body, status=answer.status, mimetype=answer.media_type
+        )
+    else:
+        response = current_app.make_response(page)
+        response.status_code = answer.status
+    for name, value in answer.headers.items():
+        response.headers[name] = value
+    return response
 
 
 def _forbidden(scopes: Iterable[str], status_code: int) -> Response:

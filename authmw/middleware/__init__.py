@@ -11,7 +11,7 @@ reads it anywhere during the request; :func:`login` and :func:`logout` are ASGI'
 from __future__ import annotations
 
 from ._options import MiddlewareOptions
-from .asgi import AuthMiddleware, login, logout
+from .asgi import AuthMiddleware, login, login_user, logout
 from .principal import AuthUser, credentials_for, current_user
 from .wsgi import WSGIAuthMiddleware
 
@@ -23,5 +23,6 @@ __all__ = [
     "credentials_for",
     "current_user",
     "login",
+    "login_user",
     "logout",
 ]

@@ -15,9 +15,11 @@ cookies to set (:meth:`Edge.finish_nowait` does so when there is nothing to save
 from __future__ import annotations
 
 import hmac
+import html
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from http import HTTPStatus
 from typing import Any, Final
 
 from itsdangerous import BadSignature
@@ -26,7 +28,7 @@ from starlette.requests import cookie_parser
 
 from ..errors import ConfigurationError, InvalidToken, MalformedAuthorization, StorageUnavailable
 from ..framework import AuthFramework
-from ..models import AuthToken, SessionData
+from ..models import AuthToken, SessionData, UserRecord
 from ..tokens import parse_authorization
 from ._cookies import SessionCookieCodec, data_fingerprint
 from ._options import MiddlewareOptions
@@ -54,10 +56,23 @@ class Refusal:
     body: dict[str, str]
     headers: tuple[tuple[str, str], ...] = ()
     ws_close_code: int = 1008
+    html: bool = False  # answer with an HTML page (the client prefers HTML) instead of JSON
 
     def body_bytes(self) -> bytes:
-        """The JSON body."""
+        """The JSON body, or the HTML page when :attr:`html`."""
+        if self.html:
+            return html_page(self.status, self.body.get("error_description", "")).encode()
         return json.dumps(self.body).encode()
+
+    @property
+    def content_type(self) -> str:
+        """The ``Content-Type`` of :meth:`body_bytes`."""
+        return "text/html; charset=utf-8" if self.html else "application/json"
+
+    def negotiated(self, accept: str | None) -> Refusal:
+        """This refusal for a request that sent ``accept``: an HTML page for browsers
+        (:func:`prefers_html`), else itself. Only refusals pay for the negotiation."""
+        return replace(self, html=True) if prefers_html(accept) else self
 
 
 class RequestState:
@@ -327,6 +342,22 @@ class Edge:
         account = await self.auth.check_password(
             user_id, password, ip_address=ip_address, user_agent=user_agent
         )
+        return await self._start_session(state, account)
+
+    async def login_user(
+        self,
+        state: RequestState,
+        user_id: str,
+        *,
+        ip_address: str | None,
+        user_agent: str | None,
+    ) -> AuthUser:
+        """:meth:`login` without a password (:meth:`AuthFramework.check_user` decides)."""
+        account = await self.auth.check_user(user_id, ip_address=ip_address, user_agent=user_agent)
+        return await self._start_session(state, account)
+
+    async def _start_session(self, state: RequestState, account: UserRecord) -> AuthUser:
+        """Log ``account`` in on a fresh session id (fixation: never the one the client had)."""
         carry = (
             dict(state.session)
             if (
@@ -349,3 +380,53 @@ class Edge:
         state.session = {}
         state.session_record = state.session_id = state.fingerprint = None
         state.set_cookie, state.delete_cookie = False, True
+
+
+def prefers_html(accept: str | None) -> bool:
+    """Whether a request's ``Accept`` header ranks ``text/html`` above ``application/json``.
+
+    The one content negotiation of authmw's answers (error handlers, Flask's login redirect):
+    a browser navigating (``text/html,...,*/*;q=0.8``) gets HTML; API clients, ``*/*``, a tie
+    and a missing or unparsable header get JSON. Each type's quality is that of its most
+    specific matching range (``text/html`` over ``text/*`` over ``*/*``), as RFC 9110 says.
+    """
+    if not accept:
+        return False
+    html = _quality(accept, "text", "html")
+    return html > 0 and html > _quality(accept, "application", "json")
+
+
+def _quality(accept: str, kind: str, sub: str) -> float:
+    best, specificity = 0.0, -1
+    for item in accept.split(","):
+        media, _, params = item.partition(";")
+        media_kind, _, media_sub = media.strip().lower().partition("/")
+        if media_kind == kind and media_sub == sub:
+            rank = 2
+        elif media_kind == kind and media_sub == "*":
+            rank = 1
+        elif media_kind == "*" and media_sub == "*":
+            rank = 0
+        else:
+            continue
+        if rank <= specificity:
+            continue
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = min(1.0, max(0.0, float(value.strip())))
+                except ValueError:
+                    quality = 0.0
+        best, specificity = quality, rank
+    return best
+
+
+def html_page(status: int, description: str) -> str:
+    """The small HTML page that answers a refusal or an error for a browser."""
+    title = f"{status} {HTTPStatus(status).phrase}"
+    return (
+        f"<!doctype html>\n<html><head><title>{title}</title></head>"
+        f"<body><h1>{title}</h1><p>{html.escape(description)}</p></body></html>\n"
+    )

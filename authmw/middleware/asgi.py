@@ -22,7 +22,7 @@ from ._edge import Edge, Refusal, RequestState
 from ._options import MiddlewareOptions, OptionKeywords, resolve
 from .principal import AuthUser, _current, credentials_for
 
-__all__ = ["AuthMiddleware", "login", "logout"]
+__all__ = ["AuthMiddleware", "login", "login_user", "logout"]
 
 log = logging.getLogger("authmw.middleware")
 
@@ -157,9 +157,13 @@ class AuthMiddleware:
                 }
             )
             return
+        for name, value in scope["headers"]:
+            if name == b"accept":
+                refusal = refusal.negotiated(value.decode("latin-1"))
+                break
         body = refusal.body_bytes()
         headers = [
-            (b"content-type", b"application/json"),
+            (b"content-type", refusal.content_type.encode("latin-1")),
             (b"content-length", str(len(body)).encode()),
         ]
         headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in refusal.headers)
@@ -208,6 +212,28 @@ async def login(request: HTTPConnection, user_id: str, password: str) -> AuthUse
         state,
         user_id,
         password,
+        ip_address=client.host if client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+    AuthMiddleware._publish(request.scope, state)
+    _current.set(user)
+    return user
+
+
+async def login_user(request: HTTPConnection, user_id: str) -> AuthUser:
+    """Log the request's client in as ``user_id`` without a password, with a new session.
+
+    For SSO and OAuth callbacks, magic links and "log in after sign-up": the app has proved who
+    the user is. Like :func:`login`, the session id rotates (fixation stays impossible) and the
+    middleware sets the cookie; the login is audited with ``method="passwordless"``. Raises
+    ``UnknownUser`` or ``AccountDisabled`` (both ``InvalidCredentials``), ``InvalidInput`` and
+    ``StorageUnavailable``. WSGI's twin is :func:`authmw.middleware.wsgi.login_user`.
+    """
+    state = _state(request)
+    client = request.client
+    user = await state.edge.login_user(
+        state,
+        user_id,
         ip_address=client.host if client else None,
         user_agent=request.headers.get("user-agent"),
     )

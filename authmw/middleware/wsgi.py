@@ -37,7 +37,15 @@ if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["AUTH_KEY", "SESSION_KEY", "USER_KEY", "WSGIAuthMiddleware", "login", "logout"]
+__all__ = [
+    "AUTH_KEY",
+    "SESSION_KEY",
+    "USER_KEY",
+    "WSGIAuthMiddleware",
+    "login",
+    "login_user",
+    "logout",
+]
 
 log = logging.getLogger("authmw.middleware")
 
@@ -161,7 +169,7 @@ class WSGIAuthMiddleware:
                     log.warning("refusing request with 503: %s", exc)
                     result = edge.unavailable()
             if isinstance(result, Refusal):
-                return _refuse(result, start_response)
+                return _refuse(result.negotiated(environ.get("HTTP_ACCEPT")), start_response)
             state = result
         self._attach(environ, state)
         return self._serve(environ, start_response, state, finish=True)
@@ -259,7 +267,9 @@ class _Response:
                 except StorageUnavailable as exc:
                     # The change cannot be saved: say so instead of pretending it was.
                     log.warning("session save failed, answering 503: %s", exc)
-                    self.refusal = self._middleware.edge.unavailable()
+                    self.refusal = self._middleware.edge.unavailable().negotiated(
+                        self._environ.get("HTTP_ACCEPT")
+                    )
                     _refuse(self.refusal, self._start_response, exc_info)
                     return _discard
             if self._cookies:
@@ -311,7 +321,7 @@ def _refuse(
 ) -> list[bytes]:
     body = refusal.body_bytes()
     headers = [
-        ("Content-Type", "application/json"),
+        ("Content-Type", refusal.content_type),
         ("Content-Length", str(len(body))),
         *refusal.headers,
     ]
@@ -363,6 +373,28 @@ def login(environ: WSGIEnvironment, user_id: str, password: str) -> AuthUser:
     )
     _publish(environ, state)
     # The middleware resets the variable when the request's app call returns.
+    _current.set(user)
+    return user
+
+
+def login_user(environ: WSGIEnvironment, user_id: str) -> AuthUser:
+    """Log the request's client in as ``user_id`` without a password, with a new session.
+
+    The WSGI twin of :func:`authmw.middleware.asgi.login_user`: same checks, same audit, same
+    session rotation. Raises ``UnknownUser``, ``AccountDisabled``, ``InvalidInput`` or
+    ``StorageUnavailable``.
+    """
+    middleware, state = _request(environ)
+    user = middleware._call(
+        state.edge.login_user(
+            state,
+            user_id,
+            ip_address=environ.get("REMOTE_ADDR"),
+            user_agent=environ.get("HTTP_USER_AGENT"),
+        ),
+        "login",
+    )
+    _publish(environ, state)
     _current.set(user)
     return user
 
