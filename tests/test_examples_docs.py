@@ -26,7 +26,7 @@ DOC_BLOCKS = [
 def test_example_runs(path: Path) -> None:
     """The example exits 0 and prints something."""
     result = subprocess.run(
-        [sys.executable, str(path)], capture_output=True, text=True, timeout=120, cwd=ROOT
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=280, cwd=ROOT
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
