@@ -224,7 +224,7 @@ def summary(result: dict[str, Any]) -> str:
     return (
         f"{result['backend']}: {sum(r['requests'] for r in rows)} requests, "
         f"{sum(r['errors'] for r in rows)} errors; RSS {rss[0]} -> {rss[-1]} MiB (max {max(rss)}); "
-        f"request p99 median {statistics.median(p99s)} ms, max {max(p99s)} ms; "
+        f"request p99 median {round(statistics.median(p99s), 2)} ms, max {max(p99s)} ms; "
         f"login p99 max {max(r['login_p99_ms'] for r in rows)} ms"
     )
 

@@ -96,6 +96,7 @@ async def test_concurrent_wrong_logins_are_counted_exactly(
         return_exceptions=True,
     )
     counts = outcomes(results)
+    print(f"\nRACE wrong-logins {dict(counts)} hashes={hasher.verified - before}")
     assert counts == {"InvalidCredentials": budget - 1, "AccountLocked": LOGINS - budget + 1}
     assert hasher.verified - before <= budget
     with pytest.raises(AccountLocked):
