@@ -168,10 +168,7 @@ async def soak(backend: str, duration: float, interval: float, clients: int) -> 
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="https://soak"
     ) as http:
-        tasks = [
-            asyncio.create_task(client(http, random.Random(i)))
-            for i in range(clients)
-        ]
+        tasks = [asyncio.create_task(client(http, random.Random(i))) for i in range(clients)]
         start = time.monotonic()
         while time.monotonic() - start < duration:
             await asyncio.sleep(min(interval, duration - (time.monotonic() - start)))
