@@ -26,6 +26,8 @@ from authmw.storage.postgres import PostgresStorage
 from authmw.storage.redis import RedisStorage
 from tests.backends.postgres import PgCluster, fresh_prefix, run_async
 from tests.backends.redis import RedisServer, prefix, purge
+from tests.storage.redis import test_sentinel
+from tests.storage.redis.test_sentinel import SentinelSetup
 from tests.support.apps import make_app
 from tests.support.cache_helpers import (
     cache_of,
@@ -45,6 +47,9 @@ MIGRATED = 2000  # users, and as many tokens, sessions and kv entries
 QUIET = 0.5  # seconds of only 200s that count as recovered
 CLOSE_LIMIT = 15.0  # close() must return well within this, whatever the server did
 # The long form (every variant) runs with AUTHMW_LONG=1; CI runs one variant of each fault.
+# The master, two replicas and three sentinels of the sentinel tests, started for this module.
+sentinel_setup = test_sentinel.sentinel_setup
+
 LONG = pytest.mark.skipif(not os.environ.get("AUTHMW_LONG"), reason="long form: AUTHMW_LONG=1")
 
 
@@ -97,7 +102,7 @@ async def _credentials(auth: AuthFramework) -> dict[str, dict[str, str]]:
 
 
 async def _outage_under_load(
-    auth: AuthFramework, stop: Any, start: Any, *, stale: bool, cached: bool
+    auth: AuthFramework, stop: Any, start: Any, *, stale: bool, cached: bool, outage: float = OUTAGE
 ) -> dict[str, Any]:
     """Run 64 clients (7 of 8 with a valid token, 1 of 8 with a revoked one), stop the server
     for OUTAGE seconds, start it, wait for recovery; check every answer; return the figures."""
@@ -107,7 +112,7 @@ async def _outage_under_load(
         before = len(load.samples)
         await asyncio.to_thread(stop)
         down = time.monotonic()
-        await asyncio.sleep(OUTAGE)
+        await asyncio.sleep(outage)
         restart = time.monotonic()
         await asyncio.to_thread(start)
         up = time.monotonic()
@@ -116,14 +121,16 @@ async def _outage_under_load(
         )
         await load.stop()
     samples = load.samples
-    outage = load.between(down, restart, "valid")
+    outage_window = outage > 0
+    down_samples = load.between(down, restart, "valid")
     figures = {
         "requests": len(samples),
         "before": before,
         "statuses": load.statuses(),
-        "outage_valid": load.statuses(outage),
+        "outage_valid": load.statuses(down_samples),
         "outage_revoked": load.statuses(load.between(down, restart, "revoked")),
         "restart_s": round(up - restart, 2),
+        "max_wait_s": round(max(s.ended - s.started for s in samples), 2),
         "recovery_s": None
         if not recovered
         else round(load.recovered_since(up, "valid", QUIET) or 0, 3),
@@ -133,12 +140,14 @@ async def _outage_under_load(
     assert not [s for s in samples if s.kind == "revoked" and s.status == 200], figures
     assert all(s.retry_after for s in samples if s.status == 503), figures
     assert recovered, figures
-    assert outage and any(s.status == 503 for s in outage) or stale, figures
+    if not outage_window:
+        return figures  # a failover: no window with the server down to look at
+    assert down_samples and any(s.status == 503 for s in down_samples) or stale, figures
     if not cached:
         # Every look-up goes to the server: nothing can answer 200 while it is down.
-        assert {s.status for s in outage} == {503}, figures
+        assert {s.status for s in down_samples} == {503}, figures
     if stale:
-        assert any(s.status == 200 for s in outage), figures  # answered from what it saw
+        assert any(s.status == 200 for s in down_samples), figures  # answered from what it saw
     return figures
 
 
@@ -244,6 +253,29 @@ async def test_redis_hung_under_load(redis_server: RedisServer) -> None:
     # three times the 0.5 s timeout is still short of the 4 s pause).
     assert during and all(s.status == 503 and s.ended < resumed for s in during), figures
     assert recovered, figures
+
+
+@LONG
+async def test_sentinel_failover_under_load(sentinel_setup: SentinelSetup) -> None:
+    """The Sentinel-managed master killed under 64 clients: never a 500 or a 200 for the
+    revoked token, every 503 with Retry-After, and only 200s again once a replica is promoted
+    (the tokens were acknowledged by a replica, so the new master has them)."""
+    storage = RedisStorage(sentinel_setup.failover())
+    promoted: list[float] = []
+
+    def kill_and_wait() -> None:
+        old = sentinel_setup.master.port
+        sentinel_setup.master.kill()
+        killed = time.monotonic()
+        while sentinel_setup.current_master_port() == old and time.monotonic() - killed < 30:
+            time.sleep(0.1)
+        promoted.append(time.monotonic() - killed)
+
+    async for auth in _opened(storage):
+        figures = await _outage_under_load(
+            auth, kill_and_wait, lambda: None, stale=False, cached=True, outage=0.0
+        )
+    report("sentinel-failover", promoted_after_s=round(promoted[0], 2), **figures)
 
 
 async def _cut_notifications(kind: str, server: RedisServer | PgCluster, inner: Any) -> int:
