@@ -458,10 +458,11 @@ def _in_small_tmpfs(script: str, *args: str) -> subprocess.CompletedProcess[str]
         "",
         pytest.param(
             "--native",
-            # pg_dump fails, the in-process fallback hits ENOSPC inside a COPY and the
-            # connection times out: the error says "timed out", not "no space left".
+            # The local ENOSPC is reported as the storage's failure: "postgres storage
+            # unavailable during create_backup: connection ... failed: OSError: [Errno 28] No
+            # space left on device", or only "timed out" when it hits inside a COPY.
             marks=pytest.mark.xfail(
-                reason="finding: native backup on a full disk reports a timeout", strict=False
+                reason="finding: native backup blames the storage for a full disk", strict=False
             ),
         ),
     ],
@@ -496,4 +497,6 @@ async def test_full_disk_keeps_the_previous_backup(
     lines = result.stderr.strip().splitlines()
     # Only the old file is left (ls), unchanged (no CHANGED line).
     assert lines[1:] == ["backup"], result.stderr
+    # The file is named as the problem, not the storage (which was fine).
+    assert "cannot write backup file" in lines[0], result.stderr
     assert "no space left on device" in lines[0].lower(), result.stderr
