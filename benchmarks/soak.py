@@ -1,0 +1,256 @@
+"""Soak: steady load on each backend for a long while, RSS and p99 latency every interval.
+
+``scripts/soak`` (or ``python -m benchmarks.soak``) runs, for each backend in turn, a Starlette
+app behind ``AuthMiddleware`` in this process, driven in-process (httpx's ASGI transport) by
+``--clients`` concurrent loops: 85 % bearer-token requests over a fixed set of 200 tokens, 10 %
+session-cookie requests over 50 sessions, 5 % logins whose token is deleted again (so the
+stored data stays the same size and a growing RSS means a leak, not data). Every
+``--interval`` seconds it records the process RSS, the p50/p99 latency of the requests and the
+p99 of the logins (argon2 runs in a bounded pool, so logins queue apart) and the errors of that
+interval, and prints one table per backend and a summary. Not a CI test: nothing is
+asserted, the figures are for reading (docs/reliability.md quotes them).
+
+Backends: ``memory`` (plain), ``redis`` and ``postgres`` behind the local cache
+(``storage_from_url(url, cache=True)``), on ``AUTHMW_REDIS_URL`` / ``AUTHMW_POSTGRES_URL`` or the
+local servers, each under a key/table prefix of its own that is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.authentication import requires
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from authmw import AuthConfig, AuthFramework, AuthMiddleware, storage_from_url
+from authmw.middleware._cookies import SessionCookieCodec  # signs the cookies the app reads
+from authmw.storage import AuthStorage, CachedStorage
+from authmw.testing import fast_password_hasher
+
+SECRET = "soak-secret-key-0123456789abcdef0123456789"
+REDIS_URL = os.environ.get("AUTHMW_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get(
+    "AUTHMW_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = ("memory", "redis", "postgres")
+TOKENS, SESSIONS = 200, 50
+
+
+@dataclass
+class Row:
+    """One interval of one backend."""
+
+    t: int
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    login_p99_ms: float
+    errors: int
+    rss_mb: float
+
+
+def rss_mb() -> float:
+    """This process's resident set size (VmRSS), in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@requires("authenticated")
+async def private(request: Request) -> Response:
+    return PlainTextResponse(request.user.display_name)
+
+
+def make_storage(backend: str) -> tuple[AuthStorage, str]:
+    """The storage of ``backend`` under a fresh prefix, and a label for the table."""
+    tag = secrets.token_hex(4)
+    if backend == "memory":
+        return storage_from_url("memory://"), "memory"
+    if backend == "redis":
+        return storage_from_url(f"{REDIS_URL}?key_prefix=soak:{tag}:", cache=True), "redis+cache"
+    if backend == "postgres":
+        sep = "&" if "?" in POSTGRES_URL else "?"
+        url = f"{POSTGRES_URL}{sep}table_prefix=soak{tag}_"
+        return storage_from_url(url, cache=True), "postgres+cache"
+    raise SystemExit(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+
+
+async def remove_data(storage: AuthStorage) -> None:
+    """Drop the run's keys or tables (the prefix is this run's own)."""
+    inner = storage.inner if isinstance(storage, CachedStorage) else storage
+    name = type(inner).__name__
+    if name == "RedisStorage":
+        prefix = inner.config.key_prefix  # type: ignore[attr-defined]
+        client = inner._reads  # type: ignore[attr-defined]
+        async for keys in client.scan("soak", prefix.replace(":", "\\:") + "*"):
+            await client.pipeline("soak", [("UNLINK", k) for k in keys])
+    elif name == "PostgresStorage":
+        prefix = inner.config.table_prefix  # type: ignore[attr-defined]
+        async with inner.pool.acquire() as con:  # type: ignore[attr-defined]
+            names = await con.fetch(
+                "SELECT tablename FROM pg_tables WHERE tablename LIKE $1", prefix + "%"
+            )
+            for row in names:
+                await con.execute(f'DROP TABLE IF EXISTS "{row["tablename"]}" CASCADE')
+
+
+async def soak(backend: str, duration: float, interval: float, clients: int) -> dict[str, Any]:
+    """Run one backend; return its label and rows."""
+    storage, label = make_storage(backend)
+    auth = AuthFramework(
+        storage, AuthConfig(secret_key=SECRET, password_hasher=fast_password_hasher())
+    )
+    await auth.open()
+    app = Starlette(
+        routes=[Route("/private", private)],
+        middleware=[Middleware(AuthMiddleware, auth=auth)],
+    )
+    for i in range(TOKENS // 10):
+        await auth.register_user(f"soak{i}", "soak-password")
+    tokens = [
+        (await auth.authenticate(f"soak{i % (TOKENS // 10)}", "soak-password")).access_token
+        for i in range(TOKENS)
+    ]
+    sessions = [(await auth.create_session(f"soak{i}"))[0] for i in range(SESSIONS)]
+    codec = SessionCookieCodec(auth.config.signing_keys, auth.config.cookie, "authmw_csrf")
+    cookie_name = auth.config.cookie.name
+    cookies = [codec.sign(s) for s in sessions]
+    latencies: list[float] = []  # bearer and cookie requests
+    logins: list[float] = []  # logins (argon2 in a bounded pool: a queue of their own)
+    errors = 0
+    stopping = False
+
+    async def client(http: httpx.AsyncClient, rng: random.Random) -> None:
+        nonlocal errors
+        while not stopping:
+            roll = rng.random()
+            started = time.perf_counter()
+            try:
+                if roll < 0.85:
+                    token = rng.choice(tokens)
+                    r = await http.get("/private", headers={"Authorization": f"Bearer {token}"})
+                    ok = r.status_code == 200
+                elif roll < 0.95:
+                    r = await http.get(
+                        "/private", headers={"Cookie": f"{cookie_name}={rng.choice(cookies)}"}
+                    )
+                    ok = r.status_code == 200
+                else:
+                    issued = await auth.authenticate(
+                        f"soak{rng.randrange(TOKENS // 10)}", "soak-password"
+                    )
+                    ok = await auth.storage.delete_token(issued.token_id)
+            except Exception:
+                ok = False
+            (latencies if roll < 0.95 else logins).append(time.perf_counter() - started)
+            if not ok:
+                errors += 1
+
+    rows: list[Row] = []
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://soak"
+    ) as http:
+        tasks = [asyncio.create_task(client(http, random.Random(i))) for i in range(clients)]
+        start = time.monotonic()
+        while time.monotonic() - start < duration:
+            await asyncio.sleep(min(interval, duration - (time.monotonic() - start)))
+            window, latencies[:] = sorted(latencies), []
+            login_window, logins[:] = sorted(logins), []
+            count, errs, errors = len(window), errors, 0
+            rows.append(
+                Row(
+                    t=round(time.monotonic() - start),
+                    requests=count,
+                    rps=round(count / interval, 1),
+                    p50_ms=round(statistics.median(window) * 1e3, 2) if window else 0.0,
+                    p99_ms=p99(window),
+                    login_p99_ms=p99(login_window),
+                    errors=errs,
+                    rss_mb=round(rss_mb(), 1),
+                )
+            )
+            print_row(label, rows[-1])
+        stopping = True
+        await asyncio.gather(*tasks)
+    await remove_data(storage)
+    await auth.close()
+    return {"backend": label, "rows": [asdict(r) for r in rows]}
+
+
+def p99(ordered: list[float]) -> float:
+    """The 99th percentile of sorted seconds, in milliseconds (0 for none)."""
+    if not ordered:
+        return 0.0
+    return round(ordered[max(0, -(-len(ordered) * 99 // 100) - 1)] * 1e3, 2)
+
+
+def print_row(label: str, row: Row) -> None:
+    """One table line."""
+    print(
+        f"{label:15} {row.t:>5} s {row.requests:>8} {row.rps:>8} {row.p50_ms:>8} "
+        f"{row.p99_ms:>8} {row.login_p99_ms:>9} {row.errors:>6} {row.rss_mb:>8}",
+        flush=True,
+    )
+
+
+def summary(result: dict[str, Any]) -> str:
+    """One line: RSS first/last/max and p99 median/max, over the run's intervals."""
+    rows = result["rows"]
+    if not rows:
+        return f"{result['backend']}: no interval completed"
+    rss = [r["rss_mb"] for r in rows]
+    p99s = [r["p99_ms"] for r in rows]
+    return (
+        f"{result['backend']}: {sum(r['requests'] for r in rows)} requests, "
+        f"{sum(r['errors'] for r in rows)} errors; RSS {rss[0]} -> {rss[-1]} MiB (max {max(rss)}); "
+        f"request p99 median {round(statistics.median(p99s), 2)} ms, max {max(p99s)} ms; "
+        f"login p99 max {max(r['login_p99_ms'] for r in rows)} ms"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="scripts/soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=600, help="seconds per backend (600)")
+    parser.add_argument("--interval", type=float, default=10, help="seconds per row (10)")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients (32)")
+    parser.add_argument(
+        "--backends", default=",".join(BACKENDS), help="comma-separated: memory,redis,postgres"
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+    print(
+        f"{'backend':15} {'t':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'login p99':>9} {'errors':>6} {'RSS MiB':>8}"
+    )
+    results = [
+        asyncio.run(soak(name.strip(), args.duration, args.interval, args.clients))
+        for name in args.backends.split(",")
+    ]
+    print()
+    for result in results:
+        print(summary(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
