@@ -77,8 +77,12 @@ def _password(url: str) -> str | None:
 
 
 def _private_file(path: Path) -> IO[bytes]:
-    """``path`` opened for writing, created readable and writable by its owner only."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+    """``path`` created for writing, readable and writable by its owner only.
+
+    The mode is given at creation (whatever the umask adds, it only removes bits), and
+    ``O_EXCL`` refuses a file or symlink someone placed under the temporary name first, whose
+    own mode or target would otherwise be kept."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
 def _libpq_env(config: PostgresConfig) -> tuple[str, dict[str, str]]:
@@ -261,6 +265,7 @@ async def create_backup(
                     if method == "pg_dump":
                         raise
                     log.warning("pg_dump failed (%s); backing up in-process instead", exc)
+                    tmp.unlink(missing_ok=True)  # created afresh below
             if not made_with:
                 tool = f"asyncpg {asyncpg.__version__} COPY"
                 with _private_file(tmp) as out:  # local file, written per COPY chunk
