@@ -101,16 +101,15 @@ def _libpq_env(config: PostgresConfig) -> tuple[str, dict[str, str]]:
         env["PGPASSWORD"] = password
     env["PGCONNECT_TIMEOUT"] = str(max(2, int(seconds(config.timeout, "timeout"))))
     env["PGAPPNAME"] = f"{config.application_name}-backup"
-    if config.ssl_enabled:
-        ssl_cfg = config.ssl_config
-        if ssl_cfg is not None and ssl_cfg.ca_cert_path:
-            env["PGSSLMODE"] = "verify-full"
-            env["PGSSLROOTCERT"] = ssl_cfg.ca_cert_path
-        else:
-            env["PGSSLMODE"] = "prefer" if ssl_cfg and not ssl_cfg.require_ssl else "require"
-        if ssl_cfg is not None and ssl_cfg.client_cert_path and ssl_cfg.client_key_path:
-            env["PGSSLCERT"] = ssl_cfg.client_cert_path
-            env["PGSSLKEY"] = ssl_cfg.client_key_path
+    # Always explicit, as for asyncpg: libpq's own default (prefer) would negotiate TLS when
+    # the config says off, and an inherited PGSSLMODE must not override the config.
+    env["PGSSLMODE"] = config.ssl_mode
+    ssl_cfg = config.ssl_config
+    if ssl_cfg is not None and ssl_cfg.ca_cert_path:
+        env["PGSSLROOTCERT"] = ssl_cfg.ca_cert_path
+    if ssl_cfg is not None and ssl_cfg.client_cert_path and ssl_cfg.client_key_path:
+        env["PGSSLCERT"] = ssl_cfg.client_cert_path
+        env["PGSSLKEY"] = ssl_cfg.client_key_path
     return url, env
 
 
