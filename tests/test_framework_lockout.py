@@ -117,9 +117,7 @@ async def test_right_password_racing_wrong_ones_is_refused_once_limit_reserved(
     auth, hasher = counting_auth(storage)
     async with auth:
         await auth.register_user("raced", "right password")
-        wrong = [
-            asyncio.ensure_future(auth.authenticate("raced", f"wrong {i}")) for i in range(60)
-        ]
+        wrong = [asyncio.ensure_future(auth.authenticate("raced", f"wrong {i}")) for i in range(60)]
         await until_verified(hasher, LIMIT)
         right = await asyncio.gather(
             auth.authenticate("raced", "right password"), return_exceptions=True

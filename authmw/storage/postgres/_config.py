@@ -61,8 +61,9 @@ class PostgresSSLConfig:
     ``require_ssl`` refuses plain connections (``False``: libpq's ``prefer``, TLS is tried and
     plain is accepted). ``ca_cert_path`` verifies the server's certificate chain *and* host name
     against that CA (libpq's ``verify-full``; ``sslmode="verify-ca"`` checks the chain only);
-    without it the connection is encrypted but the server is not authenticated (``require``). ``client_cert_path``/``client_key_path`` present a client certificate (for
-    ``cert`` authentication). Paths must exist when the storage is built.
+    without it the connection is encrypted but the server is not authenticated (``require``).
+    ``client_cert_path``/``client_key_path`` present a client certificate (for ``cert``
+    authentication). Paths must exist when the storage is built.
     """
 
     require_ssl: bool = True
@@ -327,7 +328,9 @@ class PostgresConfig:
         url_modes = {v for k, v in parse_qsl(urlsplit(self.url).query) if k == "sslmode"}
         for mode in (self.sslmode, *url_modes):
             if mode is not None and mode not in SSL_MODES:
-                raise ConfigurationError(f"sslmode: one of {', '.join(SSL_MODES)}, got {mode!r}")
+                # A word is shown; anything else may be a mangled URL carrying a secret.
+                shown = repr(mode) if re.fullmatch(r"[A-Za-z_-]{1,20}", mode) else "another value"
+                raise ConfigurationError(f"sslmode: one of {', '.join(SSL_MODES)}, got {shown}")
         given = url_modes | ({self.sslmode} if self.sslmode is not None else set())
         if len(given) > 1:
             raise ConfigurationError(f"sslmode: the URL and the config disagree ({sorted(given)})")
@@ -340,7 +343,9 @@ class PostgresConfig:
             return "require" if self.enable_ssl else "disable"
         mode = given.pop()
         if self.enable_ssl and mode not in _ENCRYPTED:
-            raise ConfigurationError(f"enable_ssl=True asks for TLS but sslmode={mode} allows plain")
+            raise ConfigurationError(
+                f"enable_ssl=True asks for TLS but sslmode={mode} allows plain"
+            )
         if cfg is not None and cfg.require_ssl != (mode in _ENCRYPTED):
             raise ConfigurationError(
                 f"ssl_config(require_ssl={cfg.require_ssl}) contradicts sslmode={mode}"
