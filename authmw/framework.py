@@ -183,6 +183,10 @@ class AuthFramework:
         Raises ``InvalidCredentials`` (unknown user or wrong password, at the same cost),
         ``AccountLocked`` once ``max_failed_logins`` failures fall within the window, and
         ``InvalidInput`` for an oversized password. Rehashes when hash parameters changed.
+
+        Each attempt counts as a failure before its hash is checked (increment-then-verify),
+        so concurrent guesses never check more than ``max_failed_logins`` hashes before the
+        lock; an attempt that ends without an answer (cancelled, storage lost) keeps its count.
         """
         user_id = self._check_user_id(user_id)
         password = self._check_password(password, registering=False)
@@ -193,6 +197,7 @@ class AuthFramework:
         # Increment-then-verify: every attempt reserves a failure atomically before any hash
         # is checked, so concurrent guesses check at most ``limit`` hashes per lockout; the
         # reservation stands as the failure count unless the password turns out right.
+        attempt = 0
         locked = await self._locked_until(user_id)
         if locked is None:
             attempt = await self.storage.kv_incr(_FAILURES + user_id, self._window)

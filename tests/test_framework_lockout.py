@@ -80,9 +80,9 @@ async def test_concurrent_guesses_check_at_most_limit_hashes(
             *(auth.authenticate("target", f"wrong {i}") for i in range(LIMIT + 20)),
             return_exceptions=True,
         )
-        assert hasher.verifies == LIMIT
-        assert sum(isinstance(r, InvalidCredentials) for r in results) == LIMIT - 1
-        assert sum(isinstance(r, AccountLocked) for r in results) == 21
+        assert hasher.verifies == LIMIT, results
+        assert sum(isinstance(r, InvalidCredentials) for r in results) == LIMIT - 1, results
+        assert sum(isinstance(r, AccountLocked) for r in results) == 21, results
         with pytest.raises(AccountLocked) as locked:
             await auth.authenticate("target", "right password")
         assert 0 < locked.value.retry_after <= 60
@@ -123,7 +123,7 @@ async def test_right_password_racing_wrong_ones_is_refused_once_limit_reserved(
             auth.authenticate("raced", "right password"), return_exceptions=True
         )
         await asyncio.gather(*wrong, return_exceptions=True)
-        assert isinstance(right[0], AccountLocked)
+        assert isinstance(right[0], AccountLocked), right
         assert hasher.verifies == LIMIT
         assert await storage.list_user_tokens("raced") == []
 
@@ -181,7 +181,7 @@ async def test_concurrent_logins_through_the_middleware_never_log_in_once_locked
             right = await login("right password")
             statuses = await asyncio.gather(*wrong)
         assert right == 401
-        assert set(statuses) == {401}
+        assert set(statuses) == {401}, statuses
         assert hasher.verifies == LIMIT
         assert await storage.list_user_sessions("webuser") == []
 
@@ -198,9 +198,9 @@ async def test_right_password_in_one_burst_with_wrong_ones(storage: AuthStorage)
             return_exceptions=True,
         )
         *wrong, right = results
-        assert all(isinstance(r, (InvalidCredentials, AccountLocked)) for r in wrong)
+        assert all(isinstance(r, (InvalidCredentials, AccountLocked)) for r in wrong), wrong
         if isinstance(right, BaseException):
-            assert isinstance(right, AccountLocked)
+            assert isinstance(right, AccountLocked), right
             assert hasher.verifies == LIMIT
         else:
             assert hasher.verifies <= 2 * LIMIT
