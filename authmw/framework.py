@@ -185,17 +185,34 @@ class AuthFramework:
         Raises ``InvalidCredentials`` (unknown user or wrong password, at the same cost),
         ``AccountLocked`` once ``max_failed_logins`` failures fall within the window, and
         ``InvalidInput`` for an oversized password. Rehashes when hash parameters changed.
+
+        Each attempt counts as a failure before its hash is checked (increment-then-verify),
+        so concurrent guesses never check more than ``max_failed_logins`` hashes before the
+        lock; an attempt that ends without an answer (cancelled, storage lost) keeps its count.
         """
         user_id = self._check_user_id(user_id)
         password = self._check_password(password, registering=False)
         if not self._open:
             await self.open()
         who = {"ip": ip_address, "agent": user_agent}
-        locked = await self.storage.kv_get(_LOCKED + user_id)
+        limit = self.config.max_failed_logins
+        # Increment-then-verify: every attempt reserves a failure atomically before any hash
+        # is checked, so concurrent guesses check at most ``limit`` hashes per lockout; the
+        # reservation stands as the failure count unless the password turns out right.
+        attempt = 0
+        locked = await self._locked_until(user_id)
+        if locked is None:
+            attempt = await self.storage.kv_incr(_FAILURES + user_id, self._window)
+            # Read again after reserving: the attempt that locks the account sets the lock and
+            # then clears the count, so a reservation made just after sees a low count but
+            # finds the lock here.
+            locked = await self._locked_until(user_id)
+            if locked is None and attempt > limit:
+                # Earlier reservations used the limit up; the one that locks is still checking.
+                locked = now_ts() + self._lockout
         if locked is not None:
-            retry_after = max(0.0, float(locked) - now_ts())
             await self._audit("login", False, user_id, reason="locked", **who)
-            raise AccountLocked(user_id, retry_after)
+            raise AccountLocked(user_id, max(0.0, locked - now_ts()))
         user = await self.storage.get_user(user_id)
         if user is None or not user.is_active:
             ok = await self._passwords.burn(password)
@@ -203,12 +220,12 @@ class AuthFramework:
             ok = await self._passwords.verify(user.password_hash, password)
         if not ok or user is None:
             await self._audit("login", False, user_id, reason="invalid_credentials", **who)
-            failures = await self.storage.kv_incr(_FAILURES + user_id, self._window)
-            if failures >= self.config.max_failed_logins:
+            if attempt >= limit:
                 until = now_ts() + self._lockout
+                # Lock first, then clear the count: see the second read above.
                 await self.storage.kv_set(_LOCKED + user_id, repr(until).encode(), self._lockout)
                 await self.storage.kv_delete(_FAILURES + user_id)
-                await self._audit("account.lockout", True, user_id, failures=failures, **who)
+                await self._audit("account.lockout", True, user_id, failures=attempt, **who)
                 raise AccountLocked(user_id, self._lockout)
             raise InvalidCredentials(user_id)
         await self.storage.kv_delete(_FAILURES + user_id)
@@ -219,6 +236,11 @@ class AuthFramework:
             await self.storage.update_user(user)
         await self._audit("login", True, user_id, **who)
         return user
+
+    async def _locked_until(self, user_id: str) -> float | None:
+        """The time a lockout of ``user_id`` ends, or None when it is not locked."""
+        locked = await self.storage.kv_get(_LOCKED + user_id)
+        return None if locked is None else float(locked)
 
     async def check_user(
         self,

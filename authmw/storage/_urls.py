@@ -98,9 +98,12 @@ class Endpoint:
     port: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class ParsedUrl:
-    """A storage URL split into what the backends need (the netloc may list several hosts)."""
+    """A storage URL split into what the backends need (the netloc may list several hosts).
+
+    Its ``repr`` follows the one redaction rule: no password, secret query values as ``***``.
+    """
 
     scheme: str
     username: str | None
@@ -108,6 +111,14 @@ class ParsedUrl:
     hosts: tuple[Endpoint, ...]
     path: tuple[str, ...]
     query: tuple[tuple[str, str], ...]
+
+    def __repr__(self) -> str:
+        query = tuple((k, MASK if is_secret_option(k) else v) for k, v in self.query)
+        password = None if self.password is None else MASK
+        return (
+            f"ParsedUrl(scheme={self.scheme!r}, username={self.username!r}, "
+            f"password={password!r}, hosts={self.hosts!r}, path={self.path!r}, query={query!r})"
+        )
 
 
 def parse_url(url: str, default_port: int) -> ParsedUrl:
@@ -195,6 +206,11 @@ def secrets_of(urls: Iterable[str | None]) -> list[str]:
             raw = userinfo.partition(":")[2]
             found += [raw, unquote(raw)]
         found += [v for k, v in parse_qsl(parts.query) if is_secret_option(k)]
+        # As written too: a message may quote the URL's query before it was decoded.
+        for item in parts.query.split("&"):
+            name, sep, raw = item.partition("=")
+            if sep and is_secret_option(unquote(name)):
+                found.append(raw)
     # Longest first, so a secret containing another is masked whole; very short values would
     # mask innocent text and are too weak to matter.
     return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)

@@ -77,8 +77,12 @@ def _password(url: str) -> str | None:
 
 
 def _private_file(path: Path) -> IO[bytes]:
-    """``path`` opened for writing, created readable and writable by its owner only."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+    """``path`` created for writing, readable and writable by its owner only.
+
+    The mode is given at creation (whatever the umask adds, it only removes bits), and
+    ``O_EXCL`` refuses a file or symlink someone placed under the temporary name first, whose
+    own mode or target would otherwise be kept."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
 def _libpq_env(config: PostgresConfig) -> tuple[str, dict[str, str]]:
@@ -97,16 +101,15 @@ def _libpq_env(config: PostgresConfig) -> tuple[str, dict[str, str]]:
         env["PGPASSWORD"] = password
     env["PGCONNECT_TIMEOUT"] = str(max(2, int(seconds(config.timeout, "timeout"))))
     env["PGAPPNAME"] = f"{config.application_name}-backup"
-    if config.ssl_enabled:
-        ssl_cfg = config.ssl_config
-        if ssl_cfg is not None and ssl_cfg.ca_cert_path:
-            env["PGSSLMODE"] = "verify-full"
-            env["PGSSLROOTCERT"] = ssl_cfg.ca_cert_path
-        else:
-            env["PGSSLMODE"] = "prefer" if ssl_cfg and not ssl_cfg.require_ssl else "require"
-        if ssl_cfg is not None and ssl_cfg.client_cert_path and ssl_cfg.client_key_path:
-            env["PGSSLCERT"] = ssl_cfg.client_cert_path
-            env["PGSSLKEY"] = ssl_cfg.client_key_path
+    # Always explicit, as for asyncpg: libpq's own default (prefer) would negotiate TLS when
+    # the config says off, and an inherited PGSSLMODE must not override the config.
+    env["PGSSLMODE"] = config.ssl_mode
+    ssl_cfg = config.ssl_config
+    if ssl_cfg is not None and ssl_cfg.ca_cert_path:
+        env["PGSSLROOTCERT"] = ssl_cfg.ca_cert_path
+    if ssl_cfg is not None and ssl_cfg.client_cert_path and ssl_cfg.client_key_path:
+        env["PGSSLCERT"] = ssl_cfg.client_cert_path
+        env["PGSSLKEY"] = ssl_cfg.client_key_path
     return url, env
 
 
@@ -261,6 +264,7 @@ async def create_backup(
                     if method == "pg_dump":
                         raise
                     log.warning("pg_dump failed (%s); backing up in-process instead", exc)
+                    tmp.unlink(missing_ok=True)  # created afresh below
             if not made_with:
                 tool = f"asyncpg {asyncpg.__version__} COPY"
                 with _private_file(tmp) as out:  # local file, written per COPY chunk

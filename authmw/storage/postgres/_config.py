@@ -20,6 +20,7 @@ from ...errors import ConfigurationError
 from .._urls import backend_for, redact_url
 
 __all__ = [
+    "SSL_MODES",
     "PostgresConfig",
     "PostgresMigrationMode",
     "PostgresOptimization",
@@ -31,6 +32,13 @@ __all__ = [
 # followed by a fixed suffix, spliced into SQL unquoted, so the prefix must be a plain
 # identifier. 32 characters leave room for the longest suffix under PostgreSQL's 63-byte limit.
 _PREFIX_RE = re.compile(r"[a-z_][a-z0-9_]{0,31}")
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+"""libpq's ``sslmode`` values, weakest first. ``disable`` is plain text; ``allow`` and
+``prefer`` may end up plain; ``require`` encrypts without authenticating the server (unless a
+root certificate is given, then as ``verify-ca``); ``verify-ca`` checks the certificate chain
+and ``verify-full`` the host name too."""
+_ENCRYPTED = ("require", "verify-ca", "verify-full")
 
 
 class PostgresMigrationMode(enum.Enum):
@@ -48,13 +56,14 @@ class PostgresMigrationMode(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class PostgresSSLConfig:
-    """TLS settings.
+    """TLS settings (certificate files; ``PostgresConfig.sslmode`` may name the mode).
 
-    ``require_ssl`` refuses plain connections (otherwise TLS is tried and plain is accepted).
-    ``ca_cert_path`` verifies the server's certificate chain *and* host name against that CA
-    (libpq's ``verify-full``); without it the connection is encrypted but the server is not
-    authenticated. ``client_cert_path``/``client_key_path`` present a client certificate (for
-    ``cert`` authentication). Paths must exist when the storage is built.
+    ``require_ssl`` refuses plain connections (``False``: libpq's ``prefer``, TLS is tried and
+    plain is accepted). ``ca_cert_path`` verifies the server's certificate chain *and* host name
+    against that CA (libpq's ``verify-full``; ``sslmode="verify-ca"`` checks the chain only);
+    without it the connection is encrypted but the server is not authenticated (``require``).
+    ``client_cert_path``/``client_key_path`` present a client certificate (for ``cert``
+    authentication). Paths must exist when the storage is built.
     """
 
     require_ssl: bool = True
@@ -176,8 +185,13 @@ class PostgresConfig:
     options (``?pool_size=20&table_prefix=app_``). ``pool_size`` (10): most connections held;
     ``min_pool_size`` (1): connections opened at start. ``timeout`` (30 s): the longest a
     query, a connection attempt or a wait for a free pooled connection may take.
-    ``table_prefix`` (``auth_``): prefix of every table and index name. ``enable_ssl`` /
-    ``ssl_config``: TLS (either one turns it on). ``migration_mode`` (auto): see
+    ``table_prefix`` (``auth_``): prefix of every table and index name. ``sslmode`` (or the
+    URL's ``?sslmode=``): libpq's mode, one of :data:`SSL_MODES`; when neither says, it is
+    ``verify-full`` for an ``ssl_config`` with a CA, ``require`` for one without or for
+    ``enable_ssl=True`` (an alias of ``sslmode="require"``), else ``disable``: off means plain
+    text, never the driver's silent ``prefer``. Contradictions (``enable_ssl=True`` or
+    ``ssl_config(require_ssl=True)`` with a mode that allows plain text) are refused.
+    ``migration_mode`` (auto): see
     :class:`PostgresMigrationMode`. ``enable_audit_log`` (True): when False, appended audit
     events are dropped and queries return nothing. ``cleanup_interval`` (5 minutes): period of
     the background removal of expired rows. ``default_ttl`` (1 hour): expiry of key-value
@@ -201,6 +215,7 @@ class PostgresConfig:
     max_audit_events: int | None = None
     optimization: PostgresOptimization = field(default_factory=PostgresOptimization)
     application_name: str = "authmw"
+    sslmode: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or "://" not in self.url:
@@ -234,11 +249,12 @@ class PostgresConfig:
         seconds(self.timeout, "timeout")
         seconds(self.cleanup_interval, "cleanup_interval")
         seconds(self.default_ttl, "default_ttl")
+        _ = self.ssl_mode  # refuses unknown and contradictory TLS settings now
 
     def __repr__(self) -> str:
         return (
             f"PostgresConfig(url={redact_url(self.url)!r}, pool_size={self.effective_pool_size}, "
-            f"table_prefix={self.table_prefix!r}, ssl={self.ssl_enabled}, "
+            f"table_prefix={self.table_prefix!r}, sslmode={self.ssl_mode!r}, "
             f"migration_mode={self.migration_mode.value!r})"
         )
 
@@ -269,8 +285,12 @@ class PostgresConfig:
         return replace(self, table_prefix=table_prefix)
 
     def with_enable_ssl(self, enable_ssl: bool) -> PostgresConfig:
-        """A copy with TLS switched on or off."""
+        """A copy with TLS switched on (``sslmode`` ``require``) or off (``disable``)."""
         return replace(self, enable_ssl=enable_ssl)
+
+    def with_sslmode(self, sslmode: str) -> PostgresConfig:
+        """A copy with another libpq ``sslmode`` (one of :data:`SSL_MODES`)."""
+        return replace(self, sslmode=sslmode)
 
     def with_ssl_config(self, ssl_config: PostgresSSLConfig) -> PostgresConfig:
         """A copy with these TLS settings."""
@@ -300,9 +320,48 @@ class PostgresConfig:
         return self.optimization.connection_pool_size or self.pool_size
 
     @property
+    def ssl_mode(self) -> str:
+        """The effective libpq ``sslmode`` (see the class docstring for how it is chosen).
+
+        Raises ``ConfigurationError`` for an unknown mode, a URL and a field that disagree, or
+        a mode weaker than ``enable_ssl`` / ``ssl_config`` ask for."""
+        url_modes = {v for k, v in parse_qsl(urlsplit(self.url).query) if k == "sslmode"}
+        for mode in (self.sslmode, *url_modes):
+            if mode is not None and mode not in SSL_MODES:
+                # A word is shown; anything else may be a mangled URL carrying a secret.
+                shown = repr(mode) if re.fullmatch(r"[A-Za-z_-]{1,20}", mode) else "another value"
+                raise ConfigurationError(f"sslmode: one of {', '.join(SSL_MODES)}, got {shown}")
+        given = url_modes | ({self.sslmode} if self.sslmode is not None else set())
+        if len(given) > 1:
+            raise ConfigurationError(f"sslmode: the URL and the config disagree ({sorted(given)})")
+        cfg = self.ssl_config
+        if not given:
+            if cfg is not None and not cfg.require_ssl:
+                return "prefer"
+            if cfg is not None:
+                return "verify-full" if cfg.ca_cert_path else "require"
+            return "require" if self.enable_ssl else "disable"
+        mode = given.pop()
+        if self.enable_ssl and mode not in _ENCRYPTED:
+            raise ConfigurationError(
+                f"enable_ssl=True asks for TLS but sslmode={mode} allows plain"
+            )
+        if cfg is not None and cfg.require_ssl != (mode in _ENCRYPTED):
+            raise ConfigurationError(
+                f"ssl_config(require_ssl={cfg.require_ssl}) contradicts sslmode={mode}"
+            )
+        if cfg is not None and mode.startswith("verify") and cfg.ca_cert_path is None:
+            raise ConfigurationError(
+                f"sslmode={mode} with ssl_config needs ssl_config.ca_cert_path (or, without "
+                "ssl_config, sslrootcert in the URL)"
+            )
+        return mode
+
+    @property
     def ssl_enabled(self) -> bool:
-        """True when TLS is configured by ``enable_ssl`` or ``ssl_config``."""
-        return self.enable_ssl or self.ssl_config is not None
+        """True unless the effective ``sslmode`` is ``disable`` (``allow``/``prefer`` may still
+        end up in plain text; ``require`` and the verify modes never do)."""
+        return self.ssl_mode != "disable"
 
     @property
     def target(self) -> str:
@@ -316,13 +375,17 @@ class PostgresConfig:
         """The URL handed to asyncpg: authmw's own query options removed."""
         return split_url_options(self.url)[0]
 
-    def ssl_argument(self) -> ssl.SSLContext | str | None:
-        """asyncpg's ``ssl`` argument: None leaves it to the URL's ``sslmode``."""
-        if not self.ssl_enabled:
-            return None
-        cfg = self.ssl_config or PostgresSSLConfig(require_ssl=True)
-        if not cfg.require_ssl:
-            return "prefer"
+    def ssl_argument(self) -> ssl.SSLContext | str | bool:
+        """asyncpg's ``ssl`` argument, always explicit: ``False`` for ``disable`` (asyncpg's
+        own default, ``prefer``, would negotiate TLS), the mode name when asyncpg builds the
+        context itself (from the URL's ``sslrootcert``/``sslcert``/``sslkey``), or a context
+        made from ``ssl_config``'s files."""
+        mode = self.ssl_mode
+        cfg = self.ssl_config
+        if mode == "disable":
+            return False
+        if cfg is None or mode not in _ENCRYPTED:
+            return mode
         if cfg.ca_cert_path is None:
             # Encrypted but unauthenticated, as libpq's sslmode=require.
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -330,6 +393,9 @@ class PostgresConfig:
             context.verify_mode = ssl.CERT_NONE
         else:
             context = ssl.create_default_context(cafile=cfg.ca_cert_path)
+            # With a CA, libpq's require checks the chain as verify-ca does; only verify-full
+            # checks the host name.
+            context.check_hostname = mode == "verify-full"
         if cfg.client_cert_path is not None:
             context.load_cert_chain(cfg.client_cert_path, cfg.client_key_path)
         return context

@@ -60,6 +60,23 @@ async def test_backup_is_private_and_complete(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == ["b.jsonl"]
 
 
+async def test_backup_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    """With umask 0 and a world-readable file already under the name, the backup ends up
+    readable and writable by its owner only."""
+    source = InMemoryStorage()
+    await fill(source, 2)
+    path = tmp_path / "b.jsonl"
+    path.write_text("old")
+    path.chmod(0o644)
+    old = os.umask(0)
+    try:
+        await write_backup(source, path)
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert os.listdir(tmp_path) == ["b.jsonl"]
+
+
 async def test_failed_backup_leaves_nothing(tmp_path: Path) -> None:
     """A storage failing half-way leaves neither the file nor a temporary file behind."""
 

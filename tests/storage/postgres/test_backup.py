@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -223,3 +224,49 @@ async def test_backup_of_missing_schema_is_refused(empty_db_url: str, tmp_path: 
     with pytest.raises(ConfigurationError, match="does not exist"):
         await storage.create_backup(tmp_path / "none.sql")
     assert _names(tmp_path) == []
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The most permissive umask (0), restored after the test."""
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("method", ["pg_dump", "in-process"])
+@pytest.mark.usefixtures("open_umask")
+async def test_backup_is_private_whatever_the_umask(
+    source: PostgresStorage, tmp_path: Path, method: str
+) -> None:
+    """With umask 0 and a world-readable file already under the name, the backup (password
+    hashes, token digests) ends up readable and writable by its owner only."""
+    path = tmp_path / "auth.sql"
+    path.write_text("old")
+    path.chmod(0o644)
+    await source.create_backup(path, method=method)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert _names(tmp_path) == ["auth.sql"]
+
+
+async def test_auto_backup_falls_back_in_process_when_pg_dump_fails(
+    source: PostgresStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pg_dump that fails makes the auto backup write in-process instead: a private file,
+    complete, with no temporary file left."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    broken = tools / "pg_dump"
+    broken.write_text("#!/bin/sh\necho 'pg_dump: error: broken on purpose' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ.get('PATH', '')}")
+    out = tmp_path / "out"
+    out.mkdir()
+    path = out / "auth.sql"
+    info = await source.create_backup(path, method="auto")
+    assert info.method == "in-process"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert _names(out) == ["auth.sql"]
+    assert "-- made-with: in-process\n" in path.read_text()

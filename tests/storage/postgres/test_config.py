@@ -95,7 +95,8 @@ def test_ssl_config_is_checked() -> None:
         PostgresSSLConfig(client_cert_path=__file__)
     config = PostgresConfig(url="postgresql://u@h/db", enable_ssl=True)
     assert config.ssl_enabled and config.ssl_argument() is not None
-    assert PostgresConfig(url="postgresql://u@h/db").ssl_argument() is None
+    # Off is off: asyncpg gets ssl=False, not None (which would mean its default, prefer).
+    assert PostgresConfig(url="postgresql://u@h/db").ssl_argument() is False
 
 
 def test_password_never_in_repr() -> None:

@@ -13,6 +13,8 @@ import pytest
 
 from authmw.errors import ConfigurationError
 from authmw.storage.postgres import PostgresConfig, PostgresSSLConfig, PostgresStorage
+from authmw.storage.postgres._backup import _libpq_env
+from authmw.storage.postgres._driver import connect_once
 from tests.backends.postgres import PgCluster, fresh_prefix
 from tests.support.factories import make_token
 
@@ -100,7 +102,8 @@ class TLSServer:
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
-    """A PostgreSQL that accepts only TLS: trust for most users, ``cert`` auth for certuser."""
+    """A PostgreSQL that accepts only TLS (trust for most users, ``cert`` auth for certuser),
+    except plain text for plainuser, so a test can see which one a connection got."""
     certs = tmp_path_factory.mktemp("certs")
     _make_ca(certs, "ca")
     _make_ca(certs, "wrong-ca")
@@ -123,6 +126,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
         hba=[
             "hostssl all certuser 127.0.0.1/32 cert",
             "hostssl all all 127.0.0.1/32 trust",
+            "hostnossl all plainuser 127.0.0.1/32 trust",
             "hostnossl all all 127.0.0.1/32 reject",
         ],
         conf=[
@@ -139,7 +143,10 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
     )
     try:
         cluster.init().start()
-        cluster.psql("CREATE ROLE certuser LOGIN; GRANT CREATE ON SCHEMA public TO certuser")
+        cluster.psql(
+            "CREATE ROLE certuser LOGIN; GRANT CREATE ON SCHEMA public TO certuser; "
+            "CREATE ROLE plainuser LOGIN; GRANT CREATE ON SCHEMA public TO plainuser"
+        )
         yield TLSServer(cluster, certs)
     finally:
         cluster.destroy()
@@ -243,3 +250,80 @@ async def test_client_certificate_authenticates(tls_server: TLSServer, tmp_path:
     )
     with pytest.raises(ConfigurationError, match="refused this user or host"):
         await without_cert.open()
+
+
+async def _ssl_of_one_connection(config: PostgresConfig) -> bool:
+    """Whether a connection made with ``config``'s settings is encrypted, as the server sees it."""
+    con = await connect_once(config, "test")
+    try:
+        encrypted: bool = await con.fetchval(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        )
+        return encrypted
+    finally:
+        await con.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "fields", "mode", "encrypted"),
+    [
+        ("", {}, "disable", False),
+        ("", {"enable_ssl": False}, "disable", False),
+        ("?sslmode=disable", {}, "disable", False),
+        ("", {"sslmode": "disable"}, "disable", False),
+        ("?sslmode=allow", {}, "allow", False),
+        ("?sslmode=prefer", {}, "prefer", True),
+        ("?sslmode=require", {}, "require", True),
+        ("", {"sslmode": "require"}, "require", True),
+        ("", {"enable_ssl": True}, "require", True),
+        ("?sslmode=verify-full&sslrootcert={ca}", {}, "verify-full", True),
+        ("", {"sslmode": "verify-ca", "ssl_config": "ca"}, "verify-ca", True),
+        ("", {"ssl_config": "ca"}, "verify-full", True),
+    ],
+)
+async def test_sslmode_is_what_the_connection_gets(
+    tls_server: TLSServer, query: str, fields: dict[str, object], mode: str, encrypted: bool
+) -> None:
+    """Off is plain text (not the driver's silent prefer) and each libpq mode does what its
+    name says, for the driver and for pg_dump/psql; a server taking both sees the difference."""
+    ca = tls_server.path("ca.crt")
+    if fields.get("ssl_config") == "ca":
+        fields = {**fields, "ssl_config": PostgresSSLConfig(ca_cert_path=ca)}
+    url = tls_server.cluster.url(user="plainuser") + query.format(ca=ca)
+    config = PostgresConfig(url=url, timeout=10, **fields)  # type: ignore[arg-type]
+    assert config.ssl_mode == mode and f"sslmode={mode!r}" in repr(config)
+    assert _libpq_env(config)[1]["PGSSLMODE"] == mode
+    assert await _ssl_of_one_connection(config) is encrypted
+
+
+async def test_disabled_and_required_through_the_pool(tls_server: TLSServer) -> None:
+    """The storage's pooled connections follow the mode too: plain by default, TLS on require."""
+    url = tls_server.cluster.url(user="plainuser")
+    for suffix, expected in (("", False), ("?sslmode=require", True)):
+        storage = PostgresStorage.with_config(
+            PostgresConfig(url=url + suffix, table_prefix=fresh_prefix(), timeout=10)
+        )
+        await storage.open()
+        try:
+            assert await _ssl_in_use(storage) == (expected, "plainuser")
+        finally:
+            await storage.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "fields", "message"),
+    [
+        ("?sslmode=sometimes", {}, "one of disable"),
+        ("", {"sslmode": "on"}, "one of disable"),
+        ("?sslmode=require", {"sslmode": "disable"}, "disagree"),
+        ("?sslmode=prefer", {"enable_ssl": True}, "allows plain"),
+        ("", {"sslmode": "disable", "ssl_config": PostgresSSLConfig()}, "contradicts"),
+        ("", {"sslmode": "verify-full", "ssl_config": PostgresSSLConfig()}, "ca_cert_path"),
+    ],
+)
+def test_contradictory_or_unknown_modes_are_refused(
+    query: str, fields: dict[str, object], message: str
+) -> None:
+    """Unknown modes and settings that contradict each other raise ConfigurationError."""
+    with pytest.raises(ConfigurationError, match=message):
+        PostgresConfig(url="postgresql://u@h/db" + query, **fields)  # type: ignore[arg-type]
