@@ -81,7 +81,6 @@ async def test_concurrent_right_logins_all_succeed(auth: AuthFramework) -> None:
             await auth.check_password("racer", "wrong-password")
 
 
-@pytest.mark.xfail(reason="needs h4 fix (increment-then-verify)", strict=False)
 async def test_concurrent_wrong_logins_are_counted_exactly(
     auth: AuthFramework, hasher: CountingHasher
 ) -> None:
