@@ -234,14 +234,24 @@ class Edge:
             state.user = AuthUser.from_token(record)
             return state
         session_id = state.credential
+        # Every method but the four safe ones needs the token, whatever its spelling:
+        # methods are case-sensitive, so "post" or "PROPFIND" are unsafe too.
         if self._csrf and not websocket and method not in SAFE_METHODS:
             echoed = state.cookies.get(self.options.csrf_cookie, "") if state.cookies else ""
-            if not (
-                csrf_header
-                and hmac.compare_digest(csrf_header, echoed)
-                and hmac.compare_digest(csrf_header, self.cookies.csrf_token(session_id))
-            ):
+            # Tokens are hex: anything else is refused before compare_digest, which raises
+            # TypeError for non-ASCII text.
+            if not (csrf_header and csrf_header.isascii() and echoed.isascii()):
                 return self._csrf_failed
+            key = (
+                self.cookies.csrf_key(session_id, csrf_header)
+                if hmac.compare_digest(csrf_header, echoed)
+                else None
+            )
+            if key is None:
+                return self._csrf_failed
+            if key:
+                # Derived under a fallback key: send the current key's token back.
+                state.resign = True
         self._adopt(state, session_id, record)
         state.set_cookie = state.resign
         return state
