@@ -29,7 +29,7 @@ from ..framework import AuthFramework
 from ..models import AuthToken, SessionData
 from ..tokens import parse_authorization
 from ._cookies import SessionCookieCodec, data_fingerprint
-from ._options import MiddlewareOptions
+from ._options import MiddlewareOptions, parse_host, parse_origin
 from .principal import AuthUser
 
 log = logging.getLogger("authmw.middleware")
@@ -118,6 +118,7 @@ class Edge:
         self._session_cookie = options.session_cookie
         self._csrf = options.csrf
         self._excluded = tuple(p.rstrip("/") for p in options.exclude_paths)
+        self._origins = frozenset(parse_origin(o) for o in options.websocket_origins)
         self._unavailable = Refusal(
             503,
             {
@@ -136,6 +137,14 @@ class Edge:
                 f"{options.csrf_header} header",
             },
         )
+        self._origin_refused = Refusal(
+            403,
+            {
+                "error": "origin_refused",
+                "error_description": "a websocket authenticated by the session cookie must "
+                "come from the site's own origin or one of websocket_origins",
+            },
+        )
 
     def excluded(self, path: str) -> bool:
         """Whether ``path`` bypasses authentication (``exclude_paths``, prefix-aware)."""
@@ -149,8 +158,13 @@ class Edge:
         csrf_header: str | None,
         *,
         websocket: bool = False,
+        origin: str | None = None,
+        host: str | None = None,
     ) -> RequestState | Refusal:
-        """The request's principal, or the response that refuses it."""
+        """The request's principal, or the response that refuses it.
+
+        For a websocket handshake give its ``Origin`` and ``Host`` headers: a session cookie
+        counts only from an allowed origin (:meth:`origin_allowed`)."""
         state = RequestState(self)
         kind = _NOTHING
         try:
@@ -158,12 +172,32 @@ class Edge:
             if kind == _BEARER:
                 record: AuthToken | SessionData = await self.auth.verify(state.credential)
             elif kind == _SESSION:
+                if websocket and not self.origin_allowed(origin, host):
+                    # Cross-site websocket hijacking: a browser sends the cookie whoever's
+                    # page opens the socket, and a handshake carries no CSRF token; its Origin
+                    # says whose page it is. Refused before the look-up: no I/O, no hint
+                    # whether the session is alive.
+                    return self._origin_refused
                 record = await self.auth.get_session(state.credential)
             else:
                 return state
         except _ANSWERED as exc:
             return self._refused(state, kind, exc)
         return self._conclude(state, record, method, csrf_header, websocket)
+
+    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        """Whether a page of ``origin`` may use the session cookie: the request's own host and
+        port (the ``Host`` header; without a port, the default of the origin's
+        scheme) or one of ``websocket_origins``. No ``Origin`` (or ``null``) is not allowed."""
+        parsed = None if origin is None else parse_origin(origin)
+        if parsed is None:
+            return False
+        if parsed in self._origins:
+            return True
+        # The page's scheme tells the default port of a Host without one (a proxy in front
+        # may have ended TLS, so the request's own scheme would not).
+        own = None if host is None else parse_host(host, parsed[0])
+        return own is not None and parsed[1:] == own
 
     def authenticate_nowait(
         self,
