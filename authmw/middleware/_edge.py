@@ -17,6 +17,9 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -44,6 +47,39 @@ _SESSION: Final = 2  # RequestState.credential is a session id, .cookies the req
 
 # What a look-up may raise that the edge answers for (see Edge._refused).
 _ANSWERED = (InvalidToken, MalformedAuthorization, StorageUnavailable)
+
+
+class OutageLog:
+    """Warnings about storage outages, at most one per ``interval`` seconds per message.
+
+    During an outage every request fails the same way: one warning each would flood the logs
+    (and cost a formatted record per refused request). The first is logged; the ones within
+    the next ``interval`` are counted, and the count goes with the next warning logged.
+    Thread-safe (WSGI request threads share one).
+    """
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._quiet_until: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, message: str, exc: BaseException) -> None:
+        """Log ``message: exc`` as a warning unless one with ``message`` went out recently."""
+        now = self._clock()
+        with self._lock:
+            if now < self._quiet_until.get(message, now):
+                self._suppressed[message] = self._suppressed.get(message, 0) + 1
+                return
+            self._quiet_until[message] = now + self.interval
+            suppressed = self._suppressed.pop(message, 0)
+        if suppressed:
+            log.warning(
+                "%s: %s (and %d more since the last such warning)", message, exc, suppressed
+            )
+        else:
+            log.warning("%s: %s", message, exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +145,7 @@ class Edge:
             auth.config.signing_keys, auth.config.cookie, options.csrf_cookie
         )
         self.cookie_name = auth.config.cookie.name
+        self.outage_log = OutageLog()
         if options.csrf_cookie == self.cookie_name:
             raise ConfigurationError(
                 f"csrf_cookie {options.csrf_cookie!r} is the session cookie's name"
@@ -300,7 +337,7 @@ class Edge:
             return self._bearer_refusal(401, "invalid_token", f"the access token is {exc.reason}")
         if isinstance(exc, MalformedAuthorization):
             return self._bearer_refusal(400, "invalid_request", exc.problem)
-        log.warning("refusing request with 503: %s", exc)
+        self.outage_log.warning("refusing request with 503", exc)
         return self._unavailable
 
     @staticmethod

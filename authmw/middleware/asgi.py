@@ -140,7 +140,7 @@ class AuthMiddleware:
                     cookies = await self.edge.finish(state)
                 except StorageUnavailable as exc:
                     # The change cannot be saved: say so instead of pretending it was.
-                    log.warning("session save failed, answering 503: %s", exc)
+                    self.edge.outage_log.warning("session save failed, answering 503", exc)
                     replaced = True
                     await self._refuse(self.edge.unavailable(), scope, receive, send)
                     return

@@ -158,7 +158,7 @@ class WSGIAuthMiddleware:
                         edge.authenticate(method, raw, cookie, csrf), "authenticate"
                     )
                 except StorageUnavailable as exc:
-                    log.warning("refusing request with 503: %s", exc)
+                    edge.outage_log.warning("refusing request with 503", exc)
                     result = edge.unavailable()
             if isinstance(result, Refusal):
                 return _refuse(result, start_response)
@@ -258,7 +258,9 @@ class _Response:
                     self._cookies = self._middleware._finish(self._environ, self._state)
                 except StorageUnavailable as exc:
                     # The change cannot be saved: say so instead of pretending it was.
-                    log.warning("session save failed, answering 503: %s", exc)
+                    self._middleware.edge.outage_log.warning(
+                        "session save failed, answering 503", exc
+                    )
                     self.refusal = self._middleware.edge.unavailable()
                     _refuse(self.refusal, self._start_response, exc_info)
                     return _discard
