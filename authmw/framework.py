@@ -135,8 +135,6 @@ class AuthFramework:
         """
         if value is None:
             return None
-        if not isinstance(value, str):
-            value = str(value)
         if len(value) <= _CLIENT_TEXT_LIMIT and value.isprintable():
             return value
         kept = "".join(c for c in value if unicodedata.category(c) not in ("Cc", "Cs"))
