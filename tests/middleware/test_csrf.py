@@ -6,15 +6,29 @@ called with the raw method and header bytes a server may hand over.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+from werkzeug.serving import make_server
 
-from authmw import AuthConfig, InMemoryStorage
+from authmw import AuthConfig, AuthFramework, AuthMiddleware, InMemoryStorage
 from authmw.middleware._cookies import SessionCookieCodec
+from authmw.middleware.wsgi import WSGIAuthMiddleware
 from authmw.testing import fast_password_hasher
+from tests.support import apps, wsgi_apps
 from tests.support.fronts import FRONTS, Answer, Front
 
 KEY_A = "key-A-0123456789abcdef0123456789abcdef"
@@ -209,3 +223,103 @@ def test_token_of_a_retired_key_is_refused(kind: str) -> None:
         assert passed.status == 200 and user(passed) == "ann"
     finally:
         retired.close()
+
+
+@contextlib.contextmanager
+def _serve_uvicorn(auth: AuthFramework) -> Iterator[int]:
+    """The ASGI app (login and cart) under a real uvicorn on 127.0.0.1; yields the port."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await auth.register_user("ann", "password")  # on uvicorn's loop, after the open
+        yield
+
+    app = Starlette(
+        routes=[
+            Route("/login", apps.do_login, methods=["POST"]),
+            Route("/cart", apps.add_to_cart, methods=["POST"]),
+        ],
+        middleware=[Middleware(AuthMiddleware, auth=auth)],
+        lifespan=lifespan,
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(200):  # wait for the start-up, up to 10 s
+        if server.started or not thread.is_alive():
+            break
+        time.sleep(0.05)
+    assert server.started
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@contextlib.contextmanager
+def _serve_werkzeug(auth: AuthFramework) -> Iterator[int]:
+    """The WSGI app (login and cart) under a real werkzeug server; yields the port."""
+    with WSGIAuthMiddleware(wsgi_apps.wsgi_app, auth) as middleware:
+        middleware.run(auth.register_user("ann", "password"))
+        server = make_server("127.0.0.1", 0, middleware, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield server.server_port
+        finally:
+            server.shutdown()
+            thread.join(10)
+
+
+def _call(port: int, method: str, path: str, body: bytes, headers: dict[str, str]) -> Any:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        # http.client sends str header values as latin-1, byte for byte.
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.body = response.read()
+        return response
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "werkzeug"])
+def test_real_servers_refuse_hostile_csrf(server: str) -> None:
+    """Over a real server and socket: non-ASCII CSRF tokens and unusual methods get 403."""
+    auth = AuthFramework(InMemoryStorage(), config())
+    serve = _serve_uvicorn if server == "uvicorn" else _serve_werkzeug
+    with serve(auth) as port:
+        login = _call(
+            port,
+            "POST",
+            "/login",
+            b'{"user": "ann", "password": "password"}',
+            {"Content-Type": "application/json"},
+        )
+        assert login.status == 200, login.body
+        jar = dict(c.split(";", 1)[0].split("=", 1) for c in login.headers.get_all("set-cookie"))
+        cookie = f"authmw_session={jar['authmw_session']}"
+        token = jar["authmw_csrf"]
+        body, json_type = b'{"item": "x"}', {"Content-Type": "application/json"}
+        for headers in (
+            {"Cookie": f"{cookie}; authmw_csrf={token}", "X-CSRF-Token": "é" * 64},
+            {"Cookie": f"{cookie}; authmw_csrf={'é' * 64}", "X-CSRF-Token": "é" * 64},
+            {"Cookie": f"{cookie}; authmw_csrf={'é' * 64}", "X-CSRF-Token": token},
+        ):
+            refused = _call(port, "POST", "/cart", body, {**json_type, **headers})
+            assert refused.status == 403, refused.body
+        for method in ("PROPFIND", "FOO"):
+            refused = _call(port, method, "/cart", body, {**json_type, "Cookie": cookie})
+            assert refused.status == 403, refused.body
+        passed = _call(
+            port,
+            "POST",
+            "/cart",
+            body,
+            {**json_type, "Cookie": f"{cookie}; authmw_csrf={token}", "X-CSRF-Token": token},
+        )
+        assert passed.status == 200 and json.loads(passed.body) == {"cart": ["x"]}
