@@ -35,6 +35,8 @@ __all__ = ["AuthFramework"]
 
 _FAILURES = "authmw:login-failures:"
 _LOCKED = "authmw:locked-until:"
+# Longest user agent or address kept in the audit log (client-supplied, so bounded).
+_CLIENT_TEXT_LIMIT = 512
 
 
 class AuthFramework:
@@ -125,6 +127,21 @@ class AuthFramework:
             raise InvalidInput("password", f"shorter than {shortest} characters")
         return password
 
+    @staticmethod
+    def _client_text(value: str | None) -> str | None:
+        """Client-supplied text (user agent, address) as the audit log keeps it: without
+        control characters or lone surrogates, at most 512 characters.
+
+        A client controls these and storage may refuse them (PostgreSQL stores no NUL): a
+        refused audit write must not make a failed login go uncounted.
+        """
+        if value is None:
+            return None
+        if len(value) <= _CLIENT_TEXT_LIMIT and value.isprintable():
+            return value
+        kept = "".join(c for c in value if unicodedata.category(c) not in ("Cc", "Cs"))
+        return kept[:_CLIENT_TEXT_LIMIT]
+
     async def _audit(self, action: str, outcome: bool, user_id: str | None, **info: Any) -> None:
         if self.config.audit_log:
             meta = {k: v for k, v in info.items() if v is not None and k not in ("ip", "agent")}
@@ -133,8 +150,8 @@ class AuthFramework:
                     action=action,
                     outcome=outcome,
                     user_id=user_id,
-                    ip_address=info.get("ip"),
-                    user_agent=info.get("agent"),
+                    ip_address=self._client_text(info.get("ip")),
+                    user_agent=self._client_text(info.get("agent")),
                     metadata=meta,
                 )
             )

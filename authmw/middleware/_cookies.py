@@ -3,7 +3,8 @@
 The cookie holds only the session id (``st1.…``), signed under ``secret_key``; signatures made
 under any of ``secret_key_fallbacks`` still verify and are re-signed with the current key. The
 session data lives in storage. The CSRF token is an HMAC of the session's public selector, so
-it needs no storage and changes whenever the session id rotates.
+it needs no storage and changes whenever the session id rotates; a token derived under a
+fallback key is still accepted (a key rotation must not refuse every open page's next form).
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ class SessionCookieCodec:
         self._current = Signer(
             derived[0], salt=_SALT, key_derivation="none", digest_method=hashlib.sha256
         )
-        self._csrf_key = hmac.new(
-            hmac.digest(keys[0], _CSRF_DERIVATION, "sha256"), digestmod=hashlib.sha256
-        )
+        # One HMAC per key, current first; copied per token instead of re-keyed.
+        self._csrf_keys = [
+            hmac.new(hmac.digest(k, _CSRF_DERIVATION, "sha256"), digestmod=hashlib.sha256)
+            for k in keys
+        ]
         self.cookie = cookie
         self.csrf_cookie = csrf_cookie
         self._max_age = (
@@ -77,12 +80,21 @@ class SessionCookieCodec:
         except UnicodeDecodeError:
             raise BadSignature("cookie is not ASCII") from None
 
-    def csrf_token(self, session_id: str) -> str:
-        """The CSRF token bound to a session (derived from its public selector)."""
+    def csrf_token(self, session_id: str, key: int = 0) -> str:
+        """The CSRF token bound to a session (derived from its public selector) under the
+        current key, or under ``signing_keys[key]``."""
         selector = session_id.split(".")[1] if session_id.count(".") >= 2 else session_id
-        mac = self._csrf_key.copy()
+        mac = self._csrf_keys[key].copy()
         mac.update(selector.encode("ascii", "replace"))
         return mac.hexdigest()
+
+    def csrf_key(self, session_id: str, token: str) -> int | None:
+        """Which key ``token`` is the session's CSRF token under (0: the current one, then
+        the fallbacks), or None if under none. ``token`` must be ASCII."""
+        for index in range(len(self._csrf_keys)):
+            if hmac.compare_digest(token, self.csrf_token(session_id, index)):
+                return index
+        return None
 
     def _morsel(self, name: str, value: str, *, http_only: bool, max_age: int | None) -> str:
         jar: SimpleCookie = SimpleCookie()

@@ -18,6 +18,9 @@ import hmac
 import html
 import json
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Any, Final
@@ -31,7 +34,7 @@ from ..framework import AuthFramework
 from ..models import AuthToken, SessionData, UserRecord
 from ..tokens import parse_authorization
 from ._cookies import SessionCookieCodec, data_fingerprint
-from ._options import MiddlewareOptions
+from ._options import MiddlewareOptions, parse_host, parse_origin
 from .principal import AuthUser
 
 log = logging.getLogger("authmw.middleware")
@@ -46,6 +49,39 @@ _SESSION: Final = 2  # RequestState.credential is a session id, .cookies the req
 
 # What a look-up may raise that the edge answers for (see Edge._refused).
 _ANSWERED = (InvalidToken, MalformedAuthorization, StorageUnavailable)
+
+
+class OutageLog:
+    """Warnings about storage outages, at most one per ``interval`` seconds per message.
+
+    During an outage every request fails the same way: one warning each would flood the logs
+    (and cost a formatted record per refused request). The first is logged; the ones within
+    the next ``interval`` are counted, and the count goes with the next warning logged.
+    Thread-safe (WSGI request threads share one).
+    """
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._quiet_until: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, message: str, exc: BaseException) -> None:
+        """Log ``message: exc`` as a warning unless one with ``message`` went out recently."""
+        now = self._clock()
+        with self._lock:
+            if now < self._quiet_until.get(message, now):
+                self._suppressed[message] = self._suppressed.get(message, 0) + 1
+                return
+            self._quiet_until[message] = now + self.interval
+            suppressed = self._suppressed.pop(message, 0)
+        if suppressed:
+            log.warning(
+                "%s: %s (and %d more since the last such warning)", message, exc, suppressed
+            )
+        else:
+            log.warning("%s: %s", message, exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +160,7 @@ class Edge:
             auth.config.signing_keys, auth.config.cookie, options.csrf_cookie
         )
         self.cookie_name = auth.config.cookie.name
+        self.outage_log = OutageLog()
         if options.csrf_cookie == self.cookie_name:
             raise ConfigurationError(
                 f"csrf_cookie {options.csrf_cookie!r} is the session cookie's name"
@@ -133,6 +170,7 @@ class Edge:
         self._session_cookie = options.session_cookie
         self._csrf = options.csrf
         self._excluded = tuple(p.rstrip("/") for p in options.exclude_paths)
+        self._origins = frozenset(parse_origin(o) for o in options.websocket_origins)
         self._unavailable = Refusal(
             503,
             {
@@ -151,6 +189,14 @@ class Edge:
                 f"{options.csrf_header} header",
             },
         )
+        self._origin_refused = Refusal(
+            403,
+            {
+                "error": "origin_refused",
+                "error_description": "a websocket authenticated by the session cookie must "
+                "come from the site's own origin or one of websocket_origins",
+            },
+        )
 
     def excluded(self, path: str) -> bool:
         """Whether ``path`` bypasses authentication (``exclude_paths``, prefix-aware)."""
@@ -164,8 +210,13 @@ class Edge:
         csrf_header: str | None,
         *,
         websocket: bool = False,
+        origin: str | None = None,
+        host: str | None = None,
     ) -> RequestState | Refusal:
-        """The request's principal, or the response that refuses it."""
+        """The request's principal, or the response that refuses it.
+
+        For a websocket handshake give its ``Origin`` and ``Host`` headers: a session cookie
+        counts only from an allowed origin (:meth:`origin_allowed`)."""
         state = RequestState(self)
         kind = _NOTHING
         try:
@@ -173,12 +224,32 @@ class Edge:
             if kind == _BEARER:
                 record: AuthToken | SessionData = await self.auth.verify(state.credential)
             elif kind == _SESSION:
+                if websocket and not self.origin_allowed(origin, host):
+                    # Cross-site websocket hijacking: a browser sends the cookie whoever's
+                    # page opens the socket, and a handshake carries no CSRF token; its Origin
+                    # says whose page it is. Refused before the look-up: no I/O, no hint
+                    # whether the session is alive.
+                    return self._origin_refused
                 record = await self.auth.get_session(state.credential)
             else:
                 return state
         except _ANSWERED as exc:
             return self._refused(state, kind, exc)
         return self._conclude(state, record, method, csrf_header, websocket)
+
+    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        """Whether a page of ``origin`` may use the session cookie: the request's own host and
+        port (the ``Host`` header; without a port, the default of the origin's
+        scheme) or one of ``websocket_origins``. No ``Origin`` (or ``null``) is not allowed."""
+        parsed = None if origin is None else parse_origin(origin)
+        if parsed is None:
+            return False
+        if parsed in self._origins:
+            return True
+        # The page's scheme tells the default port of a Host without one (a proxy in front
+        # may have ended TLS, so the request's own scheme would not).
+        own = None if host is None else parse_host(host, parsed[0])
+        return own is not None and parsed[1:] == own
 
     def authenticate_nowait(
         self,
@@ -249,14 +320,24 @@ class Edge:
             state.user = AuthUser.from_token(record)
             return state
         session_id = state.credential
+        # Every method but the four safe ones needs the token, whatever its spelling:
+        # methods are case-sensitive, so "post" or "PROPFIND" are unsafe too.
         if self._csrf and not websocket and method not in SAFE_METHODS:
             echoed = state.cookies.get(self.options.csrf_cookie, "") if state.cookies else ""
-            if not (
-                csrf_header
-                and hmac.compare_digest(csrf_header, echoed)
-                and hmac.compare_digest(csrf_header, self.cookies.csrf_token(session_id))
-            ):
+            # Tokens are hex: anything else is refused before compare_digest, which raises
+            # TypeError for non-ASCII text.
+            if not (csrf_header and csrf_header.isascii() and echoed.isascii()):
                 return self._csrf_failed
+            key = (
+                self.cookies.csrf_key(session_id, csrf_header)
+                if hmac.compare_digest(csrf_header, echoed)
+                else None
+            )
+            if key is None:
+                return self._csrf_failed
+            if key:
+                # Derived under a fallback key: send the current key's token back.
+                state.resign = True
         self._adopt(state, session_id, record)
         state.set_cookie = state.resign
         return state
@@ -271,7 +352,7 @@ class Edge:
             return self._bearer_refusal(401, "invalid_token", f"the access token is {exc.reason}")
         if isinstance(exc, MalformedAuthorization):
             return self._bearer_refusal(400, "invalid_request", exc.problem)
-        log.warning("refusing request with 503: %s", exc)
+        self.outage_log.warning("refusing request with 503", exc)
         return self._unavailable
 
     @staticmethod

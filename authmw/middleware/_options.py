@@ -17,12 +17,44 @@ from typing import TypedDict
 
 from ..errors import ConfigurationError
 
-__all__ = ["MiddlewareOptions", "OptionKeywords", "resolve"]
+__all__ = ["MiddlewareOptions", "OptionKeywords", "parse_host", "parse_origin", "resolve"]
 
 # RFC 9110 section 5.6.2: a header name is a token.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # The characters CookieConfig refuses in a cookie name too.
 _NOT_IN_COOKIE_NAME = frozenset(' ;,=\t\r\n"')
+# RFC 6454's serialised origin (scheme "://" host [":" port]) and RFC 9110's Host header; an
+# IPv6 literal in brackets. Nothing else (no path, user info or spaces) is an origin.
+_HOST = r"(\[[0-9A-Fa-f:.]+\]|[^\s/:?#@\[\]\\]+)(?::([0-9]{1,5}))?"
+_ORIGIN = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://" + _HOST)
+_HOST_HEADER = re.compile(_HOST)
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+Origin = tuple[str, str, int | None]
+"""A parsed origin: (scheme, host, port), lower-case, the scheme's default port filled in."""
+
+
+def parse_origin(value: str) -> Origin | None:
+    """``value`` (an ``Origin`` header) as (scheme, host, port), or None if it names no origin
+    (``null``, a URL with a path, junk)."""
+    match = _ORIGIN.fullmatch(value)
+    if match is None:
+        return None
+    scheme, host, port = match.group(1).lower(), match.group(2).lower(), match.group(3)
+    number = _DEFAULT_PORTS.get(scheme) if port is None else int(port)
+    if number is not None and number > 65535:
+        return None
+    return scheme, host, number
+
+
+def parse_host(value: str, scheme: str) -> tuple[str, int | None] | None:
+    """A ``Host`` header as (host, port), the port ``scheme``'s default when absent; None if
+    it is not a Host header."""
+    match = _HOST_HEADER.fullmatch(value)
+    if match is None:
+        return None
+    port = match.group(2)
+    return match.group(1).lower(), _DEFAULT_PORTS.get(scheme) if port is None else int(port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +66,14 @@ class MiddlewareOptions:
     cookie-authenticated requests: the ``csrf_cookie`` cookie's value echoed in the
     ``csrf_header`` header. ``exclude_paths`` are served without authentication (``"/static"``
     covers ``/static/...``). ``retry_after`` is the whole seconds sent in ``Retry-After`` with
-    a 503.
+    a 503. ``websocket_origins`` are the origins (``"https://app.example.com"``) besides the
+    request's own host whose pages may open a websocket authenticated by the session cookie
+    (ASGI only; a handshake from any other ``Origin``, or none, is refused).
 
     Raises ``ConfigurationError`` for a header or cookie name that cannot be one, an
     ``exclude_paths`` that is a single string or holds something other than paths starting
-    with ``/``, or a ``retry_after`` that is not a whole number of seconds >= 0.
+    with ``/``, a ``retry_after`` that is not a whole number of seconds >= 0, or a
+    ``websocket_origins`` that is a single string or holds something other than an origin.
     """
 
     bearer: bool = True
@@ -49,6 +84,8 @@ class MiddlewareOptions:
     # Any iterable of paths; kept as a tuple.
     exclude_paths: Iterable[str] = ()
     retry_after: int = 5
+    # Any iterable of origins; kept as a tuple.
+    websocket_origins: Iterable[str] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.csrf_header, str) or not _HEADER_NAME.fullmatch(self.csrf_header):
@@ -78,6 +115,18 @@ class MiddlewareOptions:
             raise ConfigurationError(
                 f"retry_after: expected whole seconds >= 0, got {self.retry_after!r}"
             )
+        if isinstance(self.websocket_origins, (str, bytes)):
+            raise ConfigurationError(
+                "websocket_origins: expected a list of origins, not one string: "
+                f"[{self.websocket_origins!r}]"
+            )
+        origins = tuple(self.websocket_origins)
+        for origin in origins:
+            if not isinstance(origin, str) or parse_origin(origin) is None:
+                raise ConfigurationError(
+                    f"websocket_origins: {origin!r} is not an origin like 'https://example.com'"
+                )
+        object.__setattr__(self, "websocket_origins", origins)
 
 
 class OptionKeywords(TypedDict, total=False):
@@ -91,6 +140,7 @@ class OptionKeywords(TypedDict, total=False):
     csrf_cookie: str
     exclude_paths: Iterable[str]
     retry_after: int
+    websocket_origins: Iterable[str]
 
 
 def resolve(options: MiddlewareOptions | None, keywords: OptionKeywords) -> MiddlewareOptions:

@@ -37,9 +37,14 @@ class AuthMiddleware:
 
     Options are :class:`authmw.MiddlewareOptions`' fields, given as keyword arguments
     (``bearer``, ``session_cookie``, ``csrf``, ``csrf_header``, ``csrf_cookie``,
-    ``exclude_paths``, ``retry_after``) or as ``options=MiddlewareOptions(...)`` (keywords then
-    override its fields); plus ``lifespan`` (open/close the framework with the app, on by
-    default). Raises ``ConfigurationError`` for a bad option.
+    ``exclude_paths``, ``retry_after``, ``websocket_origins``) or as
+    ``options=MiddlewareOptions(...)`` (keywords then override its fields); plus ``lifespan``
+    (open/close the framework with the app, on by default). Raises ``ConfigurationError`` for
+    a bad option.
+
+    A websocket handshake authenticated by the session cookie is refused (403, or a close
+    with 1008 where the server cannot send a response) unless its ``Origin`` is the site's own
+    host or one of ``websocket_origins``; a bearer-authenticated one needs no ``Origin``.
     """
 
     def __init__(
@@ -89,13 +94,14 @@ class AuthMiddleware:
         if authorization is None and cookie is None:
             # No credentials at all: anonymous, with nothing to look up.
             result: RequestState | Refusal = RequestState(self.edge)
+        elif kind == "websocket":
+            origin, host = _origin_and_host(scope["headers"])
+            result = await self.edge.authenticate(
+                "GET", authorization, cookie, csrf, websocket=True, origin=origin, host=host
+            )
         else:
             result = await self.edge.authenticate(
-                scope.get("method", "GET"),
-                authorization,
-                cookie,
-                csrf,
-                websocket=kind == "websocket",
+                scope.get("method", "GET"), authorization, cookie, csrf
             )
         if isinstance(result, Refusal):
             await self._refuse(result, scope, receive, send)
@@ -134,7 +140,7 @@ class AuthMiddleware:
                     cookies = await self.edge.finish(state)
                 except StorageUnavailable as exc:
                     # The change cannot be saved: say so instead of pretending it was.
-                    log.warning("session save failed, answering 503: %s", exc)
+                    self.edge.outage_log.warning("session save failed, answering 503", exc)
                     replaced = True
                     await self._refuse(self.edge.unavailable(), scope, receive, send)
                     return
@@ -147,28 +153,34 @@ class AuthMiddleware:
         return send_wrapper
 
     async def _refuse(self, refusal: Refusal, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            await receive()  # the websocket.connect message
-            await send(
-                {
-                    "type": "websocket.close",
-                    "code": refusal.ws_close_code,
-                    "reason": refusal.body.get("error", ""),
-                }
-            )
-            return
-        for name, value in scope["headers"]:
-            if name == b"accept":
-                refusal = refusal.negotiated(value.decode("latin-1"))
-                break
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"accept":
+                    refusal = refusal.negotiated(value.decode("latin-1"))
+                    break
         body = refusal.body_bytes()
         headers = [
             (b"content-type", refusal.content_type.encode("latin-1")),
             (b"content-length", str(len(body)).encode()),
         ]
         headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in refusal.headers)
-        await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        start, chunk = "http.response.start", "http.response.body"
+        if scope["type"] == "websocket":
+            await receive()  # the websocket.connect message
+            if "websocket.http.response" not in scope.get("extensions", {}):
+                # Closing before the accept makes the server deny the handshake (a 403).
+                await send(
+                    {
+                        "type": "websocket.close",
+                        "code": refusal.ws_close_code,
+                        "reason": refusal.body.get("error", ""),
+                    }
+                )
+                return
+            # The server can send our own answer (status, Retry-After, WWW-Authenticate).
+            start, chunk = "websocket.http.response.start", "websocket.http.response.body"
+        await send({"type": start, "status": refusal.status, "headers": headers})
+        await send({"type": chunk, "body": body})
 
     async def _handle_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def receive_wrapper() -> Message:
@@ -188,6 +200,17 @@ class AuthMiddleware:
             await send(message)
 
         await self.app(scope, receive_wrapper, send_wrapper)
+
+
+def _origin_and_host(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """A websocket handshake's ``Origin`` and ``Host`` headers (the first of each)."""
+    origin = host = None
+    for name, value in headers:
+        if name == b"origin" and origin is None:
+            origin = value.decode("latin-1")
+        elif name == b"host" and host is None:
+            host = value.decode("latin-1")
+    return origin, host
 
 
 def _state(conn: HTTPConnection) -> RequestState:

@@ -166,7 +166,7 @@ class WSGIAuthMiddleware:
                         edge.authenticate(method, raw, cookie, csrf), "authenticate"
                     )
                 except StorageUnavailable as exc:
-                    log.warning("refusing request with 503: %s", exc)
+                    edge.outage_log.warning("refusing request with 503", exc)
                     result = edge.unavailable()
             if isinstance(result, Refusal):
                 return _refuse(result.negotiated(environ.get("HTTP_ACCEPT")), start_response)
@@ -266,7 +266,9 @@ class _Response:
                     self._cookies = self._middleware._finish(self._environ, self._state)
                 except StorageUnavailable as exc:
                     # The change cannot be saved: say so instead of pretending it was.
-                    log.warning("session save failed, answering 503: %s", exc)
+                    self._middleware.edge.outage_log.warning(
+                        "session save failed, answering 503", exc
+                    )
                     self.refusal = self._middleware.edge.unavailable().negotiated(
                         self._environ.get("HTTP_ACCEPT")
                     )

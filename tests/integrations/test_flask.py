@@ -254,6 +254,51 @@ def test_csrf_header(stack: Stack) -> None:
     assert ok.json == {"cart": ["x"]}
 
 
+def test_csrf_hostile_tokens_and_methods(stack: Stack) -> None:
+    """A non-ASCII CSRF header or cookie gets 403, never a 500; so does an unusual method."""
+    app, ext = flask_app(stack)
+    ext.run(stack.auth.register_user("cy", "password"))
+    http = app.test_client()
+    http.post("/login", json={"user": "cy", "password": "password"})
+    csrf = http.get_cookie("authmw_csrf")
+    assert csrf is not None
+    hostile = http.post("/cart", json={"item": "x"}, headers={"X-CSRF-Token": "é" * 64})
+    assert hostile.status_code == 403 and hostile.json["error"] == "csrf_failed"
+    http.set_cookie("authmw_csrf", "é" * 64)
+    both = http.post("/cart", json={"item": "x"}, headers={"X-CSRF-Token": "é" * 64})
+    assert both.status_code == 403 and both.json["error"] == "csrf_failed"
+    http.set_cookie("authmw_csrf", csrf.value)
+    for method in ("PROPFIND", "FOO"):
+        refused = http.open("/cart", method=method)
+        assert refused.status_code == 403 and refused.json["error"] == "csrf_failed"
+    assert http.get("/session").json == {}
+
+
+def test_csrf_token_survives_key_rotation(stack: Stack) -> None:
+    """After a key rotation a page's old CSRF token passes (old key as a fallback) and the
+    response sets the current key's token."""
+    old_key, new_key = "old-key-0123456789abcdef0123456789", "new-key-0123456789abcdef0123456789"
+    old = stack.framework(secret_key=old_key)
+    app, ext = flask_app(stack, old)
+    ext.run(old.register_user("lou", "password"))
+    http = app.test_client()
+    http.post("/login", json={"user": "lou", "password": "password"})
+    old_csrf = http.get_cookie("authmw_csrf")
+    assert old_csrf is not None
+    new = stack.framework(secret_key=new_key, secret_key_fallbacks=[old_key])
+    app, _ = flask_app(stack, new)
+    cookies = {
+        c.key: c.value for c in (http.get_cookie(n) for n in ("authmw_session", "authmw_csrf")) if c
+    }
+    http = app.test_client()
+    for name, value in cookies.items():
+        http.set_cookie(name, value)
+    response = http.post("/cart", json={"item": "x"}, headers={"X-CSRF-Token": old_csrf.value})
+    assert response.status_code == 200 and response.json == {"cart": ["x"]}
+    new_csrf = http.get_cookie("authmw_csrf")
+    assert new_csrf is not None and new_csrf.value != old_csrf.value
+
+
 def test_fallback_key_cookie_is_resigned(stack: Stack) -> None:
     """A session cookie signed under a fallback key is accepted and re-signed."""
     old_key, new_key = "old-key-0123456789abcdef0123456789", "new-key-0123456789abcdef0123456789"

@@ -43,6 +43,7 @@ class Fixture:
     def __init__(self, auth: AuthFramework, edge: Edge) -> None:
         self.auth, self.edge = auth, edge
         self.token = self.cookie = self.old_cookie = self.gone_cookie = self.csrf = ""
+        self.old_csrf = ""
 
 
 @pytest.fixture
@@ -62,6 +63,7 @@ async def world() -> AsyncIterator[Fixture]:
     built.csrf = edge.cookies.csrf_token(session_id)
     old_codec = SessionCookieCodec([OLD_KEY.encode()], auth.config.cookie, "authmw_csrf")
     built.old_cookie = f"authmw_session={old_codec.sign(session_id)}"
+    built.old_csrf = old_codec.csrf_token(session_id)
     gone_id, _ = await auth.create_session("ann")
     built.gone_cookie = f"authmw_session={edge.cookies.sign(gone_id)}"
     await auth.destroy_session(gone_id)
@@ -90,6 +92,15 @@ def requests(w: Fixture) -> dict[str, Request]:
         "cookie, unsafe method, no csrf": ("POST", None, w.cookie, None),
         "cookie, unsafe method, csrf header only": ("POST", None, w.cookie, w.csrf),
         "cookie, unsafe method, csrf": ("POST", None, with_csrf, w.csrf),
+        "cookie, unusual method, no csrf": ("PROPFIND", None, w.cookie, None),
+        "cookie, lower-case method, no csrf": ("post", None, w.cookie, None),
+        "cookie, unsafe method, non-ASCII csrf": ("POST", None, f"{w.cookie}; authmw_csrf=é", "é"),
+        "cookie, unsafe method, csrf under an old key": (
+            "POST",
+            None,
+            f"{w.cookie}; authmw_csrf={w.old_csrf}",
+            w.old_csrf,
+        ),
         "ended session": ("GET", None, w.gone_cookie, None),
     }
 
@@ -110,6 +121,10 @@ EXPECTED = {
     "cookie, unsafe method, no csrf": 403,
     "cookie, unsafe method, csrf header only": 403,
     "cookie, unsafe method, csrf": ("ann", "session"),
+    "cookie, unusual method, no csrf": 403,
+    "cookie, lower-case method, no csrf": 403,
+    "cookie, unsafe method, non-ASCII csrf": 403,
+    "cookie, unsafe method, csrf under an old key": ("ann", "session"),
     "ended session": ("<anonymous>", None),
 }
 
@@ -143,6 +158,7 @@ async def test_cookie_flags(world: Fixture) -> None:
     for case, set_cookie, delete_cookie in [
         ("cookie", False, False),
         ("cookie under an old key", True, False),
+        ("cookie, unsafe method, csrf under an old key", True, False),
         ("tampered cookie", False, True),
         ("ended session", False, True),
     ]:
