@@ -499,11 +499,17 @@ class AuthFramework:
         return found
 
     async def save_session(self, session: SessionData, data: dict[str, Any]) -> SessionData:
-        """Store new data for a session; return the updated record."""
+        """Store new data for a session; return the updated record.
+
+        Raises ``InvalidToken`` (reason ``unknown``) when the session no longer exists (ended
+        by logout or ``revoke_user``, or expired) while the caller held it: the save never
+        brings it back.
+        """
         if not self._open:
             await self.open()
         updated = replace(session, data=dict(data))
-        await self.storage.store_session(updated)
+        if not await self.storage.update_session(updated):
+            raise InvalidToken("unknown", token_id=session.session_id)
         return updated
 
     async def destroy_session(self, session_id: str) -> bool:

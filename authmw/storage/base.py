@@ -194,7 +194,15 @@ class AuthStorage(Protocol):
     async def touch_session(
         self, session_id: str, last_accessed: datetime, expires_at: datetime
     ) -> bool:
-        """Move ``last_accessed`` and the effective expiry forward; False if there is none."""
+        """Move ``last_accessed`` and the effective expiry forward; False if there is none
+        (a missing or expired session is never created)."""
+        ...
+
+    async def update_session(self, session: SessionData) -> bool:
+        """Write the session's ``data``, ``last_accessed`` and ``expires_at`` only if the stored
+        session still exists and is unexpired, in one atomic step; False (nothing written)
+        otherwise. A save never brings back a session that was deleted meanwhile (logout,
+        ``delete_user_sessions``). ``TypeError``/``ValueError`` for data JSON cannot hold."""
         ...
 
     async def delete_session(self, session_id: str) -> bool:

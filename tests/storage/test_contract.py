@@ -296,6 +296,56 @@ async def test_user_sessions(storage: AuthStorage) -> None:
     assert await storage.delete_session(theirs.session_id) is False
 
 
+async def test_update_session(storage: AuthStorage) -> None:
+    """update_session writes data, access time and expiry of a live session."""
+    session = make_session("hank", ttl=60)
+    await storage.store_session(session)
+    later = utcnow() + timedelta(seconds=5)
+    changed = dataclasses.replace(
+        session, data={"v": 2}, last_accessed=later, expires_at=later + timedelta(seconds=600)
+    )
+    assert await storage.update_session(changed) is True
+    got = await storage.get_session(session.session_id)
+    assert got == changed
+    assert [s.session_id for s in await storage.list_user_sessions("hank")] == [
+        session.session_id
+    ]
+
+
+async def test_update_session_never_recreates(storage: AuthStorage) -> None:
+    """update_session after delete_session, delete_user_sessions or expiry writes nothing."""
+    deleted, revoked, expired = (make_session("ivy", ttl=60) for _ in range(3))
+    expired = dataclasses.replace(expired, expires_at=utcnow() - timedelta(seconds=1))
+    for session in (deleted, revoked, expired):
+        await storage.store_session(session)
+    assert await storage.delete_session(deleted.session_id) is True
+    assert await storage.delete_user_sessions("ivy") == 1
+    for session in (deleted, revoked, expired, make_session("ivy")):
+        fresh = dataclasses.replace(
+            session, data={"back": True}, expires_at=utcnow() + timedelta(hours=1)
+        )
+        assert await storage.update_session(fresh) is False
+        assert await storage.get_session(session.session_id) is None
+    assert await storage.list_user_sessions("ivy") == []
+    assert await storage.count_active_sessions() == 0
+    now = utcnow()
+    assert await storage.touch_session(deleted.session_id, now, now + timedelta(hours=1)) is False
+    assert await storage.get_session(deleted.session_id) is None
+
+
+async def test_session_data_with_nul_round_trips(storage: AuthStorage) -> None:
+    """Session data holding NUL characters, in values and keys, is stored faithfully."""
+    data = {"k": "a\u0000b", "nul\u0000key": ["\u0000"], "plain": 1}
+    session = make_session(data=data)
+    await storage.store_session(session)
+    got = await storage.get_session(session.session_id)
+    assert got is not None and got.data == data
+    updated = dataclasses.replace(session, data={"\u0000": "x\u0000"})
+    assert await storage.update_session(updated) is True
+    got = await storage.get_session(session.session_id)
+    assert got is not None and got.data == {"\u0000": "x\u0000"}
+
+
 # -- key-value -----------------------------------------------------------------------------
 
 

@@ -401,6 +401,11 @@ class CachedStorage:
             self.inner.touch_session(session_id, last_accessed, expires_at), "s:" + session_id
         )
 
+    async def update_session(self, session: SessionData) -> bool:
+        """Update through the wrapped storage (which refuses a session gone meanwhile, so a
+        stale cache entry can never make it live again); invalidate the session everywhere."""
+        return await self._write(self.inner.update_session(session), "s:" + session.session_id)
+
     async def delete_session(self, session_id: str) -> bool:
         """Delete through the wrapped storage; invalidate it everywhere."""
         return await self._write(self.inner.delete_session(session_id), "s:" + session_id)

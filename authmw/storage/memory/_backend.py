@@ -269,6 +269,19 @@ class InMemoryStorage:
             self._t.sessions[session_id] = (touched, entry[1])
             return True
 
+    async def update_session(self, session: SessionData) -> bool:
+        """Write data, access time and expiry of a live session; never recreate one."""
+        data_json = self._t.encode_session(session)
+        with self._t.lock:
+            entry = self._t.sessions.get(session.session_id)
+            if entry is None or entry[0].expires_ts <= now_ts():
+                return False
+            updated = replace(
+                entry[0], last_accessed=session.last_accessed, expires_at=session.expires_at
+            )
+            self._t.sessions[session.session_id] = (updated, data_json)
+            return True
+
     async def delete_session(self, session_id: str) -> bool:
         """Delete a session."""
         with self._t.lock:

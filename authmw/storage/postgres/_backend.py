@@ -298,6 +298,22 @@ class PostgresStorage:
         )
         return affected(status) == 1
 
+    async def update_session(self, session: SessionData) -> bool:
+        """Write data, access time and expiry of a live session (one ``UPDATE ... WHERE``, no
+        upsert); False, nothing written, when it is gone or expired."""
+        data_json = json.dumps(session.data, separators=(",", ":"), allow_nan=False)
+        status = await self._db.query(
+            "update_session",
+            "execute",
+            self._sql.update_session,
+            session.session_id,
+            data_json,
+            session.last_accessed,
+            session.expires_at,
+            utcnow(),
+        )
+        return affected(status) == 1
+
     async def delete_session(self, session_id: str) -> bool:
         """Delete a session; True if a live one was deleted."""
         live = await self._db.query(

@@ -138,6 +138,11 @@ class Statements:
             f"UPDATE {sessions} SET last_accessed = $2, expires_at = $3 "
             "WHERE session_id = $1 AND expires_at > $4"
         )
+        # A conditional write, never an upsert: a deleted or expired session stays gone.
+        self.update_session = (
+            f"UPDATE {sessions} SET data = $2, last_accessed = $3, expires_at = $4 "
+            "WHERE session_id = $1 AND expires_at > $5"
+        )
         self.delete_session = (
             f"DELETE FROM {sessions} WHERE session_id = $1 RETURNING expires_at > $2"
         )

@@ -230,6 +230,11 @@ class RedisStorage:
             session_id, last_accessed.isoformat(), expires_at.isoformat(), expires_at.timestamp()
         )
 
+    async def update_session(self, session: SessionData) -> bool:
+        """Write data, access time and expiry of a session that still exists (one script
+        checks and writes); False, nothing written, when it is gone."""
+        return await self._writes.update_session(session)
+
     async def delete_session(self, session_id: str) -> bool:
         """Delete a session and its index entry."""
         return await self._writes.delete_session(session_id)

@@ -142,6 +142,17 @@ class AtomicWrites:
         )
         return bool(done)
 
+    async def update_session(self, session: SessionData) -> bool:
+        """Write a session that still exists (and its index score); never recreate one."""
+        json_text, la, ex, uid = _session_fields(session)
+        done = await self.x.script(
+            "update_session",
+            "update_session",
+            [self.k.session(session.session_id), self.k.user_sessions(uid)],
+            [json_text, la, ex, uid, session.session_id, ms(session.expires_ts), ms(now_ts())],
+        )
+        return bool(done)
+
     async def delete_session(self, session_id: str) -> bool:
         """Delete a session and its user-index member."""
         got = await self.x.script(
@@ -288,7 +299,28 @@ class SlotWrites:
         done = await self.x.script(op, "ses_touch", [key], [la, ex, exp_ms, ms(now_ts())])
         if done:
             await self._index_after(op, index, session_id, exp_ms, state)
+        elif state == 2:  # deleted meanwhile: leave no index entry behind
+            await self.x.script(op, "idx_rem", [index], [ms(now_ts()), session_id])
         return bool(done)
+
+    async def update_session(self, session: SessionData) -> bool:
+        """Index, then the record only if it still exists (one script on its key), then the
+        exact index score; an index entry added for a session found gone is removed again."""
+        json_text, la, ex, uid = _session_fields(session)
+        op, index, exp = "update_session", self.k.user_sessions(uid), ms(session.expires_ts)
+        state = await self._index_before(op, index, session.session_id, exp)
+        done = await self.x.script(
+            op,
+            "ses_update",
+            [self.k.session(session.session_id)],
+            [json_text, la, ex, uid, exp, ms(now_ts())],
+        )
+        if not done:
+            if state == 2:
+                await self.x.script(op, "idx_rem", [index], [ms(now_ts()), session.session_id])
+            return False
+        await self._index_after(op, index, session.session_id, exp, state)
+        return True
 
     async def _take_session(self, op: str, session_id: str, user_id: str) -> list[Any] | None:
         got: list[Any] | None = await self.x.script(
