@@ -335,11 +335,11 @@ class AuthFramework:
         verified[access_token] = token_id
 
     async def _revoke_family(self, token: AuthToken, now: datetime) -> None:
-        for member in await self.storage.list_user_tokens(token.user_id):
-            if member.family_id == token.family_id and not member.is_revoked:
-                await self.storage.update_token(
-                    replace(member, revoked_at=now, revoke_reason="family_revoked")
-                )
+        # The storage marks the family (refusing its rotations) before revoking its members, so
+        # a refresh of the newest token racing this cannot hand out a pair that stays live. The
+        # mark lasts as long as any token of the family can: one minted by a rotation now.
+        until = now + max(self._access_ttl, self._refresh_ttl)
+        await self.storage.revoke_token_family(token.user_id, token.family_id, until)
 
     async def refresh(self, refresh_token: str) -> AuthToken:
         """Exchange a refresh token for a new access and refresh token (rotation).

@@ -27,6 +27,7 @@ class Tables:
 
     __slots__ = (
         "audit",
+        "families",
         "kv",
         "lock",
         "refresh",
@@ -46,6 +47,7 @@ class Tables:
         self.sessions: dict[str, tuple[SessionData, str]] = {}  # record without data, data JSON
         self.user_sessions: dict[str, set[str]] = {}
         self.kv: dict[str, tuple[bytes, float]] = {}  # value, expiry timestamp
+        self.families: dict[str, float] = {}  # revoked refresh family -> mark expiry timestamp
         self.audit: deque[AuditEvent] = deque(maxlen=max_audit_events)
 
     def put_token(self, token: AuthToken) -> None:
