@@ -441,7 +441,9 @@ class InMemoryStorage:
         return removed
 
     async def get_statistics(self) -> StorageStatistics:
-        """Counts of live records."""
+        """Counts of live records, and ``memory_bytes``: an estimate of what the stored
+        records and their indexes take (``sys.getsizeof`` summed over every object they hold,
+        each counted once; expired records not yet cleaned up included)."""
         now = now_ts()
         return StorageStatistics(
             backend=self.name,
@@ -452,6 +454,7 @@ class InMemoryStorage:
             active_sessions=await self.count_active_sessions(),
             kv_entries=sum(1 for _, exp in list(self._t.kv.values()) if exp > now),
             audit_events=len(self._t.audit),
+            memory_bytes=self._t.memory_bytes(),
         )
 
     # -- bulk iteration --------------------------------------------------------------------

@@ -15,7 +15,7 @@ from authmw.storage.postgres import (
     PostgresStorage,
     migrate_schema,
 )
-from authmw.storage.postgres._schema import latest_version, load_migrations
+from authmw.storage.postgres._schema import latest_version, load_migrations, lock_key
 from tests.backends.postgres import fresh_prefix
 from tests.support.factories import make_session, make_token, make_user
 
@@ -136,6 +136,24 @@ async def test_version_3_keeps_session_data_written_as_jsonb(postgres_url: str) 
         assert got is not None and got.data == session.data
     finally:
         await storage.close()
+
+
+async def test_migration_may_wait_longer_than_the_request_timeout(postgres_url: str) -> None:
+    """A migration waiting for another instance's migration lock is not bound by ``timeout``
+    (which is for the request path): it applies once the lock is released."""
+    prefix = fresh_prefix()
+    holder = await asyncpg.connect(postgres_url)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", lock_key(prefix))
+        waiting = asyncio.create_task(
+            migrate_schema(PostgresConfig(url=postgres_url, table_prefix=prefix, timeout=1))
+        )
+        await asyncio.sleep(2.5)
+        assert not waiting.done()
+        await holder.execute("SELECT pg_advisory_unlock($1)", lock_key(prefix))
+        assert await asyncio.wait_for(waiting, 60) == list(range(1, latest_version() + 1))
+    finally:
+        await holder.close()
 
 
 async def test_secrets_are_stored_only_as_digests(postgres_url: str) -> None:
