@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +17,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from authmw import AuthFramework, AuthMiddleware
+from authmw.middleware.wsgi import WSGIAuthMiddleware
 from tests.support.apps import client, do_login, do_logout, whoami
+
+pytest.register_assert_rewrite("tests.support.wsgi_apps")
+
+from tests.support import wsgi_apps  # noqa: E402 - after the rewrite registration
+from tests.support.wsgi_apps import Stack  # noqa: E402
+
+pytest_plugins = ["tests.support.wsgi_apps"]
 
 TRIALS = 3
 
@@ -90,3 +101,65 @@ async def test_slow_write_does_not_resurrect_ended_session(
             after = await http.get("/whoami", headers=headers)
             assert after.json()["authenticated"] is False
         assert await auth.storage.list_user_sessions("alice") == []
+
+
+class ThreadGate:
+    """The WSGI twin of :class:`Gate`, for a route running on a server thread."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+
+def slow_wsgi_app(gate: ThreadGate) -> Callable[..., Iterable[bytes]]:
+    """The WSGI test app plus /slow, which writes the session after the test lets it go on."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/slow":
+            return wsgi_apps.wsgi_app(environ, start_response)
+        session = environ["authmw.session"]
+        gate.entered.set()
+        assert gate.release.wait(10)
+        session["visits"] = int(session.get("visits", 0)) + 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"slow done"]
+
+    return app
+
+
+@pytest.mark.parametrize("end", ["logout", "revoke_user"])
+def test_wsgi_slow_write_does_not_resurrect_ended_session(stack: Stack, end: str) -> None:
+    """The same under WSGIAuthMiddleware: the late save clears the cookie, which stays dead."""
+    gate = ThreadGate()
+    app = stack.adopt(WSGIAuthMiddleware(slow_wsgi_app(gate), stack.auth))
+    app.run(stack.auth.register_user("alice", "password"))
+    with ThreadPoolExecutor(1) as pool:
+        for _ in range(TRIALS):
+            gate.entered.clear()
+            gate.release.clear()
+            with wsgi_apps.client(app) as http:
+                http.post("/login", json={"user": "alice", "password": "password"})
+                cookie, csrf = http.cookies["authmw_session"], http.cookies["authmw_csrf"]
+                http.cookies.clear()
+                headers = {
+                    "Cookie": f"authmw_session={cookie}; authmw_csrf={csrf}",
+                    "X-CSRF-Token": csrf,
+                }
+
+                def slow(headers: dict[str, str] = headers) -> httpx.Response:
+                    with wsgi_apps.client(app) as other:
+                        return other.get("/slow", headers=headers)
+
+                pending = pool.submit(slow)
+                assert gate.entered.wait(10)
+                if end == "logout":
+                    assert http.post("/logout", headers=headers).text == "bye"
+                else:
+                    assert app.run(stack.auth.revoke_user("alice")) >= 1
+                gate.release.set()
+                response = pending.result(10)
+                assert response.status_code == 200 and response.text == "slow done"
+                assert "Max-Age=0" in response.headers.get("set-cookie", "")
+                http.cookies.clear()
+                assert http.get("/whoami", headers=headers).json()["authenticated"] is False
+    assert app.run(stack.storage.list_user_sessions("alice")) == []
