@@ -427,11 +427,11 @@ class AuthFramework:
         verified[access_token] = token_id
 
     async def _revoke_family(self, token: AuthToken, now: datetime) -> None:
-        for member in await self.storage.list_user_tokens(token.user_id):
-            if member.family_id == token.family_id and not member.is_revoked:
-                await self.storage.update_token(
-                    replace(member, revoked_at=now, revoke_reason="family_revoked")
-                )
+        # The storage marks the family (refusing its rotations) before revoking its members, so
+        # a refresh of the newest token racing this cannot hand out a pair that stays live. The
+        # mark lasts as long as any token of the family can: one minted by a rotation now.
+        until = now + max(self._access_ttl, self._refresh_ttl)
+        await self.storage.revoke_token_family(token.user_id, token.family_id, until)
 
     async def refresh(self, refresh_token: str) -> AuthToken:
         """Exchange a refresh token for a new access and refresh token (rotation).
@@ -591,11 +591,17 @@ class AuthFramework:
         return found
 
     async def save_session(self, session: SessionData, data: dict[str, Any]) -> SessionData:
-        """Store new data for a session; return the updated record."""
+        """Store new data for a session; return the updated record.
+
+        Raises ``InvalidToken`` (reason ``unknown``) when the session no longer exists (ended
+        by logout or ``revoke_user``, or expired) while the caller held it: the save never
+        brings it back.
+        """
         if not self._open:
             await self.open()
         updated = replace(session, data=dict(data))
-        await self.storage.store_session(updated)
+        if not await self.storage.update_session(updated):
+            raise InvalidToken("unknown", token_id=session.session_id)
         return updated
 
     async def destroy_session(self, session_id: str) -> bool:

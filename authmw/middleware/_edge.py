@@ -381,7 +381,14 @@ class Edge:
         """
         record = state.session_record
         if record is not None and data_fingerprint(state.session) != state.fingerprint:
-            state.session_record = await self.auth.save_session(record, state.session)
+            try:
+                state.session_record = await self.auth.save_session(record, state.session)
+            except InvalidToken:
+                # Ended meanwhile (logout, revoke_user) by another request: the response goes
+                # out as the app made it, and the client's cookie is removed.
+                state.session_record = state.session_id = state.fingerprint = None
+                state.set_cookie, state.delete_cookie = False, True
+                return self._set_cookies(state)
             state.fingerprint = data_fingerprint(state.session)
         return self._set_cookies(state)
 

@@ -166,6 +166,22 @@ class AuthStorage(Protocol):
         If the stored record ``retired.token_id`` exists and is not revoked, replace it with
         ``retired`` (a revoked form) and store ``new``; return True. Otherwise change nothing and
         return False. Two concurrent rotations of one token: exactly one returns True.
+
+        A family marked by :meth:`revoke_token_family` is refused (False) whatever the retired
+        record says, and ``new`` does not stay live: the check is atomic with the write (or,
+        on a Redis cluster, made after it, revoking ``new`` when the mark is found).
+        """
+        ...
+
+    async def revoke_token_family(self, user_id: str, family_id: str, until: datetime) -> int:
+        """Mark the refresh family ``family_id`` of ``user_id`` revoked until ``until`` (at
+        least the expiry of the longest-lived token the family can hold), then revoke each of
+        its live, unrevoked tokens (``revoked_at`` now, reason ``"family_revoked"``); return
+        how many were revoked now.
+
+        Serialised with :meth:`rotate_token`: a rotation of the family either completed before
+        the mark (its new token is revoked here) or is refused. No token of the family is
+        live afterwards, whatever runs concurrently.
         """
         ...
 
@@ -194,7 +210,15 @@ class AuthStorage(Protocol):
     async def touch_session(
         self, session_id: str, last_accessed: datetime, expires_at: datetime
     ) -> bool:
-        """Move ``last_accessed`` and the effective expiry forward; False if there is none."""
+        """Move ``last_accessed`` and the effective expiry forward; False if there is none
+        (a missing or expired session is never created)."""
+        ...
+
+    async def update_session(self, session: SessionData) -> bool:
+        """Write the session's ``data``, ``last_accessed`` and ``expires_at`` only if the stored
+        session still exists and is unexpired, in one atomic step; False (nothing written)
+        otherwise. A save never brings back a session that was deleted meanwhile (logout,
+        ``delete_user_sessions``). ``TypeError``/``ValueError`` for data JSON cannot hold."""
         ...
 
     async def delete_session(self, session_id: str) -> bool:

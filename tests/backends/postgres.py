@@ -293,7 +293,8 @@ async def postgres_storage(postgres_url: str) -> AsyncIterator[PostgresStorage]:
     storage = PostgresStorage.with_config(contract_config(postgres_url))
     await storage.open()
     tables = ", ".join(
-        f"{CONTRACT_PREFIX}{t}" for t in ("users", "tokens", "sessions", "kv_store", "audit_log")
+        f"{CONTRACT_PREFIX}{t}"
+        for t in ("users", "tokens", "sessions", "kv_store", "audit_log", "revoked_families")
     )
     async with storage.pool.acquire() as con:
         await con.execute(f"TRUNCATE {tables}")

@@ -341,10 +341,10 @@ def test_storage_failure_is_503() -> None:
                 raise StorageUnavailable("memory", "get_session", "simulated outage")
             return await super().get_session(session_id)
 
-        async def store_session(self, session):  # type: ignore[no-untyped-def]
+        async def update_session(self, session):  # type: ignore[no-untyped-def]
             if session.data:
-                raise StorageUnavailable("memory", "store_session", "simulated outage")
-            await super().store_session(session)
+                raise StorageUnavailable("memory", "update_session", "simulated outage")
+            return await super().update_session(session)
 
     storage = Broken()
     app, ext = make_flask(AuthFramework(storage, test_config()), retry_after=9)

@@ -158,7 +158,7 @@ async def test_session_saved_only_when_changed(auth: AuthFramework) -> None:
     """Reading a session writes nothing; changing it writes once."""
     await auth.register_user("cat", "password")
     writes = 0
-    original = auth.storage.store_session
+    original = auth.storage.update_session
 
     async def counting(session):  # type: ignore[no-untyped-def]
         nonlocal writes
@@ -167,7 +167,7 @@ async def test_session_saved_only_when_changed(auth: AuthFramework) -> None:
 
     async with client(make_app(auth)) as http:
         await http.post("/login", json={"user": "cat", "password": "password"})
-        auth.storage.store_session = counting  # type: ignore[method-assign]
+        auth.storage.update_session = counting  # type: ignore[method-assign]
         try:
             for _ in range(3):
                 await http.get("/session")
@@ -179,7 +179,7 @@ async def test_session_saved_only_when_changed(auth: AuthFramework) -> None:
             )
             assert writes == 1
         finally:
-            del auth.storage.store_session  # type: ignore[method-assign]
+            del auth.storage.update_session  # type: ignore[method-assign]
 
 
 async def test_login_rotates_session_id(auth: AuthFramework) -> None:
@@ -364,15 +364,15 @@ async def test_session_save_failure_is_503(auth: AuthFramework) -> None:
         await http.post("/login", json={"user": "oda", "password": "password"})
 
         async def failing(session):  # type: ignore[no-untyped-def]
-            raise StorageUnavailable("test", "store_session", "simulated outage")
+            raise StorageUnavailable("test", "update_session", "simulated outage")
 
-        auth.storage.store_session = failing  # type: ignore[method-assign]
+        auth.storage.update_session = failing  # type: ignore[method-assign]
         try:
             response = await http.post(
                 "/cart", json={"item": "x"}, headers={"X-CSRF-Token": http.cookies["authmw_csrf"]}
             )
         finally:
-            del auth.storage.store_session  # type: ignore[method-assign]
+            del auth.storage.update_session  # type: ignore[method-assign]
         assert response.status_code == 503 and "retry-after" in response.headers
 
 

@@ -212,7 +212,7 @@ def test_session_saved_only_when_changed(stack: Stack) -> None:
     app = stack.app()
     app.run(stack.auth.register_user("cat", "password"))
     writes = 0
-    original = stack.storage.store_session
+    original = stack.storage.update_session
 
     async def counting(session):  # type: ignore[no-untyped-def]
         nonlocal writes
@@ -221,7 +221,7 @@ def test_session_saved_only_when_changed(stack: Stack) -> None:
 
     with client(app) as http:
         http.post("/login", json={"user": "cat", "password": "password"})
-        stack.storage.store_session = counting  # type: ignore[method-assign]
+        stack.storage.update_session = counting  # type: ignore[method-assign]
         try:
             for _ in range(3):
                 http.get("/session")
@@ -232,7 +232,7 @@ def test_session_saved_only_when_changed(stack: Stack) -> None:
             http.post("/replace-session", headers=csrf)
             assert writes == 2
         finally:
-            del stack.storage.store_session  # type: ignore[method-assign]
+            del stack.storage.update_session  # type: ignore[method-assign]
         assert http.get("/session").json() == {"replaced": True}
 
 
@@ -452,15 +452,15 @@ def test_session_save_failure_is_503(stack: Stack) -> None:
         http.post("/login", json={"user": "oda", "password": "password"})
 
         async def failing(session):  # type: ignore[no-untyped-def]
-            raise StorageUnavailable("test", "store_session", "simulated outage")
+            raise StorageUnavailable("test", "update_session", "simulated outage")
 
-        stack.storage.store_session = failing  # type: ignore[method-assign]
+        stack.storage.update_session = failing  # type: ignore[method-assign]
         try:
             response = http.post(
                 "/cart", json={"item": "x"}, headers={"X-CSRF-Token": http.cookies["authmw_csrf"]}
             )
         finally:
-            del stack.storage.store_session  # type: ignore[method-assign]
+            del stack.storage.update_session  # type: ignore[method-assign]
         assert response.status_code == 503 and response.headers["retry-after"] == "5"
         assert response.json()["error"] == "service_unavailable"
         assert "set-cookie" not in response.headers
@@ -519,10 +519,10 @@ def test_lazy_start_response_save_failure_replaces_body(app_body: list[bytes]) -
     """An app calling start_response inside its body still gets the 503 and is closed."""
 
     class FailingSave(RemoteLikeMemory):
-        async def store_session(self, session):  # type: ignore[no-untyped-def]
+        async def update_session(self, session):  # type: ignore[no-untyped-def]
             if session.data:
-                raise StorageUnavailable("memory", "store_session", "simulated outage")
-            await super().store_session(session)
+                raise StorageUnavailable("memory", "update_session", "simulated outage")
+            return await super().update_session(session)
 
     auth = AuthFramework(FailingSave(), _config())
     closed = []

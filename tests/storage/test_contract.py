@@ -151,6 +151,40 @@ async def test_rotate_token_race_has_one_winner(storage: AuthStorage) -> None:
     assert sum(s is not None for s in stored) == 1
 
 
+async def test_revoke_token_family(storage: AuthStorage) -> None:
+    """revoke_token_family revokes the family's live tokens, no other, and refuses its
+    rotations from then on (nothing of the successor is stored)."""
+    first = make_token("una")
+    member = make_token("una", family_id=first.family_id)
+    done = make_token(
+        "una", family_id=first.family_id, revoked_at=utcnow(), revoke_reason="rotated"
+    )
+    other = make_token("una")
+    for token in (first, member, done, other):
+        await storage.store_token(token)
+    until = utcnow() + timedelta(hours=3)
+    assert await storage.revoke_token_family("una", first.family_id, until) == 2
+    for token in (first, member):
+        got = await storage.get_token(token.token_id)
+        assert got is not None and got.revoke_reason == "family_revoked"
+    got = await storage.get_token(done.token_id)
+    assert got is not None and got.revoke_reason == "rotated"
+    got = await storage.get_token(other.token_id)
+    assert got is not None and not got.is_revoked
+    assert await storage.revoke_token_family("una", first.family_id, until) == 0
+    # A live token of the family stored afterwards (a restore, say) cannot rotate either.
+    late = make_token("una", family_id=first.family_id)
+    await storage.store_token(late)
+    successor = make_token("una", family_id=first.family_id)
+    retired = dataclasses.replace(late, revoked_at=utcnow(), revoke_reason="rotated")
+    assert await storage.rotate_token(retired, successor) is False
+    got = await storage.get_token(successor.token_id)
+    assert got is None or got.is_revoked
+    # Other families rotate as before.
+    retired = dataclasses.replace(other, revoked_at=utcnow(), revoke_reason="rotated")
+    assert await storage.rotate_token(retired, make_token("una", family_id=other.family_id))
+
+
 async def test_rotate_missing_token_fails(storage: AuthStorage) -> None:
     """Rotating a token that is not stored changes nothing."""
     old = make_token()
@@ -294,6 +328,54 @@ async def test_user_sessions(storage: AuthStorage) -> None:
     assert await storage.count_active_sessions() == 1
     assert await storage.delete_session(theirs.session_id) is True
     assert await storage.delete_session(theirs.session_id) is False
+
+
+async def test_update_session(storage: AuthStorage) -> None:
+    """update_session writes data, access time and expiry of a live session."""
+    session = make_session("hank", ttl=60)
+    await storage.store_session(session)
+    later = utcnow() + timedelta(seconds=5)
+    changed = dataclasses.replace(
+        session, data={"v": 2}, last_accessed=later, expires_at=later + timedelta(seconds=600)
+    )
+    assert await storage.update_session(changed) is True
+    got = await storage.get_session(session.session_id)
+    assert got == changed
+    assert [s.session_id for s in await storage.list_user_sessions("hank")] == [session.session_id]
+
+
+async def test_update_session_never_recreates(storage: AuthStorage) -> None:
+    """update_session after delete_session, delete_user_sessions or expiry writes nothing."""
+    deleted, revoked, expired = (make_session("ivy", ttl=60) for _ in range(3))
+    expired = dataclasses.replace(expired, expires_at=utcnow() - timedelta(seconds=1))
+    for session in (deleted, revoked, expired):
+        await storage.store_session(session)
+    assert await storage.delete_session(deleted.session_id) is True
+    assert await storage.delete_user_sessions("ivy") == 1
+    for session in (deleted, revoked, expired, make_session("ivy")):
+        fresh = dataclasses.replace(
+            session, data={"back": True}, expires_at=utcnow() + timedelta(hours=1)
+        )
+        assert await storage.update_session(fresh) is False
+        assert await storage.get_session(session.session_id) is None
+    assert await storage.list_user_sessions("ivy") == []
+    assert await storage.count_active_sessions() == 0
+    now = utcnow()
+    assert await storage.touch_session(deleted.session_id, now, now + timedelta(hours=1)) is False
+    assert await storage.get_session(deleted.session_id) is None
+
+
+async def test_session_data_with_nul_round_trips(storage: AuthStorage) -> None:
+    """Session data holding NUL characters, in values and keys, is stored faithfully."""
+    data = {"k": "a\u0000b", "nul\u0000key": ["\u0000"], "plain": 1}
+    session = make_session(data=data)
+    await storage.store_session(session)
+    got = await storage.get_session(session.session_id)
+    assert got is not None and got.data == data
+    updated = dataclasses.replace(session, data={"\u0000": "x\u0000"})
+    assert await storage.update_session(updated) is True
+    got = await storage.get_session(session.session_id)
+    assert got is not None and got.data == {"\u0000": "x\u0000"}
 
 
 # -- key-value -----------------------------------------------------------------------------

@@ -353,6 +353,13 @@ class CachedStorage:
             self.inner.rotate_token(retired, new), "t:" + retired.token_id, "t:" + new.token_id
         )
 
+    async def revoke_token_family(self, user_id: str, family_id: str, until: datetime) -> int:
+        """Revoke through the wrapped storage (which serialises it with rotations); invalidate
+        every token of the user everywhere (the family's members are not known here)."""
+        return await self._write(
+            self.inner.revoke_token_family(user_id, family_id, until), "T:" + user_id
+        )
+
     async def delete_token(self, token_id: str) -> bool:
         """Delete through the wrapped storage; invalidate it everywhere."""
         return await self._write(self.inner.delete_token(token_id), "t:" + token_id)
@@ -400,6 +407,11 @@ class CachedStorage:
         return await self._write(
             self.inner.touch_session(session_id, last_accessed, expires_at), "s:" + session_id
         )
+
+    async def update_session(self, session: SessionData) -> bool:
+        """Update through the wrapped storage (which refuses a session gone meanwhile, so a
+        stale cache entry can never make it live again); invalidate the session everywhere."""
+        return await self._write(self.inner.update_session(session), "s:" + session.session_id)
 
     async def delete_session(self, session_id: str) -> bool:
         """Delete through the wrapped storage; invalidate it everywhere."""

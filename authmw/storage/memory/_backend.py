@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from ..._time import Duration, from_ts, now_ts, seconds
+from ..._time import Duration, from_ts, now_ts, seconds, utcnow
 from ...errors import ConfigurationError, UserExists
 from ...models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
 from .._urls import backend_for
@@ -222,12 +222,39 @@ class InMemoryStorage:
     async def rotate_token(self, retired: AuthToken, new: AuthToken) -> bool:
         """Retire ``retired`` and store ``new`` in one step, unless already retired."""
         with self._t.lock:
+            now = now_ts()
             current = self._t.tokens.get(retired.token_id)
-            if current is None or current.is_revoked or current.storage_expires_ts <= now_ts():
+            if current is None or current.is_revoked or current.storage_expires_ts <= now:
                 return False
+            if self._t.families.get(new.family_id, 0.0) > now:
+                return False  # the family was revoked: nothing of it may come back to life
             self._t.put_token(retired)
             self._t.put_token(new)
             return True
+
+    async def revoke_token_family(self, user_id: str, family_id: str, until: datetime) -> int:
+        """Mark the family revoked and revoke its live tokens, under the lock rotations take."""
+        revoked_at = utcnow()
+        with self._t.lock:
+            now = now_ts()
+            self._t.families[family_id] = max(
+                self._t.families.get(family_id, 0.0), until.timestamp()
+            )
+            count = 0
+            for token_id in list(self._t.user_tokens.get(user_id, ())):
+                token = self._t.tokens.get(token_id)
+                if (
+                    token is None
+                    or token.family_id != family_id
+                    or token.is_revoked
+                    or token.storage_expires_ts <= now
+                ):
+                    continue
+                self._t.put_token(
+                    replace(token, revoked_at=revoked_at, revoke_reason="family_revoked")
+                )
+                count += 1
+            return count
 
     async def delete_token(self, token_id: str) -> bool:
         """Delete a token record."""
@@ -276,6 +303,19 @@ class InMemoryStorage:
                 return False
             touched = replace(entry[0], last_accessed=last_accessed, expires_at=expires_at)
             self._t.sessions[session_id] = (touched, entry[1])
+            return True
+
+    async def update_session(self, session: SessionData) -> bool:
+        """Write data, access time and expiry of a live session; never recreate one."""
+        data_json = self._t.encode_session(session)
+        with self._t.lock:
+            entry = self._t.sessions.get(session.session_id)
+            if entry is None or entry[0].expires_ts <= now_ts():
+                return False
+            updated = replace(
+                entry[0], last_accessed=session.last_accessed, expires_at=session.expires_at
+            )
+            self._t.sessions[session.session_id] = (updated, data_json)
             return True
 
     async def delete_session(self, session_id: str) -> bool:
@@ -404,10 +444,15 @@ class InMemoryStorage:
                 if kv is not None and kv[1] <= now:
                     del self._t.kv[key]
                     removed["kv"] += 1
+            for family, until in list(self._t.families.items()):
+                if until <= now:
+                    del self._t.families[family]
         return removed
 
     async def get_statistics(self) -> StorageStatistics:
-        """Counts of live records."""
+        """Counts of live records, and ``memory_bytes``: an estimate of what the stored
+        records and their indexes take (``sys.getsizeof`` summed over every object they hold,
+        each counted once; expired records not yet cleaned up included)."""
         now = now_ts()
         return StorageStatistics(
             backend=self.name,
@@ -418,6 +463,7 @@ class InMemoryStorage:
             active_sessions=await self.count_active_sessions(),
             kv_entries=sum(1 for _, exp in list(self._t.kv.values()) if exp > now),
             audit_events=len(self._t.audit),
+            memory_bytes=self._t.memory_bytes(),
         )
 
     # -- bulk iteration --------------------------------------------------------------------

@@ -7,7 +7,9 @@ than one map is called with :attr:`Tables.lock` held.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 import threading
 from collections import deque
 from dataclasses import replace
@@ -15,11 +17,30 @@ from typing import Any
 
 from ...models import AuditEvent, AuthToken, SessionData, UserRecord
 
-__all__ = ["Tables"]
+__all__ = ["Tables", "deep_size"]
 
 # Sessions are kept with their data as JSON text, so a caller mutating a dict it got back (or
 # passed in) never changes what is stored, and non-JSON data fails here as it would in Redis.
 _NO_DATA: dict[str, Any] = {}
+
+
+def deep_size(obj: Any, seen: set[int]) -> int:
+    """``sys.getsizeof`` of ``obj`` and of everything it holds (containers, dataclass fields),
+    each object counted once across calls sharing ``seen``. An estimate: allocator overhead and
+    memory shared with the rest of the process (interned strings) are not told apart."""
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, (str, bytes, int, float, bool)) or obj is None:
+        return size
+    if isinstance(obj, dict):
+        return size + sum(deep_size(k, seen) + deep_size(v, seen) for k, v in list(obj.items()))
+    if isinstance(obj, (list, tuple, set, frozenset, deque)):
+        return size + sum(deep_size(item, seen) for item in list(obj))
+    if dataclasses.is_dataclass(obj):
+        return size + sum(deep_size(getattr(obj, f.name), seen) for f in dataclasses.fields(obj))
+    return size
 
 
 class Tables:
@@ -27,6 +48,7 @@ class Tables:
 
     __slots__ = (
         "audit",
+        "families",
         "kv",
         "lock",
         "refresh",
@@ -46,7 +68,26 @@ class Tables:
         self.sessions: dict[str, tuple[SessionData, str]] = {}  # record without data, data JSON
         self.user_sessions: dict[str, set[str]] = {}
         self.kv: dict[str, tuple[bytes, float]] = {}  # value, expiry timestamp
+        self.families: dict[str, float] = {}  # revoked refresh family -> mark expiry timestamp
         self.audit: deque[AuditEvent] = deque(maxlen=max_audit_events)
+
+    def memory_bytes(self) -> int:
+        """An estimate of the bytes every map and record holds (see :func:`deep_size`)."""
+        seen: set[int] = set()
+        return sum(
+            deep_size(table, seen)
+            for table in (
+                self.users,
+                self.tokens,
+                self.refresh,
+                self.user_tokens,
+                self.sessions,
+                self.user_sessions,
+                self.kv,
+                self.families,
+                self.audit,
+            )
+        )
 
     def put_token(self, token: AuthToken) -> None:
         """Store a token record with its indexes (lock held)."""

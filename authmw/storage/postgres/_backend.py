@@ -18,6 +18,7 @@ place (:mod:`authmw.storage.postgres._driver`). The schema is versioned
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -237,6 +238,8 @@ class PostgresStorage:
 
         async def rotate(con: Any) -> bool:
             async with con.transaction():
+                # Serialise with revoke_token_family: each sees all or nothing of the other.
+                await con.execute(self._sql.lock_family, self._family_key(retired.family_id))
                 status = await con.execute(self._sql.retire_token, *token_args(retired), now)
                 if affected(status) != 1:
                     return False
@@ -244,6 +247,26 @@ class PostgresStorage:
                 return True
 
         return await self._db.with_connection("rotate_token", rotate)
+
+    def _family_key(self, family_id: str) -> int:
+        """The advisory lock id (signed 64-bit) of one refresh family of this prefix."""
+        digest = hashlib.sha256(f"authmw-family:{self.config.table_prefix}:{family_id}".encode())
+        return int.from_bytes(digest.digest()[:8], "big", signed=True)
+
+    async def revoke_token_family(self, user_id: str, family_id: str, until: datetime) -> int:
+        """In one transaction under the family's advisory lock (which rotations take too):
+        record the family in ``revoked_families``, then revoke its live tokens."""
+        now = utcnow()
+
+        async def revoke(con: Any) -> int:
+            async with con.transaction():
+                await con.execute(self._sql.lock_family, self._family_key(family_id))
+                await con.execute(self._sql.mark_family, family_id, user_id, max(until, now))
+                status = await con.execute(self._sql.revoke_family, family_id, user_id, now)
+                return affected(status)
+
+        count: int = await self._db.with_connection("revoke_token_family", revoke)
+        return count
 
     async def delete_token(self, token_id: str) -> bool:
         """Delete a token record; True if a live one was deleted."""
@@ -294,6 +317,22 @@ class PostgresStorage:
             session_id,
             last_accessed,
             expires_at,
+            utcnow(),
+        )
+        return affected(status) == 1
+
+    async def update_session(self, session: SessionData) -> bool:
+        """Write data, access time and expiry of a live session (one ``UPDATE ... WHERE``, no
+        upsert); False, nothing written, when it is gone or expired."""
+        data_json = json.dumps(session.data, separators=(",", ":"), allow_nan=False)
+        status = await self._db.query(
+            "update_session",
+            "execute",
+            self._sql.update_session,
+            session.session_id,
+            data_json,
+            session.last_accessed,
+            session.expires_at,
             utcnow(),
         )
         return affected(status) == 1
@@ -414,6 +453,10 @@ class PostgresStorage:
         """Delete expired sessions now; return how many."""
         return await self._delete_expired("cleanup_expired_sessions", self._sql.cleanup_sessions)
 
+    async def cleanup_expired_families(self) -> int:
+        """Delete expired revoked-family marks now; return how many."""
+        return await self._delete_expired("cleanup_expired_families", self._sql.cleanup_families)
+
     async def cleanup_expired_kv(self) -> int:
         """Delete expired key-value entries now; return how many."""
         return await self._delete_expired("cleanup_expired_kv", self._sql.cleanup_kv)
@@ -427,6 +470,7 @@ class PostgresStorage:
             "kv": await self.cleanup_expired_kv(),
             "audit": 0,
         }
+        await self.cleanup_expired_families()
         if self.config.max_audit_events is not None:
             status = await self._db.query(
                 "cleanup_expired", "execute", self._sql.trim_audit, self.config.max_audit_events

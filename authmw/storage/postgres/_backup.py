@@ -227,7 +227,7 @@ async def create_backup(
     if method == "pg_dump" and pg_dump is None:
         raise ConfigurationError("backup method pg_dump: pg_dump is not installed")
     hidden = secrets_of([config.url])
-    con = await connect_once(config, "create_backup")
+    con = await connect_once(config, "create_backup", bulk=True)
     try:
         tables = await _qualified_tables(con, config.table_prefix)
         version = (await schema.read_state(con, config.table_prefix)).version
@@ -416,7 +416,7 @@ async def restore_backup(
         raise ConfigurationError("restore method psql: psql is not installed")
     use_psql = method == "psql" or (method == "auto" and psql is not None)
     hidden = secrets_of([config.url])
-    con = await connect_once(config, "restore_backup")
+    con = await connect_once(config, "restore_backup", bulk=True)
     try:
         await schema.migrate(con, prefix, target=info.schema_version)
         tables = await _qualified_tables(con, prefix)

@@ -183,8 +183,10 @@ class PostgresConfig:
     ``url`` (required): ``postgresql://user:password@host:port/dbname``; libpq options such as
     ``sslmode`` pass through to asyncpg, and the field names below may also be given as query
     options (``?pool_size=20&table_prefix=app_``). ``pool_size`` (10): most connections held;
-    ``min_pool_size`` (1): connections opened at start. ``timeout`` (30 s): the longest a
-    query, a connection attempt or a wait for a free pooled connection may take.
+    ``min_pool_size`` (1): connections opened at start. ``timeout`` (5 s): the longest a
+    query, a connection attempt or a wait for a free pooled connection may take (it is on
+    every request's path; migrations, backups and restores allow their statements at least
+    5 minutes).
     ``table_prefix`` (``auth_``): prefix of every table and index name. ``sslmode`` (or the
     URL's ``?sslmode=``): libpq's mode, one of :data:`SSL_MODES`; when neither says, it is
     ``verify-full`` for an ``ssl_config`` with a CA, ``require`` for one without or for
@@ -204,7 +206,7 @@ class PostgresConfig:
     url: str
     pool_size: int = 10
     min_pool_size: int = 1
-    timeout: Duration = timedelta(seconds=30)
+    timeout: Duration = timedelta(seconds=5)
     table_prefix: str = "auth_"
     enable_ssl: bool = False
     ssl_config: PostgresSSLConfig | None = None

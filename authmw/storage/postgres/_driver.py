@@ -24,7 +24,14 @@ from ...errors import AuthmwError, ConfigurationError, InvalidInput, StorageUnav
 from .._urls import scrub, secrets_of
 from ._config import PostgresConfig
 
-__all__ = ["BACKEND", "CONNECTION_LOST", "DRIVER_ERRORS", "connect_once", "translate"]
+__all__ = [
+    "BACKEND",
+    "BULK_TIMEOUT",
+    "CONNECTION_LOST",
+    "DRIVER_ERRORS",
+    "connect_once",
+    "translate",
+]
 
 BACKEND = "postgres"
 
@@ -118,17 +125,27 @@ def translate(
     return StorageUnavailable(BACKEND, operation, f"{detail} ({target})")
 
 
-async def connect_once(config: PostgresConfig, operation: str, *, opening: bool = True) -> Any:
+BULK_TIMEOUT = 300.0
+"""The least time a statement of a migration, backup or restore may take (seconds): those
+run off the request path, over whole tables, and a migration may wait for another instance's;
+``timeout`` bounds them when it is longer."""
+
+
+async def connect_once(
+    config: PostgresConfig, operation: str, *, opening: bool = True, bulk: bool = False
+) -> Any:
     """A single connection outside the pool (migrations, backup, restore, LISTEN), with the
-    config's TLS and timeouts. Settings the server rejects raise ``ConfigurationError`` when
-    ``opening`` (else ``StorageUnavailable``, for callers that retry)."""
+    config's TLS and timeouts (``bulk``: statements may take :data:`BULK_TIMEOUT`). Settings
+    the server rejects raise ``ConfigurationError`` when ``opening`` (else
+    ``StorageUnavailable``, for callers that retry)."""
     timeout = seconds(config.timeout, "timeout")
     try:
         args = config.pool_arguments()  # inside: loading certificate files may fail
+        command_timeout = args["command_timeout"]
         return await asyncpg.connect(
             dsn=args["dsn"],
             timeout=args["timeout"],
-            command_timeout=args["command_timeout"],
+            command_timeout=max(command_timeout, BULK_TIMEOUT) if bulk else command_timeout,
             ssl=args["ssl"],
             server_settings=args["server_settings"],
             statement_cache_size=0,

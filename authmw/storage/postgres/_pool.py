@@ -130,7 +130,7 @@ class Database:
         if mode is PostgresMigrationMode.MANUAL:
             return
         prefix = self.config.table_prefix
-        con = await self.connect_once("open")
+        con = await self.connect_once("open", bulk=True)
         try:
             if mode is PostgresMigrationMode.AUTO:
                 await schema.migrate(con, prefix)
@@ -179,10 +179,12 @@ class Database:
 
     # -- connections -----------------------------------------------------------------------
 
-    async def connect_once(self, operation: str, *, opening: bool = True) -> Any:
+    async def connect_once(
+        self, operation: str, *, opening: bool = True, bulk: bool = False
+    ) -> Any:
         """A connection of its own, outside the pool (see :func:`._driver.connect_once`);
         the caller closes it."""
-        return await connect_once(self.config, operation, opening=opening)
+        return await connect_once(self.config, operation, opening=opening, bulk=bulk)
 
     async def with_connection(self, operation: str, work: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``work`` on a pooled connection (opening first if needed); every driver error
@@ -269,7 +271,7 @@ class Database:
     async def migrate_schema(self, target: int | None = None) -> list[int]:
         """Apply the missing migrations up to ``target`` on a connection of its own (the pool
         need not be open); return the versions applied now."""
-        con = await self.connect_once("migrate_schema")
+        con = await self.connect_once("migrate_schema", bulk=True)
         try:
             return await schema.migrate(con, self.config.table_prefix, target=target)
         except DRIVER_ERRORS as exc:

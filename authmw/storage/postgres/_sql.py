@@ -79,6 +79,7 @@ class Statements:
         self.prefix = prefix
         users, tokens, sessions = f"{prefix}users", f"{prefix}tokens", f"{prefix}sessions"
         kv, audit = f"{prefix}kv_store", f"{prefix}audit_log"
+        families = f"{prefix}revoked_families"
         self.tables = tuple(f"{prefix}{suffix}" for suffix in TABLE_SUFFIXES)
         self.audit_table = audit
 
@@ -111,7 +112,25 @@ class Statements:
         )
         # The row lock taken by this UPDATE serialises concurrent rotations of one token; a
         # loser re-reads the row after the winner commits, finds revoked_at set, updates nothing.
-        self.retire_token = self.update_token + " AND revoked_at IS NULL"
+        # A family marked revoked is refused here too ($4 is the family id); the caller holds
+        # the family's advisory lock, so the mark cannot appear between this check and commit.
+        self.retire_token = (
+            self.update_token + " AND revoked_at IS NULL AND NOT EXISTS (SELECT 1 FROM "
+            f"{families} WHERE family_id = $4 AND expires_at > $16)"
+        )
+        # Transaction-level advisory lock of one family ($1: its 64-bit key), taken by every
+        # rotation and family revocation before they read or write.
+        self.lock_family = "SELECT pg_advisory_xact_lock($1)"
+        self.mark_family = (
+            f"INSERT INTO {families} (family_id, user_id, revoked_at, expires_at) "
+            "VALUES ($1, $2, now(), $3) ON CONFLICT (family_id) DO UPDATE SET "
+            f"expires_at = GREATEST({families}.expires_at, EXCLUDED.expires_at)"
+        )
+        self.revoke_family = (
+            f"UPDATE {tokens} SET revoked_at = $3, revoke_reason = 'family_revoked', "
+            "updated_at = now() WHERE family_id = $1 AND user_id = $2 AND revoked_at IS NULL "
+            "AND storage_expires_at > $3"
+        )
         self.delete_token = (
             f"DELETE FROM {tokens} WHERE token_id = $1 RETURNING storage_expires_at > $2"
         )
@@ -137,6 +156,11 @@ class Statements:
         self.touch_session = (
             f"UPDATE {sessions} SET last_accessed = $2, expires_at = $3 "
             "WHERE session_id = $1 AND expires_at > $4"
+        )
+        # A conditional write, never an upsert: a deleted or expired session stays gone.
+        self.update_session = (
+            f"UPDATE {sessions} SET data = $2, last_accessed = $3, expires_at = $4 "
+            "WHERE session_id = $1 AND expires_at > $5"
         )
         self.delete_session = (
             f"DELETE FROM {sessions} WHERE session_id = $1 RETURNING expires_at > $2"
@@ -190,6 +214,10 @@ class Statements:
         )
         self.cleanup_sessions = (
             f"DELETE FROM {sessions} WHERE session_id IN (SELECT session_id FROM {sessions} "
+            "WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        )
+        self.cleanup_families = (
+            f"DELETE FROM {families} WHERE family_id IN (SELECT family_id FROM {families} "
             "WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)"
         )
         self.cleanup_kv = (

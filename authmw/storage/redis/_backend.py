@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 
-from ..._time import now_ts, seconds
+from ..._time import now_ts, seconds, utcnow
 from ...errors import ConfigurationError, UserExists
 from ...models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
 from ..base import InvalidationChannel, KVEntry
@@ -26,7 +27,7 @@ from ._connect import connect
 from ._executor import Executor
 from ._import import Importer
 from ._invalidation import Channel
-from ._keys import KeyLayout
+from ._keys import KeyLayout, ms
 from ._reads import Bulk, check_batch, parse_session
 from ._scripts import scripts_for
 from ._writes import AtomicWrites, SlotWrites
@@ -194,6 +195,23 @@ class RedisStorage:
         """Compare-and-set: retire ``retired`` unless already revoked, then store ``new``."""
         return await self._writes.rotate_token(retired, new)
 
+    async def revoke_token_family(self, user_id: str, family_id: str, until: datetime) -> int:
+        """Set the family's mark (``SET ... PXAT until``), then revoke each live member the
+        user's index lists: a rotation checks the mark atomically with its write (on a
+        cluster, after it), so none of the family outlives this call."""
+        until_ms = ms(until.timestamp())
+        if until_ms > ms(now_ts()):
+            await self._x.write(
+                "revoke_token_family", "SET", self.keys.family(family_id), "1", "PXAT", until_ms
+            )
+        revoked_at, count = utcnow(), 0
+        for token in await self.list_user_tokens(user_id):
+            if token.family_id != family_id or token.is_revoked:
+                continue
+            gone = replace(token, revoked_at=revoked_at, revoke_reason="family_revoked")
+            count += await self._writes.store_token(gone, "update")
+        return count
+
     async def delete_token(self, token_id: str) -> bool:
         """Delete a token record and its index entries."""
         return await self._writes.delete_token(token_id)
@@ -229,6 +247,11 @@ class RedisStorage:
         return await self._writes.touch_session(
             session_id, last_accessed.isoformat(), expires_at.isoformat(), expires_at.timestamp()
         )
+
+    async def update_session(self, session: SessionData) -> bool:
+        """Write data, access time and expiry of a session that still exists (one script
+        checks and writes); False, nothing written, when it is gone."""
+        return await self._writes.update_session(session)
 
     async def delete_session(self, session_id: str) -> bool:
         """Delete a session and its index entry."""

@@ -33,6 +33,7 @@ class KeyLayout:
 
     __slots__ = (
         "audit",
+        "family_open",
         "kv_open",
         "prefix",
         "refresh_open",
@@ -50,6 +51,7 @@ class KeyLayout:
         self.session_open = f"{prefix}session:{{"
         self.user_open = f"{prefix}user:{{"
         self.kv_open = f"{prefix}kv:{{"
+        self.family_open = f"{prefix}family:{{"
         self.tokens_suffix = "}:tokens"
         self.sessions_suffix = "}:sessions"
         self.audit = f"{prefix}audit"
@@ -81,6 +83,11 @@ class KeyLayout:
     def session(self, session_id: str) -> str:
         """``auth:session:{id}``: the session as a hash."""
         return f"{self.session_open}{session_id}}}"
+
+    def family(self, family_id: str) -> str:
+        """``auth:family:{id}``: present while the refresh family is revoked (rotations of it
+        are refused), expiring with the family's longest-lived token."""
+        return f"{self.family_open}{family_id}}}"
 
     def kv(self, key: str) -> str:
         """``auth:kv:{key}``: raw bytes."""

@@ -20,7 +20,18 @@ T = TypeVar("T")
 _PAGE = 500  # keys fetched per MGET/pipeline round trip
 _SCAN_COUNT = 1000
 _SAMPLES = 16  # keys per kind measured with MEMORY USAGE for the memory estimate
-_KINDS = ("token", "refresh", "marker", "session", "user", "index", "kv", "audit", "other")
+_KINDS = (
+    "token",
+    "refresh",
+    "marker",
+    "session",
+    "user",
+    "index",
+    "kv",
+    "family",
+    "audit",
+    "other",
+)
 
 
 def parse_session(got: Sequence[bytes | None], now: float) -> SessionData | None:
@@ -157,6 +168,7 @@ class Bulk:
             ("refresh", k.refresh_open),
             ("session", k.session_open),
             ("kv", k.kv_open),
+            ("family", k.family_open),
         ):
             if key.startswith(opening):
                 return kind

@@ -13,15 +13,19 @@ chosen so that stopping after any of them never grants access that was not grant
   refresh id, so a stale or early hint finds nothing;
 * a rotation is decided by one compare-and-set on the retired token's own key; the successor is
   written only after winning it, so an interrupted rotation leaves the user logged out, never
-  with two live tokens.
+  with two live tokens;
+* a family revocation sets the family's mark first, then revokes what the user's index lists;
+  a rotation stores its successor first, then checks the mark (revoking the successor when it
+  is there), so one of the two always sees the other's write.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from ..._time import now_ts
+from ..._time import now_ts, utcnow
 from ...models import AuthToken, SessionData
 from ._executor import Executor
 from ._keys import KeyLayout, ms
@@ -88,6 +92,7 @@ class AtomicWrites:
             old_keys[1],
             old_keys[2],
             *new_keys,
+            self.k.family(new.family_id),
         ]
         args = [*old_args, *new_args, ms(now_ts()), self.k.refresh_open]
         return bool(await self.x.script("rotate_token", "rotate_token", keys, args))
@@ -139,6 +144,17 @@ class AtomicWrites:
             "touch_session",
             [self.k.session(session_id)],
             [la, ex, ms(exp), ms(now_ts()), session_id, self.k.user_open, self.k.sessions_suffix],
+        )
+        return bool(done)
+
+    async def update_session(self, session: SessionData) -> bool:
+        """Write a session that still exists (and its index score); never recreate one."""
+        json_text, la, ex, uid = _session_fields(session)
+        done = await self.x.script(
+            "update_session",
+            "update_session",
+            [self.k.session(session.session_id), self.k.user_sessions(uid)],
+            [json_text, la, ex, uid, session.session_id, ms(session.expires_ts), ms(now_ts())],
         )
         return bool(done)
 
@@ -207,7 +223,9 @@ class SlotWrites:
         return True
 
     async def rotate_token(self, retired: AuthToken, new: AuthToken) -> bool:
-        """Compare-and-set on the retired token decides; only the winner stores the new one."""
+        """Compare-and-set on the retired token decides; only the winner stores the new one,
+        then looks for the family's revocation mark (store, then check: the mark lives in
+        another slot) and revokes what it stored if the mark is there."""
         exp = ms(retired.storage_expires_ts)
         won, replaced = await self.x.script(
             "rotate_token",
@@ -226,6 +244,13 @@ class SlotWrites:
         )
         await self._refresh_after("rotate_token", retired, replaced)
         await self.store_token(new, "store")
+        # revoke_token_family sets the mark before it lists the family: if the mark is not
+        # there yet, the listing comes later and finds (and revokes) the token just stored.
+        if await self.x.read("rotate_token", "EXISTS", self.k.family(new.family_id)):
+            await self.store_token(
+                replace(new, revoked_at=utcnow(), revoke_reason="family_revoked"), "update"
+            )
+            return False
         return True
 
     async def _take_token(self, op: str, token_id: str, user_id: str) -> bytes | None:
@@ -288,7 +313,28 @@ class SlotWrites:
         done = await self.x.script(op, "ses_touch", [key], [la, ex, exp_ms, ms(now_ts())])
         if done:
             await self._index_after(op, index, session_id, exp_ms, state)
+        elif state == 2:  # deleted meanwhile: leave no index entry behind
+            await self.x.script(op, "idx_rem", [index], [ms(now_ts()), session_id])
         return bool(done)
+
+    async def update_session(self, session: SessionData) -> bool:
+        """Index, then the record only if it still exists (one script on its key), then the
+        exact index score; an index entry added for a session found gone is removed again."""
+        json_text, la, ex, uid = _session_fields(session)
+        op, index, exp = "update_session", self.k.user_sessions(uid), ms(session.expires_ts)
+        state = await self._index_before(op, index, session.session_id, exp)
+        done = await self.x.script(
+            op,
+            "ses_update",
+            [self.k.session(session.session_id)],
+            [json_text, la, ex, uid, exp, ms(now_ts())],
+        )
+        if not done:
+            if state == 2:
+                await self.x.script(op, "idx_rem", [index], [ms(now_ts()), session.session_id])
+            return False
+        await self._index_after(op, index, session.session_id, exp, state)
+        return True
 
     async def _take_session(self, op: str, session_id: str, user_id: str) -> list[Any] | None:
         got: list[Any] | None = await self.x.script(

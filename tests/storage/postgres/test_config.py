@@ -23,10 +23,10 @@ SECRET_URL = "postgresql://alice:s3cr3t-p%40ss%2Fword@127.0.0.1:1/db"
 
 
 def test_defaults_follow_the_guide() -> None:
-    """Defaults: pool 10, timeout 30 s, prefix auth_, no SSL, auto migrations, audit on."""
+    """Defaults: pool 10, timeout 5 s, prefix auth_, no SSL, auto migrations, audit on."""
     config = PostgresConfig(url="postgresql://u@localhost/db")
     assert config.pool_size == 10
-    assert config.timeout == timedelta(seconds=30)
+    assert config.timeout == timedelta(seconds=5)
     assert config.table_prefix == "auth_"
     assert config.enable_ssl is False and config.ssl_config is None
     assert config.migration_mode is PostgresMigrationMode.AUTO

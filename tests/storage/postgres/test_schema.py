@@ -15,11 +15,19 @@ from authmw.storage.postgres import (
     PostgresStorage,
     migrate_schema,
 )
-from authmw.storage.postgres._schema import latest_version, load_migrations
+from authmw.storage.postgres._schema import latest_version, load_migrations, lock_key
 from tests.backends.postgres import fresh_prefix
 from tests.support.factories import make_session, make_token, make_user
 
-SUFFIXES = {"users", "tokens", "sessions", "kv_store", "audit_log", "schema_migrations"}
+SUFFIXES = {
+    "users",
+    "tokens",
+    "sessions",
+    "kv_store",
+    "audit_log",
+    "revoked_families",
+    "schema_migrations",
+}
 
 
 async def _tables(url: str, prefix: str) -> set[str]:
@@ -57,7 +65,7 @@ def test_packaged_migrations_are_numbered_and_readable() -> None:
 
 
 async def test_auto_mode_creates_every_table_with_the_prefix(postgres_url: str) -> None:
-    """open() in auto mode creates the five tables plus the version table, all prefixed."""
+    """open() in auto mode creates the six tables plus the version table, all prefixed."""
     prefix = fresh_prefix()
     storage = PostgresStorage.with_config(_config(postgres_url, prefix))
     await storage.open()
@@ -67,6 +75,85 @@ async def test_auto_mode_creates_every_table_with_the_prefix(postgres_url: str) 
         assert await storage.schema_version() == latest_version()
     finally:
         await storage.close()
+
+
+async def test_every_expiry_column_is_indexed(postgres_url: str) -> None:
+    """Each expiry column of every table leads an index (what docs/postgres.md promises)."""
+    prefix = fresh_prefix()
+    await migrate_schema(_config(postgres_url, prefix))
+    con = await asyncpg.connect(postgres_url)
+    try:
+        columns = await con.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_name LIKE $1 AND column_name LIKE '%expires_at'",
+            prefix + "%",
+        )
+        leading = {
+            (r["table"], r["column"])
+            for r in await con.fetch(
+                "SELECT c.relname AS table, a.attname AS column FROM pg_index i "
+                "JOIN pg_class c ON c.oid = i.indrelid "
+                "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0] "
+                "WHERE c.relname LIKE $1",
+                prefix + "%",
+            )
+        }
+    finally:
+        await con.close()
+    expiries = {(r["table_name"], r["column_name"]) for r in columns}
+    assert len(expiries) == 7
+    assert expiries <= leading, expiries - leading
+
+
+async def test_version_3_keeps_session_data_written_as_jsonb(postgres_url: str) -> None:
+    """Sessions stored at version 2 (data as JSONB) read back unchanged after migrating to 3,
+    which stores the JSON text (so NUL characters fit)."""
+    prefix = fresh_prefix()
+    assert await migrate_schema(_config(postgres_url, prefix), target=2) == [1, 2]
+    session = make_session(data={"cart": [1, 2], "nested": {"a": "é"}, "n": None})
+    con = await asyncpg.connect(postgres_url)
+    try:
+        await con.execute(
+            f"INSERT INTO {prefix}sessions (session_id, user_id, verifier_digest, data, "
+            "created_at, last_accessed, expires_at, absolute_expires_at) "
+            "VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8)",
+            session.session_id,
+            session.user_id,
+            session.verifier_digest,
+            '{"cart": [1, 2], "nested": {"a": "é"}, "n": null}',
+            session.created_at,
+            session.last_accessed,
+            session.expires_at,
+            session.absolute_expires_at,
+        )
+    finally:
+        await con.close()
+    storage = PostgresStorage.with_config(_config(postgres_url, prefix))
+    await storage.open()
+    try:
+        assert await storage.schema_version() == latest_version()
+        got = await storage.get_session(session.session_id)
+        assert got is not None and got.data == session.data
+    finally:
+        await storage.close()
+
+
+async def test_migration_may_wait_longer_than_the_request_timeout(postgres_url: str) -> None:
+    """A migration waiting for another instance's migration lock is not bound by ``timeout``
+    (which is for the request path): it applies once the lock is released."""
+    prefix = fresh_prefix()
+    holder = await asyncpg.connect(postgres_url)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", lock_key(prefix))
+        waiting = asyncio.create_task(
+            migrate_schema(PostgresConfig(url=postgres_url, table_prefix=prefix, timeout=1))
+        )
+        await asyncio.sleep(2.5)
+        assert not waiting.done()
+        await holder.execute("SELECT pg_advisory_unlock($1)", lock_key(prefix))
+        assert await asyncio.wait_for(waiting, 60) == list(range(1, latest_version() + 1))
+    finally:
+        await holder.close()
 
 
 async def test_secrets_are_stored_only_as_digests(postgres_url: str) -> None:

@@ -1,6 +1,9 @@
 -- KEYS: old token, old marker, old user index, old refresh, new token, new user index,
---       new refresh | ARGV: old json, old tid, old exp, old rid, new json, new tid,
---       new exp, new rid, now, refopen
+--       new refresh, family mark | ARGV: old json, old tid, old exp, old rid, new json,
+--       new tid, new exp, new rid, now, refopen
+-- A revoked family is refused before anything is written: revoke_token_family sets the mark
+-- first, so a rotation either ran wholly before it (and is revoked there) or not at all.
+if redis.call('EXISTS', KEYS[8]) == 1 then return 0 end
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
 if field(cur, 'revoked_at') then
