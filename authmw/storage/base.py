@@ -339,6 +339,19 @@ class SupportsInvalidation(Protocol):
         ...
 
 
+@runtime_checkable
+class SupportsCallTimeout(Protocol):
+    """A backend that says how long one call may take: it ends within ``call_timeout``
+    seconds with its answer or ``StorageUnavailable``. Synchronous fronts (the WSGI middleware)
+    wait for a call a little longer than that, not without end."""
+
+    @property
+    def call_timeout(self) -> float | None:
+        """The longest one call may take, in seconds (the wait for a connection and retries
+        included); None when calls do no I/O (memory)."""
+        ...
+
+
 class Miss(enum.Enum):
     """The type of :data:`MISS`."""
 

@@ -118,6 +118,7 @@ _URL_OPTIONS = {
     "cleanup_interval": float,
     "default_ttl": float,
     "max_audit_events": int,
+    "max_waiting": int,
 }
 
 
@@ -174,8 +175,11 @@ class PostgresConfig:
     ``url`` (required): ``postgresql://user:password@host:port/dbname``; libpq options such as
     ``sslmode`` pass through to asyncpg, and the field names below may also be given as query
     options (``?pool_size=20&table_prefix=app_``). ``pool_size`` (10): most connections held;
-    ``min_pool_size`` (1): connections opened at start. ``timeout`` (30 s): the longest a
-    query, a connection attempt or a wait for a free pooled connection may take.
+    ``min_pool_size`` (1): connections opened at start. ``timeout`` (30 s): the longest one
+    storage call may take in all (the wait for a free pooled connection, a new connection and
+    the query), and the longest a one-off connection (migration, backup) waits for a
+    statement. ``max_waiting`` (None: 4 x the pool size): how many calls may wait for a free
+    pooled connection; more fail at once with ``StorageUnavailable``.
     ``table_prefix`` (``auth_``): prefix of every table and index name. ``enable_ssl`` /
     ``ssl_config``: TLS (either one turns it on). ``migration_mode`` (auto): see
     :class:`PostgresMigrationMode`. ``enable_audit_log`` (True): when False, appended audit
@@ -199,6 +203,7 @@ class PostgresConfig:
     cleanup_interval: Duration = timedelta(minutes=5)
     default_ttl: Duration = timedelta(hours=1)
     max_audit_events: int | None = None
+    max_waiting: int | None = None
     optimization: PostgresOptimization = field(default_factory=PostgresOptimization)
     application_name: str = "authmw"
 
@@ -231,6 +236,8 @@ class PostgresConfig:
             raise ConfigurationError(f"migration_mode: not a mode: {self.migration_mode!r}")
         if self.max_audit_events is not None and self.max_audit_events < 1:
             raise ConfigurationError("max_audit_events: must be at least 1 (or None)")
+        if self.max_waiting is not None and self.max_waiting < 0:
+            raise ConfigurationError("max_waiting: must be at least 0 (or None)")
         seconds(self.timeout, "timeout")
         seconds(self.cleanup_interval, "cleanup_interval")
         seconds(self.default_ttl, "default_ttl")
@@ -298,6 +305,12 @@ class PostgresConfig:
     def effective_pool_size(self) -> int:
         """The pool's maximum size: ``optimization.connection_pool_size`` or ``pool_size``."""
         return self.optimization.connection_pool_size or self.pool_size
+
+    @property
+    def waiting_bound(self) -> int:
+        """How many calls may wait for a free pooled connection: ``max_waiting``, or 4 x the
+        pool size when unset."""
+        return 4 * self.effective_pool_size if self.max_waiting is None else self.max_waiting
 
     @property
     def ssl_enabled(self) -> bool:
