@@ -148,6 +148,7 @@ class CachedStorage:
                 health_check_interval=seconds(cfg.health_check_interval, "health_check_interval"),
                 max_delay=seconds(cfg.resubscribe_max_delay, "resubscribe_max_delay"),
                 republish_for=self._ttl + self._policy.negative_ttl,
+                close_timeout=seconds(cfg.subscribe_timeout, "subscribe_timeout"),
             )
 
     def __repr__(self) -> str:

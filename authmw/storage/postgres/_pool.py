@@ -166,7 +166,9 @@ class Database:
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
-                await asyncio.wait_for(pool.close(), self.timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can lose the cancellation.
+                async with asyncio.timeout(self.timeout):
+                    await pool.close()
             except DRIVER_ERRORS:  # includes TimeoutError: a connection still busy past it
                 pool.terminate()
 
