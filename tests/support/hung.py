@@ -65,3 +65,31 @@ def paused(server: RedisServer | PgCluster) -> Iterator[None]:
         for pid in reversed(pids):
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
+
+
+@contextmanager
+def throwaway(kind: str) -> Iterator[RedisServer | PgCluster]:
+    """A started throwaway ``"redis"`` or ``"postgres"`` server, destroyed afterwards."""
+    server: RedisServer | PgCluster
+    if kind == "redis":
+        server = RedisServer()
+        try:
+            yield server.start()
+        finally:
+            server.destroy()
+    else:
+        server = PgCluster()
+        try:
+            yield server.init().start()
+        finally:
+            server.destroy()
+
+
+def url_of(server: RedisServer | PgCluster) -> str:
+    """The server's URL."""
+    return server.url if isinstance(server, RedisServer) else server.url()
+
+
+def kind_of(server: RedisServer | PgCluster) -> str:
+    """``"redis"`` or ``"postgres"``."""
+    return "redis" if isinstance(server, RedisServer) else "postgres"

@@ -16,7 +16,7 @@ from authmw.storage import AuthStorage, CacheConfig, CachedStorage
 from tests.backends.postgres import PgCluster
 from tests.backends.redis import RedisServer
 from tests.support.cache_helpers import SERVERS, inner_storage, namespace_for
-from tests.support.hung import bound, paused
+from tests.support.hung import bound, kind_of, paused, throwaway, url_of
 
 TIMEOUT = 1.0
 LIMIT = bound(TIMEOUT)
@@ -25,27 +25,8 @@ LIMIT = bound(TIMEOUT)
 @pytest.fixture(scope="module", params=SERVERS)
 def server(request: pytest.FixtureRequest) -> Iterator[RedisServer | PgCluster]:
     """A throwaway server of each kind that these tests kill, stop and start again."""
-    server: RedisServer | PgCluster
-    if request.param == "redis":
-        server = RedisServer()
-        try:
-            yield server.start()
-        finally:
-            server.destroy()
-    else:
-        server = PgCluster()
-        try:
-            yield server.init().start()
-        finally:
-            server.destroy()
-
-
-def _url(server: RedisServer | PgCluster) -> str:
-    return server.url if isinstance(server, RedisServer) else server.url()
-
-
-def _kind(server: RedisServer | PgCluster) -> str:
-    return "redis" if isinstance(server, RedisServer) else "postgres"
+    with throwaway(request.param) as server:
+        yield server
 
 
 def _ensure_running(server: RedisServer | PgCluster) -> None:
@@ -63,7 +44,7 @@ async def _opened(server: RedisServer | PgCluster, *, subscribed: bool = True) -
     if isinstance(server, RedisServer):
         options["retry_attempts"] = 1
     inner: AuthStorage = inner_storage(
-        _kind(server), _url(server), namespace_for(_kind(server)), **options
+        kind_of(server), url_of(server), namespace_for(kind_of(server)), **options
     )
     cache = CachedStorage(inner, CacheConfig(subscribe_timeout=TIMEOUT, health_check_interval=0.05))
     async with asyncio.timeout(LIMIT):
