@@ -83,6 +83,7 @@ __all__ = [
     "KVEntry",
     "Miss",
     "NativeBackupInfo",
+    "SupportsCallTimeout",
     "SupportsInvalidation",
     "SupportsNativeBackup",
     "SupportsNowaitReads",
