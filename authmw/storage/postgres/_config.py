@@ -178,7 +178,7 @@ class PostgresConfig:
     ``min_pool_size`` (1): connections opened at start. ``timeout`` (30 s): the longest one
     storage call may take in all (the wait for a free pooled connection, a new connection and
     the query), and the longest a one-off connection (migration, backup) waits for a
-    statement. ``max_waiting`` (None: 4 x the pool size): how many calls may wait for a free
+    statement. ``max_waiting`` (None: 100 x the pool size): how many calls may wait for a free
     pooled connection; more fail at once with ``StorageUnavailable``.
     ``table_prefix`` (``auth_``): prefix of every table and index name. ``enable_ssl`` /
     ``ssl_config``: TLS (either one turns it on). ``migration_mode`` (auto): see
@@ -308,9 +308,9 @@ class PostgresConfig:
 
     @property
     def waiting_bound(self) -> int:
-        """How many calls may wait for a free pooled connection: ``max_waiting``, or 4 x the
+        """How many calls may wait for a free pooled connection: ``max_waiting``, or 100 x the
         pool size when unset."""
-        return 4 * self.effective_pool_size if self.max_waiting is None else self.max_waiting
+        return 100 * self.effective_pool_size if self.max_waiting is None else self.max_waiting
 
     @property
     def ssl_enabled(self) -> bool:

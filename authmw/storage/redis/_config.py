@@ -57,7 +57,7 @@ class RedisConfig:
     ``url`` (``redis://localhost:6379``; ``rediss://`` for TLS, user, password and database
     number allowed), ``pool_size`` (10 connections, per node on a cluster), ``timeout`` (5 s:
     the longest one storage call may take in all, the wait for a free connection and retries
-    included; past it the call raises ``StorageUnavailable``), ``max_waiting`` (None: 4 x
+    included; past it the call raises ``StorageUnavailable``), ``max_waiting`` (None: 100 x
     ``pool_size``; how many calls may wait for a free connection, more fail at once with
     ``StorageUnavailable``), ``key_prefix`` (``auth:``), ``default_ttl`` (1 hour, for
     ``kv_set`` without a ttl), ``cluster_mode`` with ``cluster_urls``, ``failover``
@@ -125,9 +125,9 @@ class RedisConfig:
 
     @property
     def waiting_bound(self) -> int:
-        """How many calls may wait for a free connection: ``max_waiting``, or 4 x
+        """How many calls may wait for a free connection: ``max_waiting``, or 100 x
         ``pool_size`` when unset."""
-        return 4 * self.pool_size if self.max_waiting is None else self.max_waiting
+        return 100 * self.pool_size if self.max_waiting is None else self.max_waiting
 
     @property
     def is_cluster(self) -> bool:
