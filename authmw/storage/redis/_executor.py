@@ -268,7 +268,7 @@ class Executor:
         if self._conn is None:
             self._open()  # before taking the semaphore: connecting replaces it
         try:
-            # asyncio.timeout, not wait_for: no extra task, and a cancellation is never lost.
+            # asyncio.timeout, not wait_for: no extra task, and 3.11's wait_for can lose a cancel.
             async with asyncio.timeout(self._deadline) as deadline:
                 attempt = 0
                 while True:
