@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 from .._time import Duration, seconds
 from ..errors import StorageUnavailable
 from ..framework import AuthFramework
+from ..storage.base import SupportsCallTimeout
 from ._edge import Edge, Refusal, RequestState
 from ._loop_thread import LoopGone, LoopThread
 from ._options import MiddlewareOptions, OptionKeywords, resolve
@@ -58,6 +59,15 @@ _STATE_KEY = "authmw._state"
 _MIDDLEWARE_KEY = "authmw._middleware"
 
 
+def _default_timeout(auth: AuthFramework) -> float:
+    """The storage's call timeout and a margin for the trip through the loop."""
+    storage = auth.storage
+    call = storage.call_timeout if isinstance(storage, SupportsCallTimeout) else None
+    # A request makes its storage calls one after another; a hung storage fails the first one
+    # within call_timeout, so one call's bound plus the loop's own delay is enough.
+    return 30.0 if call is None else call + 1.0
+
+
 class WSGIAuthMiddleware:
     """Authenticate every request of a WSGI app, as ``AuthMiddleware`` does for ASGI.
 
@@ -66,7 +76,9 @@ class WSGIAuthMiddleware:
     Options are ``AuthMiddleware``'s (:class:`authmw.MiddlewareOptions`' fields as keyword
     arguments, or ``options=MiddlewareOptions(...)`` with keywords overriding its fields); plus
     ``timeout``, the seconds (or ``timedelta``) a request waits for the loop before it is
-    answered 503. Raises ``ConfigurationError`` for a bad option.
+    answered 503: by default 1 s more than the storage's ``call_timeout``, so a hung storage
+    never holds a worker thread much longer than one storage call may take (30 s for a
+    storage that does not say). Raises ``ConfigurationError`` for a bad option.
 
     One middleware per framework: the framework's storage connections live on this
     middleware's loop. Call :meth:`close` at shutdown (it also runs at interpreter exit);
@@ -79,14 +91,14 @@ class WSGIAuthMiddleware:
         auth: AuthFramework,
         *,
         options: MiddlewareOptions | None = None,
-        timeout: Duration = 30.0,
+        timeout: Duration | None = None,
         **keywords: Unpack[OptionKeywords],
     ) -> None:
         self.app = app
         self.auth = auth
         self.options = options = resolve(options, keywords)
         self.edge = Edge(auth, options)
-        self.timeout = seconds(timeout, "timeout")
+        self.timeout = _default_timeout(auth) if timeout is None else seconds(timeout, "timeout")
         self._csrf_key = "HTTP_" + options.csrf_header.upper().replace("-", "_")
         self._bearer = options.bearer
         # Seen as a substring of the Cookie header whenever the parser could find the cookie.

@@ -83,6 +83,7 @@ __all__ = [
     "KVEntry",
     "Miss",
     "NativeBackupInfo",
+    "SupportsCallTimeout",
     "SupportsInvalidation",
     "SupportsNativeBackup",
     "SupportsNowaitReads",
@@ -360,6 +361,19 @@ class SupportsInvalidation(Protocol):
     def invalidation_channel(self) -> InvalidationChannel:
         """The channel of this backend's namespace (key or table prefix): processes sharing the
         namespace share the channel. Creating it does no I/O."""
+        ...
+
+
+@runtime_checkable
+class SupportsCallTimeout(Protocol):
+    """A backend that says how long one call may take: it ends within ``call_timeout``
+    seconds with its answer or ``StorageUnavailable``. Synchronous fronts (the WSGI middleware)
+    wait for a call a little longer than that, not without end."""
+
+    @property
+    def call_timeout(self) -> float | None:
+        """The longest one call may take, in seconds (the wait for a connection and retries
+        included); None when calls do no I/O (memory)."""
         ...
 
 

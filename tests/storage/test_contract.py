@@ -11,6 +11,7 @@ import pytest
 from authmw.errors import UserExists
 from authmw.models import AuditEvent, utcnow
 from authmw.storage import AuthStorage
+from authmw.storage.base import SupportsCallTimeout
 from tests.support.factories import make_session, make_token, make_user
 
 
@@ -546,3 +547,12 @@ async def test_reopen_after_close(storage: AuthStorage) -> None:
     await storage.close()
     await storage.open()
     assert await storage.kv_get("survivor") == b"yes"
+
+
+async def test_call_timeout_is_declared(storage: AuthStorage) -> None:
+    """Every backend says how long one call may take (SupportsCallTimeout): a positive number
+    of seconds, or None for one that does no I/O (memory, and the cache in front of it)."""
+    assert isinstance(storage, SupportsCallTimeout)
+    bound = storage.call_timeout
+    assert bound is None or bound > 0
+    assert (bound is None) == ("memory" in storage.name)

@@ -38,7 +38,15 @@ from typing import Any, Literal, TypeVar
 from ..._time import now_ts, seconds
 from ...errors import ConfigurationError
 from ...models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
-from ..base import MISS, AuthStorage, BulkLookup, KVEntry, Miss, SupportsInvalidation
+from ..base import (
+    MISS,
+    AuthStorage,
+    BulkLookup,
+    KVEntry,
+    Miss,
+    SupportsCallTimeout,
+    SupportsInvalidation,
+)
 from ._config import CacheConfig, CacheStatistics
 from ._invalidation import ALL, Invalidations
 from ._table import Counters, Policy, Table
@@ -140,6 +148,7 @@ class CachedStorage:
                 health_check_interval=seconds(cfg.health_check_interval, "health_check_interval"),
                 max_delay=seconds(cfg.resubscribe_max_delay, "resubscribe_max_delay"),
                 republish_for=self._ttl + self._policy.negative_ttl,
+                close_timeout=seconds(cfg.subscribe_timeout, "subscribe_timeout"),
             )
 
     def __repr__(self) -> str:
@@ -149,6 +158,11 @@ class CachedStorage:
     def name(self) -> str:
         """``"cached-"`` and the wrapped storage's name."""
         return f"cached-{self.inner.name}"
+
+    @property
+    def call_timeout(self) -> float | None:
+        """The wrapped storage's: a miss or a write waits for it."""
+        return self.inner.call_timeout if isinstance(self.inner, SupportsCallTimeout) else None
 
     @property
     def subscribed(self) -> bool:

@@ -29,9 +29,10 @@ class CacheConfig:
     publish and subscribe on the backend's invalidation channel when it has one.
     ``health_check_interval`` (5 s): a quiet subscription is pinged this often.
     ``resubscribe_max_delay`` (5 s): the backoff cap. ``subscribe_timeout`` (5 s): how long
-    ``open()`` waits for the first subscription. ``retry_after_outage`` (1 s): after a failed
-    read, ``serve_stale`` answers from stale entries without asking for this long. Raises
-    ``ConfigurationError`` for a bad value.
+    ``open()`` waits for the first subscription, and ``close()`` for the subscription to
+    stop. ``retry_after_outage`` (1 s): after a failed read, ``serve_stale`` answers from
+    stale entries without asking for this long. Raises ``ConfigurationError`` for a bad
+    value.
     """
 
     max_entries: int = 10_000

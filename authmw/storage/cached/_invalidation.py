@@ -86,6 +86,7 @@ class Invalidations:
         health_check_interval: float,
         max_delay: float,
         republish_for: float,
+        close_timeout: float,
     ) -> None:
         self.channel = channel
         self.origin = origin
@@ -95,6 +96,9 @@ class Invalidations:
         self._interval = health_check_interval
         self._max_delay = max_delay
         self._republish_for = republish_for
+        self._close_timeout = close_timeout
+        self._closing = False
+        self._sub: InvalidationSubscription | None = None  # the live one, for aclose()
         self.subscribed = False
         self._ready: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -113,6 +117,7 @@ class Invalidations:
         if self.running:
             return
         self._ready = asyncio.Event()
+        self._closing = False
         self._task = asyncio.get_running_loop().create_task(
             self._listen(), name="authmw-cache-invalidation"
         )
@@ -129,7 +134,9 @@ class Invalidations:
     async def _listen(self) -> None:
         delay = _FIRST_DELAY
         failing = False
-        while True:
+        # Also checked, not only cancelled: a driver that turns a cancellation into an error
+        # of its own (or a timeout's None) would otherwise keep this loop going after aclose().
+        while not self._closing:
             try:
                 sub = await self.channel.subscribe()
             except Exception as exc:  # StorageUnavailable, or a driver surprise: retry either way
@@ -144,6 +151,7 @@ class Invalidations:
                 delay = min(delay * 2, self._max_delay)
                 continue
             failing, delay = False, _FIRST_DELAY
+            self._sub = sub
             try:
                 # Messages published from now on reach us; anything cached before may have
                 # missed some while no subscription was live.
@@ -167,10 +175,11 @@ class Invalidations:
                 self._distrust()
             finally:
                 self.subscribed = False
+                self._sub = None
                 await sub.close()
 
     async def _pump(self, sub: InvalidationSubscription) -> None:
-        while True:
+        while not self._closing:
             messages = await sub.receive(self._interval)
             if not messages:
                 # Quiet for a whole interval: prove the connection is still there (a peer that
@@ -232,17 +241,48 @@ class Invalidations:
         self._unsent.clear()
 
     async def aclose(self) -> None:
-        """Stop the subscription loop and the republisher."""
+        """Stop the subscription loop and the republisher, waiting at most ``close_timeout``
+        seconds for them whatever the server does (past it they are left cancelled)."""
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._close_timeout
+        sub, self._sub = self._sub, None
         for task in (self._task, self._republisher):
             if task is None or task.done():
                 continue
-            if task.get_loop() is asyncio.get_running_loop():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            else:  # started on another loop (a WSGI loop thread that is gone): cancel there
+            if task.get_loop() is not loop:
+                # Started on another loop (a WSGI loop thread that is gone): cancel there.
                 with contextlib.suppress(RuntimeError):
                     task.get_loop().call_soon_threadsafe(task.cancel)
+                continue
+            task.cancel()
+            if sub is not None and task is self._task:
+                # Drop the socket too: a read the cancellation did not reach then ends.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(deadline - loop.time(), 0.0)):
+                        await sub.close()
+            await self._stopped(task, deadline)
         self._task = self._republisher = None
         self.subscribed = False
         self._unsent.clear()
+
+    async def _stopped(self, task: asyncio.Task[None], deadline: float) -> None:
+        """Wait for a cancelled ``task`` until ``deadline``, cancelling it again now and then.
+
+        ``asyncio.wait`` rather than awaiting the task: it neither cancels the task once more
+        when this wait is itself cancelled nor hangs with it. A driver may swallow one
+        cancellation (turning it into an error or a timeout's ``None``); repeating it reaches
+        the task at its next ``await``.
+        """
+        loop = asyncio.get_running_loop()
+        while not task.done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                log.warning("cache invalidation task did not stop in time; leaving it cancelled")
+                return
+            await asyncio.wait({task}, timeout=min(remaining, 0.1))
+            if not task.done():
+                task.cancel()
+        if not task.cancelled():
+            with contextlib.suppress(Exception):
+                task.result()  # retrieved, so asyncio does not log it as never retrieved

@@ -80,6 +80,8 @@ class InMemoryStorage:
     """Storage in process memory: fast, zero dependencies, gone when the process exits."""
 
     name = "memory"
+    call_timeout: float | None = None
+    """None: no call waits on I/O (``SupportsCallTimeout``)."""
 
     def __init__(self, config: InMemoryConfig | None = None) -> None:
         self.config = config or InMemoryConfig()

@@ -119,6 +119,11 @@ class PostgresStorage:
         return "postgres"
 
     @property
+    def call_timeout(self) -> float | None:
+        """The longest one call takes: ``timeout`` (the wait for a pooled connection included)."""
+        return self._db.timeout
+
+    @property
     def pool(self) -> Any:
         """The asyncpg pool while open (for diagnostics and benchmarks), else None."""
         return self._db.pool

@@ -127,6 +127,7 @@ _URL_OPTIONS = {
     "cleanup_interval": float,
     "default_ttl": float,
     "max_audit_events": int,
+    "max_waiting": int,
 }
 
 
@@ -183,10 +184,12 @@ class PostgresConfig:
     ``url`` (required): ``postgresql://user:password@host:port/dbname``; libpq options such as
     ``sslmode`` pass through to asyncpg, and the field names below may also be given as query
     options (``?pool_size=20&table_prefix=app_``). ``pool_size`` (10): most connections held;
-    ``min_pool_size`` (1): connections opened at start. ``timeout`` (5 s): the longest a
-    query, a connection attempt or a wait for a free pooled connection may take (it is on
-    every request's path; migrations, backups and restores allow their statements at least
-    5 minutes).
+    ``min_pool_size`` (1): connections opened at start. ``timeout`` (5 s): the longest one
+    storage call may take in all (the wait for a free pooled connection, a new connection and
+    the query); it is on every request's path. Migrations, backups and restores run on
+    connections of their own whose statements may take at least 5 minutes.
+    ``max_waiting`` (None: 100 x the pool size): how many calls may wait for a free pooled
+    connection; more fail at once with ``StorageUnavailable``.
     ``table_prefix`` (``auth_``): prefix of every table and index name. ``sslmode`` (or the
     URL's ``?sslmode=``): libpq's mode, one of :data:`SSL_MODES`; when neither says, it is
     ``verify-full`` for an ``ssl_config`` with a CA, ``require`` for one without or for
@@ -215,6 +218,7 @@ class PostgresConfig:
     cleanup_interval: Duration = timedelta(minutes=5)
     default_ttl: Duration = timedelta(hours=1)
     max_audit_events: int | None = None
+    max_waiting: int | None = None
     optimization: PostgresOptimization = field(default_factory=PostgresOptimization)
     application_name: str = "authmw"
     sslmode: str | None = None
@@ -248,6 +252,8 @@ class PostgresConfig:
             raise ConfigurationError(f"migration_mode: not a mode: {self.migration_mode!r}")
         if self.max_audit_events is not None and self.max_audit_events < 1:
             raise ConfigurationError("max_audit_events: must be at least 1 (or None)")
+        if self.max_waiting is not None and self.max_waiting < 0:
+            raise ConfigurationError("max_waiting: must be at least 0 (or None)")
         seconds(self.timeout, "timeout")
         seconds(self.cleanup_interval, "cleanup_interval")
         seconds(self.default_ttl, "default_ttl")
@@ -358,6 +364,12 @@ class PostgresConfig:
                 "ssl_config, sslrootcert in the URL)"
             )
         return mode
+
+    @property
+    def waiting_bound(self) -> int:
+        """How many calls may wait for a free pooled connection: ``max_waiting``, or 100 x the
+        pool size when unset."""
+        return 100 * self.effective_pool_size if self.max_waiting is None else self.max_waiting
 
     @property
     def ssl_enabled(self) -> bool:

@@ -56,7 +56,8 @@ class PostgresSubscription:
         once the connection is lost."""
         if not self._messages and not self._lost:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wakeup.wait()
         messages, self._messages = self._messages, []
         self._wakeup.clear()
         if not messages and self._lost:
@@ -78,10 +79,15 @@ class PostgresSubscription:
     async def close(self) -> None:
         """Stop listening and close the connection. Never raises."""
         self._lost = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._con.close(), 2)
-        with contextlib.suppress(Exception):
-            self._con.terminate()
+        try:
+            with contextlib.suppress(Exception):  # TimeoutError included: terminated below
+                # asyncio.timeout, not wait_for: 3.11's wait_for can lose a cancellation.
+                async with asyncio.timeout(2):
+                    await self._con.close()
+        finally:
+            # Also when cancelled: a stopped server must not keep the socket open.
+            with contextlib.suppress(Exception):
+                self._con.terminate()
 
 
 class PostgresChannel:

@@ -22,7 +22,7 @@ from ...errors import AuthmwError, ConfigurationError, StorageUnavailable
 from .._urls import secrets_of
 from . import _schema as schema
 from ._config import PostgresConfig, PostgresMigrationMode
-from ._driver import CONNECTION_LOST, DRIVER_ERRORS, connect_once, translate
+from ._driver import BACKEND, CONNECTION_LOST, DRIVER_ERRORS, connect_once, translate
 
 __all__ = ["Database", "affected", "config_of"]
 
@@ -68,6 +68,10 @@ class Database:
         self._cleanup_interval = seconds(config.cleanup_interval, "cleanup_interval")
         self._pool: Any = None
         self._open_lock = asyncio.Lock()
+        # Calls inside with_connection now (running or waiting for a connection), and how
+        # many may be: the pool's connections plus max_waiting waiting for one.
+        self._callers = 0
+        self._call_bound = config.effective_pool_size + config.waiting_bound
         self.cleanup_task: asyncio.Task[None] | None = None
         """The background clean-up while open, else None."""
 
@@ -162,7 +166,9 @@ class Database:
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
-                await asyncio.wait_for(pool.close(), self.timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can lose the cancellation.
+                async with asyncio.timeout(self.timeout):
+                    await pool.close()
             except DRIVER_ERRORS:  # includes TimeoutError: a connection still busy past it
                 pool.terminate()
 
@@ -188,37 +194,52 @@ class Database:
 
     async def with_connection(self, operation: str, work: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``work`` on a pooled connection (opening first if needed); every driver error
-        is translated here."""
+        is translated here. The whole call, the wait for a connection included, ends within
+        ``timeout``; when ``max_waiting`` calls already wait for a connection it fails at once."""
         pool = self._pool
         if pool is None:
             await self.open()
             pool = self._pool
+        if self._callers >= self._call_bound:
+            # Queueing without end is what made a hung server hold every request: refuse.
+            raise StorageUnavailable(
+                BACKEND,
+                operation,
+                f"{self._callers - self.config.effective_pool_size} calls already wait for one "
+                f"of {self.config.effective_pool_size} pooled connections ({self.config.target})",
+            )
+        self._callers += 1
+        con: Any = None
+        # asyncio.timeout rather than acquire(timeout=...) and wait_for: no task per call (this
+        # is every query's hot path), and one deadline for the wait and the query together.
         deadline = asyncio.timeout(self.timeout)
         try:
-            # asyncio.timeout rather than acquire(timeout=...): the latter wraps the wait in a
-            # task per call, and this is every query's hot path.
             async with deadline:
                 con = await pool.acquire()
+                return await work(con)
         except DRIVER_ERRORS as exc:
-            raise self.error(exc, operation, acquiring=deadline.expired()) from exc
-        try:
-            return await work(con)
-        except DRIVER_ERRORS as exc:
-            if isinstance(exc, CONNECTION_LOST):
+            if con is None:
+                raise self.error(exc, operation, acquiring=deadline.expired()) from exc
+            lost = isinstance(exc, CONNECTION_LOST)
+            if lost or deadline.expired():
                 # Never hand a connection in an unknown protocol state back to the pool (the
-                # reset on release is skipped for speed): the pool replaces it. A connection
-                # the pool already took back after a socket close refuses terminate().
+                # reset on release is skipped for speed; a query cut off by the deadline may
+                # still be running): the pool replaces it. A connection the pool already
+                # took back after a socket close refuses terminate().
                 with contextlib.suppress(asyncpg.InterfaceError):
                     con.terminate()
+            if lost:
                 # Whatever killed this one (a restart, a failover) most likely killed its
                 # siblings too: have every pooled connection replaced on its next use.
                 await pool.expire_connections()
             raise self.error(exc, operation) from exc
         finally:
-            try:
-                await pool.release(con)
-            except DRIVER_ERRORS:  # the pool has dropped the broken connection already
-                log.debug("postgres: releasing a broken connection failed", exc_info=True)
+            self._callers -= 1
+            if con is not None:
+                try:
+                    await pool.release(con)
+                except DRIVER_ERRORS:  # the pool has dropped the broken connection already
+                    log.debug("postgres: releasing a broken connection failed", exc_info=True)
 
     async def query(
         self, operation: str, method: str, sql: str, *args: Any, read: bool = False

@@ -58,6 +58,8 @@ class RedisStorage:
             attempts=cfg.retry_attempts,
             delay=seconds(cfg.retry_delay, "retry_delay", allow_zero=True),
             concurrency=cfg.pool_size,
+            max_waiting=cfg.waiting_bound,
+            deadline=seconds(cfg.timeout, "timeout"),
             wait_replicas=cfg.wait_replicas,
             wait_timeout=seconds(cfg.wait_timeout, "wait_timeout"),
         )
@@ -89,6 +91,11 @@ class RedisStorage:
     def name(self) -> str:
         """``"redis"``."""
         return "redis"
+
+    @property
+    def call_timeout(self) -> float | None:
+        """The longest one call takes: ``timeout`` (plus ``wait_timeout`` with replicas)."""
+        return self._x.deadline
 
     @property
     def mode(self) -> str:

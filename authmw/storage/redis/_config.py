@@ -55,8 +55,11 @@ class RedisConfig:
     """Settings for :class:`RedisStorage`; durations are seconds or ``timedelta``.
 
     ``url`` (``redis://localhost:6379``; ``rediss://`` for TLS, user, password and database
-    number allowed), ``pool_size`` (10 connections, per node on a cluster), ``timeout`` (5 s,
-    connect and each command), ``key_prefix`` (``auth:``), ``default_ttl`` (1 hour, for
+    number allowed), ``pool_size`` (10 connections, per node on a cluster), ``timeout`` (5 s:
+    the longest one storage call may take in all, the wait for a free connection and retries
+    included; past it the call raises ``StorageUnavailable``), ``max_waiting`` (None: 100 x
+    ``pool_size``; how many calls may wait for a free connection, more fail at once with
+    ``StorageUnavailable``), ``key_prefix`` (``auth:``), ``default_ttl`` (1 hour, for
     ``kv_set`` without a ttl), ``cluster_mode`` with ``cluster_urls``, ``failover``
     (:class:`RedisFailoverConfig`), ``retry_attempts`` (3) and ``retry_delay`` (0.1 s, doubling,
     capped at 1 s), ``wait_replicas`` (0: writes return once the master has them; n: once n
@@ -78,6 +81,7 @@ class RedisConfig:
     wait_replicas: int = 0
     wait_timeout: Duration = 1.0
     max_audit_events: int = 100_000
+    max_waiting: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cluster_urls", tuple(self.cluster_urls))
@@ -100,6 +104,11 @@ class RedisConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigurationError(f"{name}: expected an integer >= {low}, got {value!r}")
+        waiting = self.max_waiting
+        if waiting is not None and (
+            not isinstance(waiting, int) or isinstance(waiting, bool) or waiting < 0
+        ):
+            raise ConfigurationError(f"max_waiting: expected an integer >= 0, got {waiting!r}")
         if not self.key_prefix:
             raise ConfigurationError("key_prefix: must not be empty")
         if self.is_cluster:
@@ -113,6 +122,12 @@ class RedisConfig:
                     "cluster_mode: failover and wait_replicas are for sentinel setups; a "
                     "cluster fails over by itself"
                 )
+
+    @property
+    def waiting_bound(self) -> int:
+        """How many calls may wait for a free connection: ``max_waiting``, or 100 x
+        ``pool_size`` when unset."""
+        return 100 * self.pool_size if self.max_waiting is None else self.max_waiting
 
     @property
     def is_cluster(self) -> bool:
@@ -133,8 +148,8 @@ class RedisConfig:
         ``redis+sentinel://[user:password@]s1:26379,s2:26379/master_name[/db]`` or
         ``redis+cluster://[user:password@]n1:7000,n2:7001``. Query options: ``key_prefix``,
         ``pool_size``, ``timeout``, ``default_ttl``, ``retry_attempts``, ``retry_delay``,
-        ``wait_replicas``, ``wait_timeout``, ``max_audit_events`` and, for sentinels,
-        ``sentinel_password``; other options go to redis-py (e.g. ``ssl_cert_reqs``)."""
+        ``wait_replicas``, ``wait_timeout``, ``max_audit_events``, ``max_waiting`` and, for
+        sentinels, ``sentinel_password``; other options go to redis-py (e.g. ``ssl_cert_reqs``)."""
         parsed = parse_url(url, 6379)
         options: dict[str, Any] = {}
         rest: list[tuple[str, str]] = []
@@ -219,4 +234,5 @@ _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "wait_replicas": int,
     "wait_timeout": float,
     "max_audit_events": int,
+    "max_waiting": int,
 }

@@ -24,6 +24,8 @@ from ._config import RedisConfig
 
 __all__ = ["AnyClient", "Connection", "connect"]
 
+_MARGIN = 1.0  # seconds the driver's socket timeouts add to the configured timeout
+
 AnyClient = aioredis.Redis | RedisCluster
 
 
@@ -57,6 +59,13 @@ def connect(cfg: RedisConfig) -> Connection:
     if cfg.wait_replicas:
         # A write's reply comes after WAIT, so its read may take up to wait_timeout longer.
         read_timeout += seconds(cfg.wait_timeout, "wait_timeout")
+    # The executor's deadline (the same timeout, for the whole call) must expire first: when
+    # redis-py's own read timeout expires at the same moment it can swallow the deadline's
+    # cancellation, and the call runs on to its next timeout. So the socket timeouts sit a
+    # margin above it; they still end a hung dedicated connection (subscriptions pass their
+    # own read timeouts).
+    timeout += _MARGIN
+    read_timeout += _MARGIN
     failover = cfg.failover
     urls = [cfg.url, *cfg.cluster_urls, *(failover.urls() if failover is not None else ())]
     secrets = secrets_of(urls)

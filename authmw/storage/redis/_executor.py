@@ -6,7 +6,10 @@ channel) runs through it, and nothing else touches the client. It also
 
 * connects on first use (and again after :meth:`Executor.close`), on the loop that uses it;
 * bounds concurrency to ``pool_size`` (so the pool never overflows in any mode: redis-py's
-  sentinel and cluster pools raise instead of waiting when they run out);
+  sentinel and cluster pools raise instead of waiting when they run out), with at most
+  ``max_waiting`` callers waiting for a turn: more fail at once with ``StorageUnavailable``;
+* bounds each whole call (the wait for a turn, every attempt and the pauses between them) by
+  ``deadline`` seconds: a hung server costs a caller that long, then ``StorageUnavailable``;
 * retries with backoff. redis-py's own retries are switched off because it cannot tell which
   commands are safe to repeat; here a command is repeated after an error that proves the server
   never ran it (refused connection, ``READONLY`` from a demoted master, ``LOADING``,
@@ -102,6 +105,8 @@ class Executor:
 
     ``connect`` makes the client (see :func:`._connect.connect`); it is called on first use
     and again after :meth:`close`. ``scripts`` are the Lua scripts :meth:`script` may run.
+    ``concurrency`` commands run at once and ``max_waiting`` more may wait for a turn; a call
+    takes at most ``deadline`` seconds in all.
     """
 
     def __init__(
@@ -113,6 +118,8 @@ class Executor:
         attempts: int,
         delay: float,
         concurrency: int,
+        max_waiting: int,
+        deadline: float,
         wait_replicas: int,
         wait_timeout: float,
     ) -> None:
@@ -124,6 +131,10 @@ class Executor:
         self._delay = delay
         self._concurrency = concurrency
         self._sem = asyncio.Semaphore(concurrency)
+        self._max_waiting = max_waiting
+        self._waiting = 0  # callers queued on the semaphore now
+        # A write waits for its WAIT too, so its deadline is longer by wait_timeout.
+        self._deadline = deadline + (wait_timeout if wait_replicas else 0.0)
         self._wait = wait_replicas
         self._wait_ms = int(wait_timeout * 1000)
         # What messages may say, from the latest connection (kept after close() for the
@@ -131,6 +142,11 @@ class Executor:
         self.describe = "redis"
         self._secrets: tuple[str, ...] = ()
         self._password_given = False
+
+    @property
+    def deadline(self) -> float:
+        """The longest one call may take, in seconds."""
+        return self._deadline
 
     # -- the connection ------------------------------------------------------------------------
 
@@ -162,10 +178,13 @@ class Executor:
         else ``StorageUnavailable``."""
         client = self.client
         try:
-            await client.ping()
-            info = await client.info("server")
-            await self.load_scripts()
+            async with asyncio.timeout(self._deadline):
+                await client.ping()
+                info = await client.info("server")
+                await self.load_scripts()
         except DRIVER_ERRORS as exc:
+            if isinstance(exc, TimeoutError):  # the deadline's (the driver's are RedisErrors)
+                raise self._late("open") from exc
             raise self.translate(exc, "open", opening=True) from exc
         if "redis_version" not in info:  # a cluster answers per node
             info = next(iter(info.values()))
@@ -242,33 +261,65 @@ class Executor:
         fn: Callable[..., Awaitable[T]],
         *args: Any,
         idempotent: bool = True,
-        first_attempt: int = 0,
         **kwargs: Any,
     ) -> T:
-        """Await ``fn(*args, **kwargs)``; retry what is safe; raise ``StorageUnavailable``."""
+        """Await ``fn(*args, **kwargs)``; retry what is safe; raise ``StorageUnavailable``,
+        also when the whole call (queueing and retries included) outlasts the deadline."""
         if self._conn is None:
             self._open()  # before taking the semaphore: connecting replaces it
-        attempt = first_attempt
-        while True:
-            try:
-                async with self._sem:
-                    return await fn(*args, **kwargs)
-            except DRIVER_ERRORS as exc:
-                pause = self._after_error(exc, operation, attempt, idempotent)
-            attempt += 1
-            await asyncio.sleep(pause)
+        try:
+            # asyncio.timeout, not wait_for: no extra task, and 3.11's wait_for can lose a cancel.
+            async with asyncio.timeout(self._deadline) as deadline:
+                attempt = 0
+                while True:
+                    sem = await self._turn(operation)
+                    try:
+                        return await fn(*args, **kwargs)
+                    except DRIVER_ERRORS as exc:
+                        if deadline.expired():
+                            # The driver turned the deadline's cancellation into an error of
+                            # its own (its read timeout expired at the same moment): no retry.
+                            raise self._late(operation) from exc
+                        pause = self._after_error(exc, operation, attempt, idempotent)
+                    finally:
+                        sem.release()
+                    attempt += 1
+                    await asyncio.sleep(pause)
+        except TimeoutError as exc:
+            # Only the deadline's: the driver's own timeouts are DRIVER_ERRORS, handled inside.
+            raise self._late(operation) from exc
+
+    async def _turn(self, operation: str) -> asyncio.Semaphore:
+        """Take a turn among ``concurrency`` commands (the semaphore to release after); fail at
+        once when ``max_waiting`` callers already wait, rather than queueing without end."""
+        sem = self._sem
+        if not sem.locked():
+            await sem.acquire()  # free: returns at once
+            return sem
+        if self._waiting >= self._max_waiting:
+            raise StorageUnavailable(
+                "redis",
+                operation,
+                f"{self._waiting} calls already wait for one of {self._concurrency} "
+                f"connections [{self.describe}]",
+            )
+        self._waiting += 1
+        try:
+            await sem.acquire()
+        finally:
+            self._waiting -= 1
+        return sem
+
+    def _late(self, operation: str) -> StorageUnavailable:
+        return StorageUnavailable(
+            "redis",
+            operation,
+            f"no answer within {self._deadline:g} s (server hung or overloaded) [{self.describe}]",
+        )
 
     async def read(self, operation: str, *args: Any) -> Any:
         """One read command."""
-        client = self.client
-        # The verify hot path: the first try without the retry loop's extra coroutine frame.
-        try:
-            async with self._sem:
-                return await client.execute_command(*args)
-        except DRIVER_ERRORS as exc:
-            pause = self._after_error(exc, operation, 0, True)
-        await asyncio.sleep(pause)
-        return await self.call(operation, self.client.execute_command, *args, first_attempt=1)
+        return await self.call(operation, self.client.execute_command, *args)
 
     async def command(self, operation: str, *args: Any, idempotent: bool = True) -> Any:
         """One command that needs no replica acknowledgement (``PUBLISH``)."""

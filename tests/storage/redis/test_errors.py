@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -100,7 +101,7 @@ async def test_connection_refused() -> None:
 
 
 async def test_timeout(primary: RedisServer) -> None:
-    """A server that stops answering: StorageUnavailable from TimeoutError, within bounds."""
+    """A server that stops answering: StorageUnavailable from a timeout, within bounds."""
     async for storage in opened(fast(primary.url, timeout=0.3)):
         await storage.kv_set("warm", b"1", ttl=60)  # a pooled connection exists
         with primary.client() as admin:
@@ -109,8 +110,10 @@ async def test_timeout(primary: RedisServer) -> None:
             with pytest.raises(StorageUnavailable) as info:
                 await storage.kv_get("warm")
             elapsed = time.monotonic() - started
-        assert isinstance(info.value.__cause__, TimeoutError)
-        assert elapsed < 2.7, elapsed  # three attempts bounded by the timeout, not a hang
+        # The call's deadline (builtins.TimeoutError) or the driver's read timeout, whichever
+        # expired first.
+        assert isinstance(info.value.__cause__, (TimeoutError, builtins.TimeoutError))
+        assert elapsed < 2.7, elapsed  # the whole call bounded by the timeout, not a hang
         assert wait_until(lambda: admin_ping(primary), 5)  # the pause ends by itself
 
 
@@ -206,7 +209,7 @@ def test_retry_policy() -> None:
 
 
 async def test_concurrency_beyond_pool_size_waits(primary: RedisServer) -> None:
-    """More concurrent calls than pool_size queue for a connection instead of failing."""
-    async for storage in opened(fast(primary.url, pool_size=2)):
+    """More concurrent calls than pool_size queue for a connection (up to max_waiting)."""
+    async for storage in opened(fast(primary.url, pool_size=2, max_waiting=48)):
         results = await asyncio.gather(*(storage.kv_incr("n", 60) for _ in range(50)))
         assert sorted(results) == list(range(1, 51))
