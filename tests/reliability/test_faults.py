@@ -156,11 +156,7 @@ async def _outage_under_load(
     [
         "plain",
         pytest.param("cached", marks=LONG),
-        pytest.param(
-            "serve_stale",
-            # close() after the outage hangs (issue 11, finding 9).
-            marks=pytest.mark.xfail(reason="needs h3 fix (cache close() bounded)", strict=False),
-        ),
+        "serve_stale",
     ],
 )
 async def test_redis_killed_and_restarted_under_load(redis_server: RedisServer, mode: str) -> None:
@@ -214,7 +210,6 @@ async def test_postgres_stopped_and_started_under_load(
     report(f"postgres-{shutdown}-{mode}", **figures)
 
 
-@pytest.mark.xfail(reason="needs h3 fix (hung storage -> 503 within the timeout)", strict=False)
 async def test_redis_hung_under_load(redis_server: RedisServer) -> None:
     """Redis paused (SIGSTOP) for 4 s under 64 clients, storage timeout 0.5 s: requests get 503
     with Retry-After while it hangs (none waits for the whole pause), 200s once it resumes."""
@@ -456,15 +451,7 @@ def _in_small_tmpfs(script: str, *args: str) -> subprocess.CompletedProcess[str]
     "native",
     [
         "",
-        pytest.param(
-            "--native",
-            # The local ENOSPC is reported as the storage's failure: "postgres storage
-            # unavailable during create_backup: connection ... failed: OSError: [Errno 28] No
-            # space left on device", or only "timed out" when it hits inside a COPY.
-            marks=pytest.mark.xfail(
-                reason="finding: native backup blames the storage for a full disk", strict=False
-            ),
-        ),
+        "--native",
     ],
 )
 async def test_full_disk_keeps_the_previous_backup(

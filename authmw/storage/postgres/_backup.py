@@ -22,6 +22,7 @@ password hashes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -36,7 +37,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from ..._time import seconds, utcnow
-from ...errors import ConfigurationError, StorageUnavailable
+from ...errors import BackupError, ConfigurationError, StorageUnavailable
 from .._urls import parse_url, scrub, secrets_of
 from ..base import NativeBackupInfo
 from . import _schema as schema
@@ -83,6 +84,46 @@ def _private_file(path: Path) -> IO[bytes]:
     ``O_EXCL`` refuses a file or symlink someone placed under the temporary name first, whose
     own mode or target would otherwise be kept."""
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
+class _LocalFile:
+    """The backup's temporary file, created private (:func:`_private_file`).
+
+    A failed local write (a full disk, a quota) is the file's failure, raised as
+    ``BackupError`` naming the file: the COPY's own errors are ``OSError`` too, and the two
+    must not be told apart by the caller from one ``except``.
+    """
+
+    def __init__(self, tmp: Path, target: Path) -> None:
+        self._target = target
+        self._file = self._guard(_private_file, tmp)
+
+    def _guard(self, call: Any, *args: Any) -> Any:
+        try:
+            return call(*args)
+        except OSError as exc:
+            raise BackupError(
+                f"cannot write backup file {self._target}: {exc.strerror or exc}; "
+                "nothing was written under that name"
+            ) from exc
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``."""
+        self._guard(self._file.write, data)
+
+    def fileno(self) -> int:
+        """The descriptor a tool (pg_dump) writes to directly."""
+        return int(self._file.fileno())
+
+    def sync(self) -> None:
+        """Flush to the disk: the file is renamed into place only once it is whole there."""
+        self._guard(self._file.flush)
+        self._guard(os.fsync, self._file.fileno())
+
+    def close(self) -> None:
+        """Close the file (errors of a failed write were raised already)."""
+        with contextlib.suppress(OSError):
+            self._file.close()
 
 
 def _libpq_env(config: PostgresConfig) -> tuple[str, dict[str, str]]:
@@ -179,7 +220,7 @@ def _header(
 
 
 async def _write_in_process(
-    con: Any, out: IO[bytes], tables: list[tuple[str, str]], audit_table: str
+    con: Any, out: _LocalFile, tables: list[tuple[str, str]], audit_table: str
 ) -> None:
     # One repeatable-read snapshot, so the file is a consistent picture of every table.
     async with con.transaction(isolation="repeatable_read", readonly=True):
@@ -248,34 +289,45 @@ async def create_backup(
                     f"--dbname={url}",
                 ]
                 argv += [f"--table={_quote(nsp)}.{_quote(name)}" for nsp, name in tables]
+                out = _LocalFile(tmp, target)  # local file; pg_dump does the work
                 try:
-                    with _private_file(tmp) as out:  # local file; pg_dump does the work
-                        out.write(
-                            _header(
-                                "pg_dump", tool, config.table_prefix, version, tables, created
-                            ).encode()
-                        )
-                        out.flush()
-                        await _run_tool(argv, env, out, hidden)
-                        out.flush()
-                        os.fsync(out.fileno())
+                    out.write(
+                        _header(
+                            "pg_dump", tool, config.table_prefix, version, tables, created
+                        ).encode()
+                    )
+                    out.sync()
+                    await _run_tool(argv, env, out.fileno(), hidden)
+                    out.sync()
                     made_with = "pg_dump"
                 except StorageUnavailable as exc:
+                    _, wrote, why = exc.detail.partition("could not write to output file")
+                    if wrote:
+                        # pg_dump's words for a failed local write: the file's failure.
+                        cause = why.lstrip(": ").splitlines()[0] if why.strip() else "failed"
+                        raise BackupError(
+                            f"cannot write backup file {target}: {cause}; "
+                            "nothing was written under that name"
+                        ) from exc
                     if method == "pg_dump":
                         raise
                     log.warning("pg_dump failed (%s); backing up in-process instead", exc)
                     tmp.unlink(missing_ok=True)  # created afresh below
+                finally:
+                    out.close()
             if not made_with:
                 tool = f"asyncpg {asyncpg.__version__} COPY"
-                with _private_file(tmp) as out:  # local file, written per COPY chunk
+                out = _LocalFile(tmp, target)  # local file, written per COPY chunk
+                try:
                     out.write(
                         _header(
                             "in-process", tool, config.table_prefix, version, tables, created
                         ).encode()
                     )
                     await _write_in_process(con, out, tables, f"{config.table_prefix}audit_log")
-                    out.flush()
-                    os.fsync(out.fileno())
+                    out.sync()
+                finally:
+                    out.close()
                 made_with = "in-process"
             os.replace(tmp, target)
         finally:
