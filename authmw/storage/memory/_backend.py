@@ -197,11 +197,15 @@ class InMemoryStorage:
 
     async def get_token(self, token_id: str) -> AuthToken | None:
         """The live token record, or None."""
-        return self.get_token_nowait(token_id)
+        return self._live_token(token_id)
 
     def get_token_nowait(self, token_id: str) -> AuthToken | None:
         """``get_token`` as a plain call (memory needs no I/O, so never ``MISS``): the
         framework's verify and the WSGI fast path skip creating and awaiting a coroutine."""
+        return self._live_token(token_id)
+
+    def _live_token(self, token_id: str) -> AuthToken | None:
+        # Both reads share this rather than calling each other: a subclass may override one.
         token = self._t.tokens.get(token_id)
         if token is None or token.storage_expires_ts <= _time():
             return None
