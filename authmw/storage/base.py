@@ -142,6 +142,21 @@ class AuthStorage(Protocol):
         """Delete the user record (not its tokens or sessions); False if there was none."""
         ...
 
+    async def list_users(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        role: str | None = None,
+        active: bool | None = None,
+    ) -> list[UserRecord]:
+        """At most ``limit`` users in ascending order of user id, compared by code point (as
+        Python compares ``str``; PostgreSQL ``COLLATE "C"``), starting after ``after`` (the
+        last id of the previous page; None: from the first). ``role`` keeps users holding
+        that role, ``active`` users whose ``is_active`` equals it. A stable order: paging
+        with ``after`` visits every user that exists throughout exactly once."""
+        ...
+
     # -- tokens ----------------------------------------------------------------------------
 
     async def store_token(self, token: AuthToken) -> None:
@@ -363,6 +378,10 @@ class SupportsNowaitReads(Protocol):
 
     def get_session_nowait(self, session_id: str) -> SessionData | Literal[Miss.MISS] | None:
         """``get_session`` from memory (a fresh copy of its data), or ``MISS``."""
+        ...
+
+    def get_user_nowait(self, user_id: str) -> UserRecord | Literal[Miss.MISS] | None:
+        """``get_user`` from memory, or ``MISS``."""
         ...
 
 

@@ -296,6 +296,16 @@ class CachedStorage:
             return _unpack(packed)
         return MISS
 
+    def get_user_nowait(self, user_id: str) -> UserRecord | Literal[Miss.MISS] | None:
+        """The cached answer of :meth:`get_user` if fresh, else ``MISS``; any thread."""
+        entries = self._user_entries
+        entry = entries.get(user_id)
+        if entry is not None and _time() < entry[1]:
+            # The verify hot path reads the user too (live roles): no LRU move here, the
+            # token read beside it already costs one; a hot user is read again soon anyway.
+            return entry[0]
+        return MISS
+
     # -- users -----------------------------------------------------------------------------
 
     async def create_user(self, user: UserRecord) -> None:
@@ -450,6 +460,17 @@ class CachedStorage:
     async def count_active_sessions(self) -> int:
         """Not cached: the wrapped storage's answer."""
         return await self.inner.count_active_sessions()
+
+    async def list_users(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        role: str | None = None,
+        active: bool | None = None,
+    ) -> list[UserRecord]:
+        """Not cached (an admin listing): the wrapped storage's answer."""
+        return await self.inner.list_users(after=after, limit=limit, role=role, active=active)
 
     # -- key-value and audit: not cached (counters and lockouts must be exact) --------------
 

@@ -22,6 +22,7 @@ from ..._time import Duration, from_ts, now_ts, seconds
 from ...errors import ConfigurationError, UserExists
 from ...models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
 from .._urls import backend_for
+from .._users import page_of
 from ..base import KVEntry
 from ._import import MemoryBulk
 from ._tables import Tables
@@ -173,6 +174,10 @@ class InMemoryStorage:
         """The user, or None."""
         return self._t.users.get(user_id)
 
+    def get_user_nowait(self, user_id: str) -> UserRecord | None:
+        """``get_user`` as a plain call (never ``MISS``)."""
+        return self._t.users.get(user_id)
+
     async def update_user(self, user: UserRecord) -> bool:
         """Replace an existing user."""
         with self._t.lock:
@@ -185,6 +190,19 @@ class InMemoryStorage:
         """Delete a user record."""
         with self._t.lock:
             return self._t.users.pop(user_id, None) is not None
+
+    async def list_users(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        role: str | None = None,
+        active: bool | None = None,
+    ) -> list[UserRecord]:
+        """A page of users in id order (see ``AuthStorage.list_users``)."""
+        with self._t.lock:
+            users = list(self._t.users.values())
+        return page_of(users, after=after, limit=limit, role=role, active=active)
 
     # -- tokens ----------------------------------------------------------------------------
 
