@@ -28,9 +28,7 @@ def default_password_hasher() -> PasswordHasher:
     return PasswordHasher()
 
 
-def check_password_rules(
-    password: object, *, min_length: int, max_bytes: int, new: bool
-) -> str:
+def check_password_rules(password: object, *, min_length: int, max_bytes: int, new: bool) -> str:
     """The password rules, in one place; ``password`` back when it passes.
 
     * a ``str`` (anything else: ``InvalidInput``);

@@ -25,10 +25,6 @@ def page_of(
 ) -> list[UserRecord]:
     """The page ``list_users`` answers from ``users`` (any order): the ``limit`` smallest ids
     above ``after`` among those passing the filters, ascending by code point."""
-    kept = (
-        u
-        for u in users
-        if (after is None or u.user_id > after) and matches(u, role, active)
-    )
+    kept = (u for u in users if (after is None or u.user_id > after) and matches(u, role, active))
     # A heap, not a full sort: a page of 100 out of a million users stays cheap.
     return heapq.nsmallest(max(0, limit), kept, key=lambda u: u.user_id)
