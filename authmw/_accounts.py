@@ -34,10 +34,10 @@ _REFUSED = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
 def normalize_user_id(user_id: object, max_length: int = 255) -> str:
     """The one form of a user id that every entry point stores and looks up.
 
-    Unicode NFKC (compatibility forms fold: full-width ``ａ`` is ``a``), then ``casefold``
+    Unicode NFKC (compatibility forms fold: full-width ``"\\uff41"`` is ``a``), then ``casefold``
     (``Alice`` is ``alice``, ``Straße`` is ``strasse``), NFKC again (case folding can leave a
     few characters unnormalised), then surrounding whitespace stripped. So ``"Alice"``,
-    ``"alice "`` and ``"ａlice"`` are one account, with one lockout counter.
+    ``"alice "`` and full-width ``"\\uff41lice"`` are one account, with one lockout counter.
 
     Raises ``InvalidInput`` for a non-string, an id that is empty after normalising, longer than
     ``max_length`` characters, or holding a control, invisible-format, surrogate or line

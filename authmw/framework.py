@@ -22,7 +22,6 @@ from .errors import (
     AccountDisabled,
     AccountLocked,
     InvalidCredentials,
-    InvalidInput,
     InvalidToken,
     RefreshTokenReused,
     UnknownUser,
@@ -105,7 +104,7 @@ class AuthFramework:
 
     def _check_user_id(self, user_id: object) -> str:
         # The one rule (authmw._accounts.normalize_user_id) at every entry point, so "Alice",
-        # "alice " and full-width "ａlice" are one account with one lockout counter.
+        # "alice " and full-width "\uff41lice" are one account with one lockout counter.
         return normalize_user_id(user_id, self.config.max_user_id_length)
 
     def _check_password(self, password: object, *, registering: bool) -> str:
