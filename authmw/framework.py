@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from ._accounts import Accounts, normalize_user_id
 from ._time import now_ts, seconds
@@ -28,7 +28,7 @@ from .errors import (
 )
 from .models import AuditEvent, AuthToken, SessionData, UserRecord, utcnow
 from .passwords import PasswordManager, check_password_rules
-from .storage.base import MISS, AuthStorage, SupportsNowaitReads
+from .storage.base import MISS, AuthStorage, Miss, SupportsNowaitReads
 from .tokens import ACCESS, REFRESH, SESSION, TokenCodec, verifier_matches
 
 __all__ = ["AuthFramework"]
@@ -60,6 +60,10 @@ class AuthFramework:
         # revocation anywhere takes effect at once. Bounded, oldest entry evicted first.
         self._verified: dict[str, str] = {}
         self._verified_max = cfg.verified_token_cache
+        # Token id -> (stored record, storage's user_generation, answer): the answer of the
+        # live account check (_follow_user), kept while neither the cached record nor any user
+        # answer of the storage changed, so a cache hit does not read the user again.
+        self._followed: dict[str, tuple[AuthToken, int, AuthToken]] = {}
         # A storage that answers some reads from memory (CachedStorage) lets verify_nowait and
         # get_session_nowait serve synchronous callers without an event loop.
         self._nowait = storage if isinstance(storage, SupportsNowaitReads) else None
@@ -86,6 +90,7 @@ class AuthFramework:
             if self._open:
                 self._open = False
                 self._verified.clear()
+                self._followed.clear()
                 await self.storage.close()
 
     async def __aenter__(self) -> AuthFramework:
@@ -385,19 +390,32 @@ class AuthFramework:
         Junk and forged tokens are refused without touching storage.
         """
         # Parsed first: junk and forged tokens are refused even when storage cannot be opened.
-        token_id, verifier = self._token_key(access_token)
+        # The memo first: a token that passed the full check before needs no hashing.
+        token_id: str | None = self._verified.get(access_token)
+        verifier: str | None = None
+        if token_id is None:
+            token_id, verifier = self._codec.parse(access_token, ACCESS)
         if not self._open:
             await self.open()
         nowait = self._nowait
+        if nowait is None:
+            token = self._accept_token(
+                access_token, token_id, verifier, await self.storage.get_token(token_id)
+            )
+            return self._follow_user(token, await self.storage.get_user(token.user_id))
         # A cache hit is a plain call: no coroutine to create and await.
-        record = MISS if nowait is None else nowait.get_token_nowait(token_id)
+        record = nowait.get_token_nowait(token_id)
         if record is MISS:
             record = await self.storage.get_token(token_id)
         token = self._accept_token(access_token, token_id, verifier, record)
-        user = MISS if nowait is None else nowait.get_user_nowait(token.user_id)
-        if user is MISS:
-            user = await self.storage.get_user(token.user_id)
-        return self._follow_user(token, user)
+        # The live account check, remembered (see _follow_nowait), inlined for the cache hit.
+        memo = self._followed.get(token_id)
+        if memo is not None and memo[0] is token and memo[1] == nowait.user_generation:
+            return memo[2]
+        followed = self._follow_nowait(nowait, token)
+        if followed is MISS:
+            return self._follow_user(token, await self.storage.get_user(token.user_id))
+        return followed
 
     def verify_nowait(self, access_token: str) -> AuthToken | None:
         """:meth:`verify` without I/O, from any thread: the record when the storage could
@@ -410,29 +428,26 @@ class AuthFramework:
         nowait = self._nowait
         if nowait is None or not self._open:
             return None
-        token_id, verifier = self._token_key(access_token)
+        # As in verify: the memo, then the remembered account check, inlined (hot path).
+        token_id: str | None = self._verified.get(access_token)
+        verifier: str | None = None
+        if token_id is None:
+            token_id, verifier = self._codec.parse(access_token, ACCESS)
         record = nowait.get_token_nowait(token_id)
         if record is MISS:
             return None
         token = self._accept_token(access_token, token_id, verifier, record)
-        user = nowait.get_user_nowait(token.user_id)
-        if user is MISS:
-            return None
-        return self._follow_user(token, user)
+        memo = self._followed.get(token_id)
+        if memo is not None and memo[0] is token and memo[1] == nowait.user_generation:
+            return memo[2]
+        followed = self._follow_nowait(nowait, token)
+        return None if followed is MISS else followed
 
     @property
     def can_answer_nowait(self) -> bool:
         """True when the storage can answer from memory, so the ``*_nowait`` methods may
         return answers; False when they always return None."""
         return self._nowait is not None
-
-    def _token_key(self, access_token: str) -> tuple[str, str | None]:
-        """(token id, secret part to check) of an access token. The secret part is None when
-        this exact token passed the full check before (the memo): no hash is needed then."""
-        token_id = self._verified.get(access_token)
-        if token_id is not None:
-            return token_id, None
-        return self._codec.parse(access_token, ACCESS)
 
     def _accept_token(
         self, access_token: str, token_id: str, verifier: str | None, record: AuthToken | None
@@ -449,6 +464,30 @@ class AuthFramework:
         if record.expires_ts <= now_ts():
             raise InvalidToken("expired", token_id=token_id)
         return record
+
+    def _follow_nowait(
+        self, nowait: SupportsNowaitReads, token: AuthToken
+    ) -> AuthToken | Literal[Miss.MISS]:
+        """:meth:`_follow_user` from memory: the remembered answer while the record and the
+        storage's ``user_generation`` are unchanged, else from the user read from memory;
+        ``MISS`` when the user is not in memory. (While a cache's invalidation channel is
+        down, an answer can outlive its user entry by up to the token entry's ``ttl``.)"""
+        generation = nowait.user_generation
+        memo = self._followed.get(token.token_id)
+        if memo is not None and memo[0] is token and memo[1] == generation:
+            return memo[2]
+        user = nowait.get_user_nowait(token.user_id)
+        if user is MISS:
+            return MISS
+        followed = self._follow_user(token, user)
+        if self._verified_max:
+            followed_map = self._followed
+            if len(followed_map) >= self._verified_max:
+                # Other threads (verify_nowait) may change the dict meanwhile, as in _remember.
+                with contextlib.suppress(RuntimeError, StopIteration):
+                    followed_map.pop(next(iter(followed_map)), None)
+            followed_map[token.token_id] = (token, generation, followed)
+        return followed
 
     @staticmethod
     def _follow_user(token: AuthToken, user: UserRecord | None) -> AuthToken:

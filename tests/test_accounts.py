@@ -127,12 +127,15 @@ async def test_disabled_user_is_refused_everywhere(auth: AuthFramework) -> None:
 async def test_disabled_user_is_refused_even_if_credentials_survive(
     auth: AuthFramework,
 ) -> None:
-    """A token stored after the revocation (a login racing with disable) is still refused:
-    verify checks the account itself."""
+    """A token that outlived a disable (a login racing with it, a write made straight to the
+    storage) is still refused: verify checks the account itself, even after remembering it."""
     await auth.register_user("alice", PASSWORD)
     await auth.disable_user("alice")
     await auth.enable_user("alice")
     token = await auth.authenticate("alice", PASSWORD)
+    for _ in range(2):  # the account check is remembered now: the change must still show
+        assert await auth.verify(token.access_token)
+        assert auth.verify_nowait(token.access_token) is not None or not auth.can_answer_nowait
     user = await auth.get_user("alice")
     await auth.storage.update_user(dataclasses.replace(user, is_active=False))
     with pytest.raises(InvalidToken):

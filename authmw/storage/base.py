@@ -370,7 +370,14 @@ class SupportsNowaitReads(Protocol):
 
     Each returns what its async counterpart would (the record, or None for nothing stored) or
     :data:`MISS` when only the async method can tell.
+
+    ``user_generation`` is a number that changes whenever a user answer of this storage may
+    have changed (a user written, dropped from or refilled into memory): while it stays the
+    same, a decision drawn from a user record read here still holds, so the framework need
+    not read the user again on every verify.
     """
+
+    user_generation: int
 
     def get_token_nowait(self, token_id: str) -> AuthToken | Literal[Miss.MISS] | None:
         """``get_token`` from memory, or ``MISS``."""

@@ -129,6 +129,9 @@ class CachedStorage:
         self._user_entries = self._users.entries
         self._hits = 0
         self._negative_hits = 0
+        #: Changes whenever a cached user answer may change: a user entry dropped, cleared,
+        #: distrusted or refilled (``SupportsNowaitReads``). A plain attribute: verify reads it.
+        self.user_generation = 0
         self._invalidations: Invalidations | None = None
         if cfg.invalidation and isinstance(inner, SupportsInvalidation):
             self._invalidations = Invalidations(
@@ -178,6 +181,7 @@ class CachedStorage:
             await self._invalidations.aclose()
         for table in self._tables:
             await table.aclose()
+        self.user_generation += 1
         await self.inner.close()
 
     # -- invalidation ----------------------------------------------------------------------
@@ -196,6 +200,7 @@ class CachedStorage:
                 sessions.drop(ident)
             elif kind == "u":
                 users.drop(ident)
+                self.user_generation += 1
             elif kind == "T":
                 tokens.drop_owner(ident)
             elif kind == "S":
@@ -203,11 +208,13 @@ class CachedStorage:
             else:  # "*" or a kind this version does not know: drop everything
                 for table in self._tables:
                     table.clear()
+                self.user_generation += 1
 
     def _distrust(self) -> None:
         self._counters.distrusts += 1
         for table in self._tables:
             table.distrust()
+        self.user_generation += 1
 
     async def _changed(self, *keys: str) -> None:
         """A write through this cache changed ``keys``: drop them here, then tell the others."""
@@ -323,7 +330,9 @@ class CachedStorage:
             else:
                 self._hits += 1
             return entry[0]
-        return await self._users.miss(user_id)
+        user = await self._users.miss(user_id)
+        self.user_generation += 1  # refilled: the answer may differ from the last one
+        return user
 
     async def update_user(self, user: UserRecord) -> bool:
         """Replace through the wrapped storage; invalidate the user everywhere."""

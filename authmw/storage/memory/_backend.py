@@ -89,6 +89,9 @@ class InMemoryStorage:
         self._t = Tables(self.config.max_audit_events)
         self._bulk = MemoryBulk(self._t, self._default_ttl)
         self._cleanup_task: asyncio.Task[None] | None = None
+        #: Changes on every user write (``SupportsNowaitReads``): a plain attribute, the
+        #: verify hot path reads it.
+        self.user_generation = 0
 
     @classmethod
     def with_config(
@@ -169,6 +172,7 @@ class InMemoryStorage:
             if user.user_id in self._t.users:
                 raise UserExists(user.user_id)
             self._t.users[user.user_id] = user
+            self.user_generation += 1
 
     async def get_user(self, user_id: str) -> UserRecord | None:
         """The user, or None."""
@@ -184,11 +188,13 @@ class InMemoryStorage:
             if user.user_id not in self._t.users:
                 return False
             self._t.users[user.user_id] = user
+            self.user_generation += 1
             return True
 
     async def delete_user(self, user_id: str) -> bool:
         """Delete a user record."""
         with self._t.lock:
+            self.user_generation += 1
             return self._t.users.pop(user_id, None) is not None
 
     async def list_users(
@@ -482,7 +488,9 @@ class InMemoryStorage:
 
     async def import_users(self, batch: Sequence[UserRecord]) -> list[bool]:
         """``BulkImport.import_users``."""
-        return self._bulk.import_users(batch)
+        written = self._bulk.import_users(batch)
+        self.user_generation += 1
+        return written
 
     async def import_tokens(self, batch: Sequence[AuthToken]) -> list[bool]:
         """``BulkImport.import_tokens``."""
