@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import unicodedata
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
+from ._accounts import Accounts, normalize_user_id
 from ._time import now_ts, seconds
 from .config import AuthConfig
 from .errors import (
     AccountDisabled,
     AccountLocked,
     InvalidCredentials,
-    InvalidInput,
     InvalidToken,
     RefreshTokenReused,
     UnknownUser,
 )
 from .models import AuditEvent, AuthToken, SessionData, UserRecord, utcnow
-from .passwords import PasswordManager
-from .storage.base import MISS, AuthStorage, SupportsNowaitReads
+from .passwords import PasswordManager, check_password_rules
+from .storage.base import MISS, AuthStorage, Miss, SupportsNowaitReads
 from .tokens import ACCESS, REFRESH, SESSION, TokenCodec, verifier_matches
 
 __all__ = ["AuthFramework"]
@@ -62,11 +62,16 @@ class AuthFramework:
         # revocation anywhere takes effect at once. Bounded, oldest entry evicted first.
         self._verified: dict[str, str] = {}
         self._verified_max = cfg.verified_token_cache
+        # Token id -> (stored record, storage's user_generation, answer): the answer of the
+        # live account check (_follow_user), kept while neither the cached record nor any user
+        # answer of the storage changed, so a cache hit does not read the user again.
+        self._followed: dict[str, tuple[AuthToken, int, AuthToken]] = {}
         # A storage that answers some reads from memory (CachedStorage) lets verify_nowait and
         # get_session_nowait serve synchronous callers without an event loop.
         self._nowait = storage if isinstance(storage, SupportsNowaitReads) else None
         self._open = False
         self._open_lock = asyncio.Lock()
+        self._accounts = Accounts(self, self._passwords, self._audit, self._clear_lockout)
 
     def __repr__(self) -> str:
         return f"AuthFramework(storage={self.storage!r}, open={self._open})"
@@ -87,6 +92,7 @@ class AuthFramework:
             if self._open:
                 self._open = False
                 self._verified.clear()
+                self._followed.clear()
                 await self.storage.close()
 
     async def __aenter__(self) -> AuthFramework:
@@ -104,28 +110,18 @@ class AuthFramework:
     # -- input checks ----------------------------------------------------------------------
 
     def _check_user_id(self, user_id: object) -> str:
-        if not isinstance(user_id, str):
-            raise InvalidInput("user_id", "must be a string")
-        if not user_id:
-            raise InvalidInput("user_id", "must not be empty")
-        if len(user_id) > self.config.max_user_id_length:
-            limit = self.config.max_user_id_length
-            raise InvalidInput("user_id", f"longer than {limit} characters")
-        if user_id != user_id.strip() or any(
-            unicodedata.category(c) in ("Cc", "Cs") for c in user_id
-        ):
-            raise InvalidInput("user_id", "has surrounding whitespace or control characters")
-        return user_id
+        # The one rule (authmw._accounts.normalize_user_id) at every entry point, so "Alice",
+        # "alice " and full-width "\uff41lice" are one account with one lockout counter.
+        return normalize_user_id(user_id, self.config.max_user_id_length)
 
     def _check_password(self, password: object, *, registering: bool) -> str:
-        if not isinstance(password, str):
-            raise InvalidInput("password", "must be a string")
-        longest, shortest = self.config.max_password_length, self.config.min_password_length
-        if len(password) > longest:
-            raise InvalidInput("password", f"longer than {longest} characters")
-        if registering and len(password) < shortest:
-            raise InvalidInput("password", f"shorter than {shortest} characters")
-        return password
+        cfg = self.config
+        return check_password_rules(
+            password,
+            min_length=cfg.min_password_length,
+            max_bytes=cfg.max_password_length,
+            new=registering,
+        )
 
     @staticmethod
     def _client_text(value: str | None) -> str | None:
@@ -292,6 +288,81 @@ class AuthFramework:
         await self._audit("login", True, user_id, method="passwordless", **who)
         return user
 
+    # -- account management (authmw._accounts does the work) ---------------------------------
+
+    async def get_user(self, user_id: str) -> UserRecord:
+        """The user record (its ``password_hash`` is never in ``repr``). Raises
+        ``UnknownUser`` when there is none, ``InvalidInput`` for a malformed id."""
+        return await self._accounts.get(user_id)
+
+    async def list_users(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        role: str | None = None,
+        active: bool | None = None,
+    ) -> list[UserRecord]:
+        """A page of at most ``limit`` (1 to 1,000) users in ascending id order (by code
+        point), after the id ``after`` (pass the last id of the previous page; None starts at
+        the first). ``role`` keeps users with that role, ``active`` those enabled (True) or
+        disabled (False). A page shorter than ``limit`` is the last."""
+        return await self._accounts.page(after, limit, role, active)
+
+    async def set_roles(self, user_id: str, roles: Iterable[str]) -> UserRecord:
+        """Replace the user's roles (a list of strings; duplicates dropped). Live tokens and
+        sessions carry the new roles from their next request: no new login needed."""
+        return await self._accounts.set_roles(user_id, roles)
+
+    async def set_permissions(self, user_id: str, permissions: Iterable[str]) -> UserRecord:
+        """Replace the user's permissions; live tokens and sessions follow, as
+        :meth:`set_roles`."""
+        return await self._accounts.set_permissions(user_id, permissions)
+
+    async def disable_user(self, user_id: str) -> UserRecord:
+        """Disable the account: logins are refused and every token and session of the user
+        is revoked (refused on its next use, through every instance's cache)."""
+        return await self._accounts.set_active(user_id, False)
+
+    async def enable_user(self, user_id: str) -> UserRecord:
+        """Enable a disabled account again (its old tokens and sessions stay revoked)."""
+        return await self._accounts.set_active(user_id, True)
+
+    async def set_password(
+        self, user_id: str, password: str, *, keep: str | None = None
+    ) -> UserRecord:
+        """Set a new password without the old one (an admin reset). Every token and session
+        of the user is revoked, except ``keep`` (an access token or session id) if given.
+        Raises ``UnknownUser``, or ``InvalidInput`` when the password breaks the rules of
+        :func:`authmw.passwords.check_password_rules`."""
+        return await self._accounts.set_password(user_id, password, keep)
+
+    async def change_password(
+        self, user_id: str, old_password: str, new_password: str, *, keep: str | None = None
+    ) -> UserRecord:
+        """The user changes their password: ``old_password`` is checked as a login (wrong
+        guesses count toward the lockout, raising what :meth:`check_password` raises), then
+        as :meth:`set_password`. Pass the current session id or access token as ``keep`` to
+        stay logged in there."""
+        return await self._accounts.change_password(user_id, old_password, new_password, keep)
+
+    async def delete_user(self, user_id: str) -> int:
+        """Delete the account with its tokens, sessions and lockout state; return how many
+        live tokens and sessions went. The audit log keeps its history. ``UnknownUser`` when
+        there is no such user."""
+        return await self._accounts.delete(user_id)
+
+    async def unlock_user(self, user_id: str) -> bool:
+        """Clear the user's failed-login count and lockout; True when there was one to
+        clear. ``UnknownUser`` when there is no such user."""
+        return await self._accounts.unlock(user_id)
+
+    async def _clear_lockout(self, user_id: str) -> bool:
+        """Delete the lockout state kept under ``user_id`` (already normalised)."""
+        locked = await self.storage.kv_delete(_LOCKED + user_id)
+        counted = await self.storage.kv_delete(_FAILURES + user_id)
+        return locked or counted
+
     # -- tokens ----------------------------------------------------------------------------
 
     async def issue_tokens(
@@ -358,15 +429,32 @@ class AuthFramework:
         Junk and forged tokens are refused without touching storage.
         """
         # Parsed first: junk and forged tokens are refused even when storage cannot be opened.
-        token_id, verifier = self._token_key(access_token)
+        # The memo first: a token that passed the full check before needs no hashing.
+        token_id: str | None = self._verified.get(access_token)
+        verifier: str | None = None
+        if token_id is None:
+            token_id, verifier = self._codec.parse(access_token, ACCESS)
         if not self._open:
             await self.open()
         nowait = self._nowait
+        if nowait is None:
+            token = self._accept_token(
+                access_token, token_id, verifier, await self.storage.get_token(token_id)
+            )
+            return self._follow_user(token, await self.storage.get_user(token.user_id))
         # A cache hit is a plain call: no coroutine to create and await.
-        record = MISS if nowait is None else nowait.get_token_nowait(token_id)
+        record = nowait.get_token_nowait(token_id)
         if record is MISS:
             record = await self.storage.get_token(token_id)
-        return self._accept_token(access_token, token_id, verifier, record)
+        token = self._accept_token(access_token, token_id, verifier, record)
+        # The live account check, remembered (see _follow_nowait), inlined for the cache hit.
+        memo = self._followed.get(token_id)
+        if memo is not None and memo[0] is token and memo[1] == nowait.user_generation:
+            return memo[2]
+        followed = self._follow_nowait(nowait, token)
+        if followed is MISS:
+            return self._follow_user(token, await self.storage.get_user(token.user_id))
+        return followed
 
     def verify_nowait(self, access_token: str) -> AuthToken | None:
         """:meth:`verify` without I/O, from any thread: the record when the storage could
@@ -379,25 +467,26 @@ class AuthFramework:
         nowait = self._nowait
         if nowait is None or not self._open:
             return None
-        token_id, verifier = self._token_key(access_token)
+        # As in verify: the memo, then the remembered account check, inlined (hot path).
+        token_id: str | None = self._verified.get(access_token)
+        verifier: str | None = None
+        if token_id is None:
+            token_id, verifier = self._codec.parse(access_token, ACCESS)
         record = nowait.get_token_nowait(token_id)
         if record is MISS:
             return None
-        return self._accept_token(access_token, token_id, verifier, record)
+        token = self._accept_token(access_token, token_id, verifier, record)
+        memo = self._followed.get(token_id)
+        if memo is not None and memo[0] is token and memo[1] == nowait.user_generation:
+            return memo[2]
+        followed = self._follow_nowait(nowait, token)
+        return None if followed is MISS else followed
 
     @property
     def can_answer_nowait(self) -> bool:
         """True when the storage can answer from memory, so the ``*_nowait`` methods may
         return answers; False when they always return None."""
         return self._nowait is not None
-
-    def _token_key(self, access_token: str) -> tuple[str, str | None]:
-        """(token id, secret part to check) of an access token. The secret part is None when
-        this exact token passed the full check before (the memo): no hash is needed then."""
-        token_id = self._verified.get(access_token)
-        if token_id is not None:
-            return token_id, None
-        return self._codec.parse(access_token, ACCESS)
 
     def _accept_token(
         self, access_token: str, token_id: str, verifier: str | None, record: AuthToken | None
@@ -414,6 +503,42 @@ class AuthFramework:
         if record.expires_ts <= now_ts():
             raise InvalidToken("expired", token_id=token_id)
         return record
+
+    def _follow_nowait(
+        self, nowait: SupportsNowaitReads, token: AuthToken
+    ) -> AuthToken | Literal[Miss.MISS]:
+        """:meth:`_follow_user` from memory: the remembered answer while the record and the
+        storage's ``user_generation`` are unchanged, else from the user read from memory;
+        ``MISS`` when the user is not in memory. (While a cache's invalidation channel is
+        down, an answer can outlive its user entry by up to the token entry's ``ttl``.)"""
+        generation = nowait.user_generation
+        memo = self._followed.get(token.token_id)
+        if memo is not None and memo[0] is token and memo[1] == generation:
+            return memo[2]
+        user = nowait.get_user_nowait(token.user_id)
+        if user is MISS:
+            return MISS
+        followed = self._follow_user(token, user)
+        if self._verified_max:
+            followed_map = self._followed
+            if len(followed_map) >= self._verified_max:
+                # Other threads (verify_nowait) may change the dict meanwhile, as in _remember.
+                with contextlib.suppress(RuntimeError, StopIteration):
+                    followed_map.pop(next(iter(followed_map)), None)
+            followed_map[token.token_id] = (token, generation, followed)
+        return followed
+
+    @staticmethod
+    def _follow_user(token: AuthToken, user: UserRecord | None) -> AuthToken:
+        """The token as its user's account stands now (both verify paths): refused once the
+        user is disabled or deleted, with the user's current roles and permissions when they
+        changed since it was issued. The stored record is left as it is: writing it back
+        could undo a revocation that raced with this read."""
+        if user is None or not user.is_active:
+            raise InvalidToken("revoked", token_id=token.token_id)
+        if user.roles != token.roles or user.permissions != token.permissions:
+            return replace(token, roles=user.roles, permissions=user.permissions)
+        return token
 
     def _remember(self, access_token: str, token_id: str) -> None:
         if not self._verified_max:
@@ -504,14 +629,35 @@ class AuthFramework:
         await self._audit("token.revoke", True, record.user_id, token_id=record.token_id)
         return revoked
 
-    async def revoke_user(self, user_id: str) -> int:
-        """Revoke every token and session of a user; return how many were live."""
+    async def revoke_user(self, user_id: str, *, keep: str | None = None) -> int:
+        """Revoke every token and session of a user; return how many were live.
+
+        ``keep``: an access token or session id of the user to spare (the caller's own, for
+        "log out everywhere else"); ``InvalidToken`` if it is malformed or forged.
+        """
         user_id = self._check_user_id(user_id)
         if not self._open:
             await self.open()
-        count = await self.storage.delete_user_tokens(user_id)
-        count += await self.storage.delete_user_sessions(user_id)
+        if keep is None:
+            count = await self.storage.delete_user_tokens(user_id)
+            count += await self.storage.delete_user_sessions(user_id)
+        else:
+            count = await self._revoke_others(user_id, keep)
         await self._audit("token.revoke", True, user_id, scope="user", revoked=count)
+        return count
+
+    async def _revoke_others(self, user_id: str, keep: str) -> int:
+        """Delete every credential of the user but ``keep``, one by one (each delete goes
+        through the storage's cache, which announces it)."""
+        is_session = keep.startswith(SESSION) if isinstance(keep, str) else False
+        kept, _ = self._codec.parse(keep, SESSION if is_session else ACCESS)
+        storage, count = self.storage, 0
+        for token in await storage.list_user_tokens(user_id):
+            if token.token_id != kept and await storage.delete_token(token.token_id):
+                count += not token.is_revoked
+        for session in await storage.list_user_sessions(user_id):
+            if session.session_id != kept and await storage.delete_session(session.session_id):
+                count += 1
         return count
 
     # -- sessions --------------------------------------------------------------------------
@@ -560,6 +706,11 @@ class AuthFramework:
             await self.open()
         found = await self.storage.get_session(selector)
         session = self._accept_session(selector, verifier, found)
+        nowait = self._nowait
+        user = MISS if nowait is None else nowait.get_user_nowait(session.user_id)
+        if user is MISS:
+            user = await self.storage.get_user(session.user_id)
+        session = self._follow_user_session(session, user)
         now = utcnow()
         if now - session.last_accessed >= self._touch_every:
             expires = min(now + self._idle, session.absolute_expires_at)
@@ -581,7 +732,10 @@ class AuthFramework:
         session = self._accept_session(selector, verifier, found)
         if utcnow() - session.last_accessed >= self._touch_every:
             return None  # the touch is a write: get_session does it
-        return session
+        user = nowait.get_user_nowait(session.user_id)
+        if user is MISS:
+            return None
+        return self._follow_user_session(session, user)
 
     @staticmethod
     def _accept_session(selector: str, verifier: str, found: SessionData | None) -> SessionData:
@@ -589,6 +743,21 @@ class AuthFramework:
         if found is None or not verifier_matches(verifier, found.verifier_digest):
             raise InvalidToken("unknown", token_id=selector)
         return found
+
+    @staticmethod
+    def _follow_user_session(session: SessionData, user: UserRecord | None) -> SessionData:
+        """:meth:`_follow_user` for sessions. A session may belong to no registered user
+        (``create_session`` allows it): it stands while it carries no roles or permissions;
+        one that does lost them with its account, and is refused."""
+        if user is None:
+            if session.roles or session.permissions:
+                raise InvalidToken("revoked", token_id=session.session_id)
+            return session
+        if not user.is_active:
+            raise InvalidToken("revoked", token_id=session.session_id)
+        if user.roles != session.roles or user.permissions != session.permissions:
+            return replace(session, roles=user.roles, permissions=user.permissions)
+        return session
 
     async def save_session(self, session: SessionData, data: dict[str, Any]) -> SessionData:
         """Store new data for a session; return the updated record.

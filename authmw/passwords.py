@@ -16,7 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-__all__ = ["PasswordManager", "default_password_hasher"]
+from .errors import InvalidInput
+
+__all__ = ["PasswordManager", "check_password_rules", "default_password_hasher"]
 
 log = logging.getLogger("authmw.passwords")
 
@@ -24,6 +26,41 @@ log = logging.getLogger("authmw.passwords")
 def default_password_hasher() -> PasswordHasher:
     """argon2-cffi's defaults: argon2id, RFC 9106 low-memory profile (64 MiB, t=3, p=4)."""
     return PasswordHasher()
+
+
+def check_password_rules(password: object, *, min_length: int, max_bytes: int, new: bool) -> str:
+    """The password rules, in one place; ``password`` back when it passes.
+
+    * a ``str`` (anything else: ``InvalidInput``);
+    * at most ``max_bytes`` bytes of UTF-8 (``AuthConfig.max_password_length``, default
+      1,024): argon2 hashes the whole input, so a megabyte password would cost a megabyte of
+      hashing per guess, a denial of service;
+    * valid Unicode: a lone surrogate (``"\\ud800"``, which some JSON decoders let through)
+      cannot be encoded, so it is refused rather than hashed in some lossy form;
+    * no NUL character: C libraries and other password stores cut strings there, so a
+      password with one would not mean the same everywhere;
+    * for a new password (registration, change, reset) at least ``min_length`` characters
+      (code points; ``AuthConfig.min_password_length``, default 8). Logins skip this bound,
+      so raising it never locks out users with older, shorter passwords.
+
+    Nothing is trimmed or normalised: the password is hashed exactly as given.
+    """
+    if not isinstance(password, str):
+        raise InvalidInput("password", "must be a string")
+    # Each character is at least one byte: a huge input is refused before it is encoded.
+    if len(password) > max_bytes:
+        raise InvalidInput("password", f"longer than {max_bytes} bytes of UTF-8")
+    try:
+        size = len(password.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput("password", "is not valid Unicode text (a lone surrogate)") from None
+    if size > max_bytes:
+        raise InvalidInput("password", f"longer than {max_bytes} bytes of UTF-8")
+    if "\x00" in password:
+        raise InvalidInput("password", "contains a NUL character")
+    if new and len(password) < min_length:
+        raise InvalidInput("password", f"shorter than {min_length} characters")
+    return password
 
 
 class PasswordManager:

@@ -91,12 +91,16 @@ async def test_guide_concurrent_example(auth: AuthFramework) -> None:
     [
         ("", "password", "user_id"),
         ("x" * 256, "password", "user_id"),
-        (" padded", "password", "user_id"),
+        ("   ", "password", "user_id"),
         ("bad\x00id", "password", "user_id"),
+        ("zero\u200bwidth", "password", "user_id"),
         ("tab\tid", "password", "user_id"),
         ("bob", "", "password"),
         ("bob", "tiny12", "password"),
         ("bob", "p" * 1025, "password"),
+        ("bob", "é" * 513, "password"),
+        ("bob", "pass\x00word", "password"),
+        ("bob", "pass\ud800word", "password"),
     ],
 )
 async def test_register_rejects_bad_input(

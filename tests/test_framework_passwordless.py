@@ -68,4 +68,4 @@ async def test_password_logins_still_hide_unknown_users(auth: AuthFramework) -> 
 async def test_passwordless_checks_the_user_id(auth: AuthFramework) -> None:
     """A malformed user id is InvalidInput, as for every other flow."""
     with pytest.raises(InvalidInput):
-        await auth.issue_tokens(" padded ")
+        await auth.issue_tokens("bad\x00id")

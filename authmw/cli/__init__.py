@@ -249,6 +249,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     _url_arg(revoke)
     revoke.add_argument("user", metavar="USER", help="the user id")
+    revoke.add_argument("--json", action="store_true", help="print JSON")
+
+    from ._users import add_parsers
+
+    add_parsers(sub)
 
     schema = sub.add_parser(
         "migrate-schema",
@@ -291,9 +296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="authmw: %(message)s",
         )
         from ._commands import COMMANDS, CommandFailed
+        from ._users import USER_COMMANDS
 
+        run = COMMANDS.get(args.command) or USER_COMMANDS[args.command]
         try:
-            code = asyncio.run(COMMANDS[args.command](args))
+            code = asyncio.run(run(args))
         except CommandFailed as exc:
             code = exc.code
             print(f"authmw {args.command}: {_output.scrub(str(exc), hidden)}", file=sys.stderr)

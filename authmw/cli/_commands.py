@@ -400,8 +400,13 @@ async def cmd_revoke_user(args: argparse.Namespace) -> int:
     # Through a cache layer, so the deletions are announced on the backend's invalidation
     # channel and the apps' own caches drop those records at once instead of after their ttl.
     async with opened(url, storage_from_url(url, cache=True)) as storage:
-        count = await _framework(storage).revoke_user(args.user)
-    print(f"revoked {count} live tokens and sessions of user {args.user!r}")
+        auth = _framework(storage)
+        user = await auth.get_user(args.user)  # UnknownUser: exit 1, not "revoked 0"
+        count = await auth.revoke_user(user.user_id)
+    if args.json:
+        emit_json({"user_id": user.user_id, "revoked": count})
+    else:
+        print(f"revoked {count} live tokens and sessions of user {user.user_id!r}")
     return 0
 
 

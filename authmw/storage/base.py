@@ -143,6 +143,21 @@ class AuthStorage(Protocol):
         """Delete the user record (not its tokens or sessions); False if there was none."""
         ...
 
+    async def list_users(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        role: str | None = None,
+        active: bool | None = None,
+    ) -> list[UserRecord]:
+        """At most ``limit`` users in ascending order of user id, compared by code point (as
+        Python compares ``str``; PostgreSQL ``COLLATE "C"``), starting after ``after`` (the
+        last id of the previous page; None: from the first). ``role`` keeps users holding
+        that role, ``active`` users whose ``is_active`` equals it. A stable order: paging
+        with ``after`` visits every user that exists throughout exactly once."""
+        ...
+
     # -- tokens ----------------------------------------------------------------------------
 
     async def store_token(self, token: AuthToken) -> None:
@@ -393,7 +408,14 @@ class SupportsNowaitReads(Protocol):
 
     Each returns what its async counterpart would (the record, or None for nothing stored) or
     :data:`MISS` when only the async method can tell.
+
+    ``user_generation`` is a number that changes whenever a user answer of this storage may
+    have changed (a user written, dropped from or refilled into memory): while it stays the
+    same, a decision drawn from a user record read here still holds, so the framework need
+    not read the user again on every verify.
     """
+
+    user_generation: int
 
     def get_token_nowait(self, token_id: str) -> AuthToken | Literal[Miss.MISS] | None:
         """``get_token`` from memory, or ``MISS``."""
@@ -401,6 +423,10 @@ class SupportsNowaitReads(Protocol):
 
     def get_session_nowait(self, session_id: str) -> SessionData | Literal[Miss.MISS] | None:
         """``get_session`` from memory (a fresh copy of its data), or ``MISS``."""
+        ...
+
+    def get_user_nowait(self, user_id: str) -> UserRecord | Literal[Miss.MISS] | None:
+        """``get_user`` from memory, or ``MISS``."""
         ...
 
 

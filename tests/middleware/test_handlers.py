@@ -268,7 +268,7 @@ async def test_login_user_refuses_unknown_and_disabled(auth: AuthFramework) -> N
         disabled = await http.post("/sso/gone")
         assert disabled.status_code == 403 and disabled.json()["error"] == "account_disabled"
         assert "set-cookie" not in disabled.headers
-        assert (await http.post("/sso/%20x")).status_code == 422
+        assert (await http.post("/sso/%E2%80%8Bx")).status_code == 422  # zero-width space
 
 
 async def test_duplicate_sign_up_is_409(auth: AuthFramework) -> None:

@@ -73,6 +73,32 @@ async def test_user_ids_are_opaque_strings(storage: AuthStorage) -> None:
     assert await storage.get_user("user") is None
 
 
+async def test_list_users_pages_in_code_point_order(storage: AuthStorage) -> None:
+    """list_users pages by id in code-point order (not locale order) and filters by role and
+    active; paging with ``after`` visits every user once."""
+    ids = ["b", "a", "Z", "a1", "é", "a:b", "user*", "{x}", "ä", "zz"]
+    for i, user_id in enumerate(ids):
+        roles = ("admin",) if i % 3 == 0 else ("viewer",)
+        await storage.create_user(make_user(user_id, roles=roles, is_active=i % 2 == 0))
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await storage.list_users(after=after, limit=3)
+        seen.extend(u.user_id for u in page)
+        if len(page) < 3:
+            break
+        after = page[-1].user_id
+    assert seen == sorted(ids)
+    admins = await storage.list_users(role="admin", limit=100)
+    assert [u.user_id for u in admins] == sorted(ids[i] for i in range(0, len(ids), 3))
+    disabled = await storage.list_users(active=False, limit=100)
+    assert [u.user_id for u in disabled] == sorted(ids[i] for i in range(1, len(ids), 2))
+    both = await storage.list_users(role="admin", active=True, after="a", limit=2)
+    expected = sorted(ids[i] for i in range(0, len(ids), 6) if ids[i] > "a")[:2]
+    assert [u.user_id for u in both] == expected
+    assert await storage.list_users(after=max(ids)) == []
+
+
 # -- tokens --------------------------------------------------------------------------------
 
 

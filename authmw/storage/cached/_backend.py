@@ -137,6 +137,9 @@ class CachedStorage:
         self._user_entries = self._users.entries
         self._hits = 0
         self._negative_hits = 0
+        #: Changes whenever a cached user answer may change: a user entry dropped, cleared,
+        #: distrusted or refilled (``SupportsNowaitReads``). A plain attribute: verify reads it.
+        self.user_generation = 0
         self._invalidations: Invalidations | None = None
         if cfg.invalidation and isinstance(inner, SupportsInvalidation):
             self._invalidations = Invalidations(
@@ -192,6 +195,7 @@ class CachedStorage:
             await self._invalidations.aclose()
         for table in self._tables:
             await table.aclose()
+        self.user_generation += 1
         await self.inner.close()
 
     # -- invalidation ----------------------------------------------------------------------
@@ -210,6 +214,7 @@ class CachedStorage:
                 sessions.drop(ident)
             elif kind == "u":
                 users.drop(ident)
+                self.user_generation += 1
             elif kind == "T":
                 tokens.drop_owner(ident)
             elif kind == "S":
@@ -217,11 +222,13 @@ class CachedStorage:
             else:  # "*" or a kind this version does not know: drop everything
                 for table in self._tables:
                     table.clear()
+                self.user_generation += 1
 
     def _distrust(self) -> None:
         self._counters.distrusts += 1
         for table in self._tables:
             table.distrust()
+        self.user_generation += 1
 
     async def _changed(self, *keys: str) -> None:
         """A write through this cache changed ``keys``: drop them here, then tell the others."""
@@ -310,6 +317,16 @@ class CachedStorage:
             return _unpack(packed)
         return MISS
 
+    def get_user_nowait(self, user_id: str) -> UserRecord | Literal[Miss.MISS] | None:
+        """The cached answer of :meth:`get_user` if fresh, else ``MISS``; any thread."""
+        entries = self._user_entries
+        entry = entries.get(user_id)
+        if entry is not None and _time() < entry[1]:
+            # The verify hot path reads the user too (live roles): no LRU move here, the
+            # token read beside it already costs one; a hot user is read again soon anyway.
+            return entry[0]
+        return MISS
+
     # -- users -----------------------------------------------------------------------------
 
     async def create_user(self, user: UserRecord) -> None:
@@ -327,7 +344,9 @@ class CachedStorage:
             else:
                 self._hits += 1
             return entry[0]
-        return await self._users.miss(user_id)
+        user = await self._users.miss(user_id)
+        self.user_generation += 1  # refilled: the answer may differ from the last one
+        return user
 
     async def update_user(self, user: UserRecord) -> bool:
         """Replace through the wrapped storage; invalidate the user everywhere."""
@@ -476,6 +495,17 @@ class CachedStorage:
     async def count_active_sessions(self) -> int:
         """Not cached: the wrapped storage's answer."""
         return await self.inner.count_active_sessions()
+
+    async def list_users(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        role: str | None = None,
+        active: bool | None = None,
+    ) -> list[UserRecord]:
+        """Not cached (an admin listing): the wrapped storage's answer."""
+        return await self.inner.list_users(after=after, limit=limit, role=role, active=active)
 
     # -- key-value and audit: not cached (counters and lockouts must be exact) --------------
 

@@ -22,6 +22,7 @@ from ..._time import Duration, from_ts, now_ts, seconds, utcnow
 from ...errors import ConfigurationError, UserExists
 from ...models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
 from .._urls import backend_for
+from .._users import page_of
 from ..base import KVEntry
 from ._import import MemoryBulk
 from ._tables import Tables
@@ -90,6 +91,9 @@ class InMemoryStorage:
         self._t = Tables(self.config.max_audit_events)
         self._bulk = MemoryBulk(self._t, self._default_ttl)
         self._cleanup_task: asyncio.Task[None] | None = None
+        #: Changes on every user write (``SupportsNowaitReads``): a plain attribute, the
+        #: verify hot path reads it.
+        self.user_generation = 0
 
     @classmethod
     def with_config(
@@ -170,9 +174,14 @@ class InMemoryStorage:
             if user.user_id in self._t.users:
                 raise UserExists(user.user_id)
             self._t.users[user.user_id] = user
+            self.user_generation += 1
 
     async def get_user(self, user_id: str) -> UserRecord | None:
         """The user, or None."""
+        return self._t.users.get(user_id)
+
+    def get_user_nowait(self, user_id: str) -> UserRecord | None:
+        """``get_user`` as a plain call (never ``MISS``)."""
         return self._t.users.get(user_id)
 
     async def update_user(self, user: UserRecord) -> bool:
@@ -181,12 +190,27 @@ class InMemoryStorage:
             if user.user_id not in self._t.users:
                 return False
             self._t.users[user.user_id] = user
+            self.user_generation += 1
             return True
 
     async def delete_user(self, user_id: str) -> bool:
         """Delete a user record."""
         with self._t.lock:
+            self.user_generation += 1
             return self._t.users.pop(user_id, None) is not None
+
+    async def list_users(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        role: str | None = None,
+        active: bool | None = None,
+    ) -> list[UserRecord]:
+        """A page of users in id order (see ``AuthStorage.list_users``)."""
+        with self._t.lock:
+            users = list(self._t.users.values())
+        return page_of(users, after=after, limit=limit, role=role, active=active)
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -516,7 +540,9 @@ class InMemoryStorage:
 
     async def import_users(self, batch: Sequence[UserRecord]) -> list[bool]:
         """``BulkImport.import_users``."""
-        return self._bulk.import_users(batch)
+        written = self._bulk.import_users(batch)
+        self.user_generation += 1
+        return written
 
     async def import_tokens(self, batch: Sequence[AuthToken]) -> list[bool]:
         """``BulkImport.import_tokens``."""

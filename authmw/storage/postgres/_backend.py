@@ -205,6 +205,27 @@ class PostgresStorage:
         status = await self._db.query("delete_user", "execute", self._sql.delete_user, user_id)
         return affected(status) == 1
 
+    async def list_users(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        role: str | None = None,
+        active: bool | None = None,
+    ) -> list[UserRecord]:
+        """A page of users, ``ORDER BY user_id COLLATE "C"`` (see ``AuthStorage.list_users``)."""
+        rows = await self._db.query(
+            "list_users",
+            "fetch",
+            self._sql.list_users,
+            after,
+            role,
+            active,
+            max(0, limit),
+            read=True,
+        )
+        return [row_to_user(row) for row in rows]
+
     # -- tokens ----------------------------------------------------------------------------
 
     async def store_token(self, token: AuthToken) -> None:

@@ -94,6 +94,14 @@ class Statements:
             "is_active = $5, created_at = $6, updated_at = $7 WHERE user_id = $1"
         )
         self.delete_user = f"DELETE FROM {users} WHERE user_id = $1"
+        # Byte order of UTF-8 ("C") is code-point order: the order Python gives str.
+        self.list_users = (
+            f"SELECT {USER_COLS} FROM {users} "
+            'WHERE ($1::text IS NULL OR user_id > $1 COLLATE "C") '
+            "AND ($2::text IS NULL OR $2 = ANY(roles)) "
+            "AND ($3::boolean IS NULL OR is_active = $3) "
+            'ORDER BY user_id COLLATE "C" LIMIT $4'
+        )
 
         # tokens; $16 is "now" wherever it appears
         self.store_token = (

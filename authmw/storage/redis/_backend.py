@@ -165,6 +165,18 @@ class RedisStorage:
         """Delete the user record."""
         return bool(await self._x.write("delete_user", "DEL", self.keys.user(user_id)))
 
+    async def list_users(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        role: str | None = None,
+        active: bool | None = None,
+    ) -> list[UserRecord]:
+        """A page of users in id order (``SCAN`` of the user keys, sorted here; see
+        ``AuthStorage.list_users``)."""
+        return await self._reads.user_page(after, limit, role, active)
+
     # -- tokens ----------------------------------------------------------------------------
 
     async def store_token(self, token: AuthToken) -> None:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from ..._time import from_ts, now_ts
 from ...models import AuthToken, SessionData, StorageStatistics, UserRecord
+from .._users import matches
 from ..base import KVEntry
 from ._executor import Executor
 from ._keys import KeyLayout, glob_escape, ms
@@ -107,7 +108,29 @@ class Bulk:
         if pending:
             yield pending
 
-    async def users(self, op: str, keys: list[bytes]) -> list[UserRecord]:
+    async def user_page(
+        self, after: str | None, limit: int, role: str | None, active: bool | None
+    ) -> list[UserRecord]:
+        """A page of ``list_users``: every user key is listed (``SCAN``: Redis keeps no
+        ordered index, and one index key could not change atomically with the user keys of
+        other cluster slots), the ids above ``after`` sorted, then records read in pages
+        until ``limit`` pass the filters. One ``SCAN`` pass per page: fine for an admin
+        listing, not for a hot path."""
+        op, opening = "list_users", self.k.user_open
+        ids: list[str] = []
+        async for keys in self.scan(op, self.k.pattern(opening)):
+            ids.extend(k.decode()[len(opening) : -1] for k in keys)
+        ids = sorted(i for i in ids if after is None or i > after)
+        out: list[UserRecord] = []
+        step = max(limit, 50)
+        for start in range(0, len(ids), step):
+            if len(out) >= limit:
+                break
+            chunk = [self.k.user(i) for i in ids[start : start + step]]
+            out.extend(u for u in await self.users(op, chunk) if matches(u, role, active))
+        return out[: max(0, limit)]
+
+    async def users(self, op: str, keys: Sequence[bytes | str]) -> list[UserRecord]:
         """Users stored under ``keys``."""
         return [UserRecord.from_json(r) for r in await self.mget(op, keys) if r is not None]
 
