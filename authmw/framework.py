@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
