@@ -84,8 +84,7 @@ def translate(
         )
     elif isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
         config_problem = (
-            "the server refused this user or host (create the role, or allow it in "
-            "pg_hba.conf)"
+            "the server refused this user or host (create the role, or allow it in pg_hba.conf)"
         )
     elif isinstance(exc, asyncpg.InvalidCatalogNameError):
         config_problem = (

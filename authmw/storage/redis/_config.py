@@ -238,7 +238,7 @@ def _driver_options(scheme: str) -> frozenset[str]:
         classes.append(connection.SSLConnection)
     names = set(connection.URL_QUERY_ARGUMENT_PARSERS)
     for cls in classes:
-        names.update(inspect.signature(cls.__init__).parameters)
+        names.update(inspect.signature(cls).parameters)
     if scheme != "rediss":
         names = {n for n in names if not n.startswith("ssl_")}
     return frozenset(names - {"self", "kwargs", "connection_kwargs", "connection_class"})
