@@ -160,3 +160,30 @@ def test_missing_postgres_database_logs_and_answers_503(
     assert len(logged) == 1, logged
     assert "database does not exist" in logged[0]
     assert "CREATE DATABASE" in logged[0]
+
+
+def test_wsgi_first_request_logs_once_and_answers_503(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without a lifespan (WSGI), the first request that needs the storage logs the reason at
+    ERROR once; it and the next ones answer 503 with Retry-After."""
+    from flask import Flask
+
+    from authmw.integrations.flask import AuthMW
+    from authmw.testing import wsgi_client
+
+    caplog.set_level(logging.INFO, logger="authmw")
+    url = with_database(postgres_url, "authmw_no_such_database")
+    app = Flask(__name__)
+    ext = AuthMW(app, AuthFramework(storage_from_url(url), config()))
+    token = valid_token()
+    try:
+        with wsgi_client(app) as http:
+            for _ in range(3):
+                answer = http.get("/", headers={"Authorization": f"Bearer {token}"})
+                assert answer.status_code == 503
+                assert answer.headers["retry-after"] == "5"
+    finally:
+        ext.close()
+    logged = errors(caplog)
+    assert len(logged) == 1 and "database does not exist" in logged[0], logged
