@@ -82,6 +82,7 @@ class AuthFramework:
         self._open_lock = asyncio.Lock()
         # The last failed attempt to open (monotonic time, error), for _reopen's back-off.
         self._open_failure: tuple[float, AuthmwError] | None = None
+        self._logged_failure = ""  # the reason last logged at ERROR, so it is logged once
 
     def __repr__(self) -> str:
         return f"AuthFramework(storage={self.storage!r}, open={self._open})"
@@ -109,6 +110,7 @@ class AuthFramework:
         if self._open_failure is not None:
             log.warning("authmw storage %r opened: requests are served again", self.storage)
             self._open_failure = None
+            self._logged_failure = ""
         self._open = True
 
     async def try_open(self) -> bool:
@@ -122,9 +124,17 @@ class AuthFramework:
         try:
             await self.open()
         except (ConfigurationError, StorageUnavailable) as exc:
-            log.error("%s", _open_failed_message(exc, self.reopen_interval))
+            self._log_open_failure(exc)
             return False
         return True
+
+    def _log_open_failure(self, exc: AuthmwError) -> None:
+        """ERROR once per reason (with the fix); the same reason again only at DEBUG."""
+        if str(exc) != self._logged_failure:
+            self._logged_failure = str(exc)
+            log.error("%s", _open_failed_message(exc, self.reopen_interval))
+        else:
+            log.debug("authmw storage still cannot be opened: %s", exc)
 
     @property
     def open_failure(self) -> AuthmwError | None:
@@ -152,11 +162,7 @@ class AuthFramework:
             try:
                 await self._open_locked()
             except (ConfigurationError, StorageUnavailable) as exc:
-                if failure is None or str(failure[1]) != str(exc):
-                    # Once per reason at ERROR; retries failing alike only at DEBUG.
-                    log.error("%s", _open_failed_message(exc, self.reopen_interval))
-                else:
-                    log.debug("authmw storage still cannot be opened: %s", exc)
+                self._log_open_failure(exc)
                 if isinstance(exc, StorageUnavailable):
                     raise
                 raise StorageUnavailable(_backend(self.storage), "open", str(exc)) from exc
