@@ -105,7 +105,7 @@ class Accounts:
     async def get(self, user_id: str) -> UserRecord:
         """The user record; ``UnknownUser`` when there is none."""
         user_id = self._user_id(user_id)
-        await self._auth.open()
+        await self._auth._reopen()  # first use: 503 while it cannot open
         user = await self._auth.storage.get_user(user_id)
         if user is None:
             raise UnknownUser(user_id)
@@ -123,7 +123,7 @@ class Accounts:
             raise InvalidInput("role", "must be a string")
         if active is not None and not isinstance(active, bool):
             raise InvalidInput("active", "must be True, False or None")
-        await self._auth.open()
+        await self._auth._reopen()  # first use: 503 while it cannot open
         return await self._auth.storage.list_users(
             after=after, limit=limit, role=role, active=active
         )
@@ -162,7 +162,7 @@ class Accounts:
         ``AuthFramework.set_password``)."""
         password = self._new_password(password)
         user_id = self._user_id(user_id)
-        await self._auth.open()
+        await self._auth._reopen()  # first use: 503 while it cannot open
         hashed = await self._passwords.hash(password)
         user = await self._change("user.password", user_id, password_hash=hashed)
         await self._auth.revoke_user(user.user_id, keep=keep)

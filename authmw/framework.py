@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import replace
@@ -22,9 +24,12 @@ from .config import AuthConfig
 from .errors import (
     AccountDisabled,
     AccountLocked,
+    AuthmwError,
+    ConfigurationError,
     InvalidCredentials,
     InvalidToken,
     RefreshTokenReused,
+    StorageUnavailable,
     UnknownUser,
 )
 from .models import AuditEvent, AuthToken, SessionData, UserRecord, utcnow
@@ -34,6 +39,8 @@ from .tokens import ACCESS, REFRESH, SESSION, TokenCodec, verifier_matches
 
 __all__ = ["AuthFramework"]
 
+log = logging.getLogger("authmw.framework")
+
 _FAILURES = "authmw:login-failures:"
 _LOCKED = "authmw:locked-until:"
 # Longest user agent or address kept in the audit log (client-supplied, so bounded).
@@ -41,7 +48,15 @@ _CLIENT_TEXT_LIMIT = 512
 
 
 class AuthFramework:
-    """The authentication flows. Use ``async with AuthFramework(storage, config) as auth:``."""
+    """The authentication flows. Use ``async with AuthFramework(storage, config) as auth:``.
+
+    When opening the storage fails, the operations that open it on first use raise
+    ``StorageUnavailable`` (503) and try again at most every :attr:`reopen_interval` seconds;
+    the first failure (and each new reason) is logged at ERROR on the ``authmw`` logger.
+    """
+
+    #: Seconds between attempts to open a storage that could not be opened.
+    reopen_interval: float = 5.0
 
     def __init__(self, storage: AuthStorage, config: AuthConfig | None = None) -> None:
         self.storage = storage
@@ -73,6 +88,9 @@ class AuthFramework:
         self._open = False
         self._open_lock = asyncio.Lock()
         self._accounts = Accounts(self, self._passwords, self._audit, self._clear_lockout)
+        # The last failed attempt to open (monotonic time, error), for _reopen's back-off.
+        self._open_failure: tuple[float, AuthmwError] | None = None
+        self._logged_failure = ""  # the reason last logged at ERROR, so it is logged once
 
     def __repr__(self) -> str:
         return f"AuthFramework(storage={self.storage!r}, open={self._open})"
@@ -80,12 +98,82 @@ class AuthFramework:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the storage (idempotent, safe to call concurrently)."""
+        """Open the storage (idempotent, safe to call concurrently).
+
+        Raises what the storage raises: ``ConfigurationError`` for settings the server refuses
+        (credentials, a missing database), ``StorageUnavailable`` when it cannot be reached.
+        """
         async with self._open_lock:
-            if not self._open:
-                await self.storage.open()
-                await self._passwords.warm()
-                self._open = True
+            await self._open_locked()
+
+    async def _open_locked(self) -> None:
+        if self._open:
+            return
+        try:
+            await self.storage.open()
+            await self._passwords.warm()
+        except (ConfigurationError, StorageUnavailable) as exc:
+            self._open_failure = (time.monotonic(), exc)
+            raise
+        if self._open_failure is not None:
+            log.warning("authmw storage %r opened: requests are served again", self.storage)
+            self._open_failure = None
+            self._logged_failure = ""
+        self._open = True
+
+    async def try_open(self) -> bool:
+        """Open the storage, or log why it cannot be opened (ERROR, on the ``authmw`` logger,
+        with the fix for a ``ConfigurationError``) and return False instead of raising.
+
+        For server start-up hooks (the middlewares' lifespan): the app starts all the same,
+        requests that need the storage answer 503, and operations retry opening at most every
+        :attr:`reopen_interval` seconds.
+        """
+        try:
+            await self.open()
+        except (ConfigurationError, StorageUnavailable) as exc:
+            self._log_open_failure(exc)
+            return False
+        return True
+
+    def _log_open_failure(self, exc: AuthmwError) -> None:
+        """ERROR once per reason (with the fix); the same reason again only at DEBUG."""
+        if str(exc) != self._logged_failure:
+            self._logged_failure = str(exc)
+            log.error("%s", _open_failed_message(exc, self.reopen_interval))
+        else:
+            log.debug("authmw storage still cannot be opened: %s", exc)
+
+    @property
+    def open_failure(self) -> AuthmwError | None:
+        """Why the last attempt to open the storage failed; None once it is open."""
+        return None if self._open_failure is None else self._open_failure[1]
+
+    async def _reopen(self) -> None:
+        """Open on first use from an operation: what cannot be opened is ``StorageUnavailable``.
+
+        A storage that failed to open is tried again at most every :attr:`reopen_interval`
+        seconds; until then (and when the retry fails) the caller gets ``StorageUnavailable``,
+        which the middlewares and handlers answer 503 with ``Retry-After``, rather than a 500
+        for a ``ConfigurationError`` an operator may fix while the app runs (create the
+        database, correct the password on the server).
+        """
+        async with self._open_lock:
+            if self._open:
+                return
+            failure = self._open_failure
+            if failure is not None and time.monotonic() - failure[0] < self.reopen_interval:
+                # Concurrent callers queue on the lock; only the first of them tries again.
+                raise StorageUnavailable(
+                    _backend(self.storage), "open", f"not retried yet: {failure[1]}"
+                )
+            try:
+                await self._open_locked()
+            except (ConfigurationError, StorageUnavailable) as exc:
+                self._log_open_failure(exc)
+                if isinstance(exc, StorageUnavailable):
+                    raise
+                raise StorageUnavailable(_backend(self.storage), "open", str(exc)) from exc
 
     async def close(self) -> None:
         """Close the storage. A later call reopens it."""
@@ -172,7 +260,7 @@ class AuthFramework:
         user_id = self._check_user_id(user_id)
         password = self._check_password(password, registering=True)
         if not self._open:
-            await self.open()
+            await self._reopen()
         now = utcnow()
         user = UserRecord(
             user_id=user_id,
@@ -207,7 +295,7 @@ class AuthFramework:
         user_id = self._check_user_id(user_id)
         password = self._check_password(password, registering=False)
         if not self._open:
-            await self.open()
+            await self._reopen()
         who = {"ip": ip_address, "agent": user_agent}
         limit = self.config.max_failed_logins
         # Increment-then-verify: every attempt reserves a failure atomically before any hash
@@ -273,7 +361,7 @@ class AuthFramework:
         """
         user_id = self._check_user_id(user_id)
         if not self._open:
-            await self.open()
+            await self._reopen()
         who = {"ip": ip_address, "agent": user_agent}
         user = await self.storage.get_user(user_id)
         if user is None:
@@ -436,7 +524,7 @@ class AuthFramework:
         if token_id is None:
             token_id, verifier = self._codec.parse(access_token, ACCESS)
         if not self._open:
-            await self.open()
+            await self._reopen()
         nowait = self._nowait
         if nowait is None:
             token = self._accept_token(
@@ -567,7 +655,7 @@ class AuthFramework:
         ``InvalidToken``.
         """
         if not self._open:
-            await self.open()
+            await self._reopen()
         refresh_id, verifier = self._codec.parse(refresh_token, REFRESH)
         record = await self.storage.get_token_by_refresh(refresh_id)
         if record is None or not verifier_matches(verifier, record.refresh_digest):
@@ -612,7 +700,7 @@ class AuthFramework:
         input.
         """
         if not self._open:
-            await self.open()
+            await self._reopen()
         is_refresh = isinstance(token, str) and token.startswith(REFRESH)
         selector, verifier = self._codec.parse(token, REFRESH if is_refresh else ACCESS)
         if is_refresh:
@@ -638,7 +726,7 @@ class AuthFramework:
         """
         user_id = self._check_user_id(user_id)
         if not self._open:
-            await self.open()
+            await self._reopen()
         if keep is None:
             count = await self.storage.delete_user_tokens(user_id)
             count += await self.storage.delete_user_sessions(user_id)
@@ -675,7 +763,7 @@ class AuthFramework:
         """
         user_id = self._check_user_id(user_id)
         if not self._open:
-            await self.open()
+            await self._reopen()
         user = await self.storage.get_user(user_id)
         minted = self._codec.mint(SESSION)
         now = utcnow()
@@ -704,7 +792,7 @@ class AuthFramework:
         """
         selector, verifier = self._codec.parse(session_id, SESSION)
         if not self._open:
-            await self.open()
+            await self._reopen()
         found = await self.storage.get_session(selector)
         session = self._accept_session(selector, verifier, found)
         nowait = self._nowait
@@ -768,7 +856,7 @@ class AuthFramework:
         brings it back.
         """
         if not self._open:
-            await self.open()
+            await self._reopen()
         updated = replace(session, data=dict(data))
         if not await self.storage.update_session(updated):
             raise InvalidToken("unknown", token_id=session.session_id)
@@ -777,10 +865,29 @@ class AuthFramework:
     async def destroy_session(self, session_id: str) -> bool:
         """End a session; True when a live one was removed. Forged ids raise ``InvalidToken``."""
         if not self._open:
-            await self.open()
+            await self._reopen()
         selector, verifier = self._codec.parse(session_id, SESSION)
         session = await self.storage.get_session(selector)
         if session is None or not verifier_matches(verifier, session.verifier_digest):
             return False
         await self._audit("session.destroy", True, session.user_id, session_id=selector)
         return await self.storage.delete_session(selector)
+
+
+def _backend(storage: AuthStorage) -> str:
+    """A short backend name for ``StorageUnavailable`` (``redis`` for ``RedisStorage``)."""
+    return type(storage).__name__.removesuffix("Storage").lower() or "storage"
+
+
+def _open_failed_message(exc: AuthmwError, retry_every: float) -> str:
+    """The ERROR line for a storage that cannot be opened, with what to do about it."""
+    if isinstance(exc, ConfigurationError):
+        return (
+            f"authmw storage cannot be opened, its settings are refused: {exc}. Fix: correct "
+            f"the storage URL or the server (credentials, database name, user, TLS); requests "
+            f"that need the storage answer 503 and opening is retried every {retry_every:g} s"
+        )
+    return (
+        f"authmw storage cannot be opened: {exc}. Requests that need the storage answer 503 "
+        f"until it is reachable; opening is retried every {retry_every:g} s"
+    )

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 import authmw
 from authmw import AuthConfig, AuthFramework, AuthMiddleware, AuthUser, storage_from_url
 from authmw.errors import AuthmwError
-from authmw.integrations.fastapi import current_user, require_scopes
+from authmw.integrations.fastapi import current_user, document_auth, require_scopes, token_endpoint
 
 auth = AuthFramework(
     storage_from_url(os.environ.get("AUTHMW_STORAGE_URL", "memory://")),
@@ -27,6 +27,9 @@ app = FastAPI(title="authmw example")
 app.add_middleware(AuthMiddleware, auth=auth)
 # Every AuthmwError answers by itself: status, headers (Retry-After...), JSON or HTML by Accept.
 app.add_exception_handler(AuthmwError, authmw.handle_authmw_error)
+# OAuth2 password flow at /oauth/token: /docs' "Authorize" logs in with user and password.
+app.include_router(token_endpoint(auth, "/oauth/token"))
+document_auth(app, token_url="/oauth/token")  # 401/403 answers and the password flow in /docs
 
 
 class Credentials(BaseModel):
@@ -95,6 +98,13 @@ async def selftest() -> None:
         wrong = await client.post("/token", json={"user": "ken", "password": "not it at all"})
         print("POST /token with a wrong password ->", wrong.status_code, wrong.json())
         assert new.status_code == 201 and taken.status_code == 409 and wrong.status_code == 401
+        form = {"username": "grace", "password": "correct horse battery"}
+        oauth = await client.post("/oauth/token", data=form)
+        print("POST /oauth/token (what /docs' Authorize does) ->", oauth.status_code)
+        assert oauth.json()["token_type"] == "bearer"
+    responses = app.openapi()["paths"]["/reports"]["get"]["responses"]
+    print("OpenAPI answers of /reports ->", sorted(responses))
+    assert {"401", "403"} <= set(responses)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import sys
 
 import httpx
 from starlette.applications import Starlette
-from starlette.authentication import requires
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -21,13 +20,16 @@ from starlette.routing import Route
 import authmw
 from authmw import AuthConfig, AuthFramework, AuthMiddleware, storage_from_url
 
+# Starlette's signature; 401 + WWW-Authenticate for anonymous callers, 403 for lacking a scope.
+from authmw.integrations.starlette import requires
+
 auth = AuthFramework(
     storage_from_url(os.environ.get("AUTHMW_STORAGE_URL", "memory://")),
     AuthConfig(secret_key=os.environ.get("AUTHMW_SECRET_KEY", "example-only-key-0123456789abcdef")),
 )
 
 
-@requires("authenticated", status_code=401)
+@requires("authenticated")
 async def api_profile(request: Request) -> JSONResponse:
     """Bearer or session: the middleware already verified the credentials."""
     return JSONResponse({"user": request.user.identity, "scopes": request.auth.scopes})
@@ -84,7 +86,13 @@ async def selftest() -> None:
             "/api/profile", headers={"Authorization": f"Bearer {token.access_token}"}
         )
         print("GET /api/profile with a bearer token ->", api.status_code, api.json())
-        print("GET /api/profile anonymous ->", (await client.get("/api/profile")).status_code)
+        anonymous = await client.get("/api/profile")
+        print(
+            "GET /api/profile anonymous ->",
+            anonymous.status_code,
+            anonymous.headers["www-authenticate"],
+        )
+        assert anonymous.status_code == 401
         login = await client.post(
             "/login", json={"user": "ada", "password": "correct horse battery"}
         )

@@ -190,6 +190,7 @@ def test_memory_url() -> None:
         ("mysql://localhost/db", "unknown storage scheme 'mysql'"),
         ("localhost:6379", "scheme://"),
         ("memory://?colour=blue", "colour"),
+        ("memory://?default_tll=3", "did you mean 'default_ttl'"),
         ("memory://?default_ttl=soon", "not a number"),
         ("memory://?default_ttl=-1", "positive"),
     ],

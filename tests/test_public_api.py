@@ -23,6 +23,7 @@ PUBLIC_MODULES = [
     "authmw.middleware.principal",
     "authmw.integrations.fastapi",
     "authmw.integrations.flask",
+    "authmw.integrations.starlette",
     "authmw.storage",
     "authmw.storage.base",
     "authmw.storage.memory",

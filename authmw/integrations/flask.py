@@ -11,34 +11,55 @@ here read it from there; nothing is verified twice. Needs the ``flask`` extra.
     @login_required
     def me():
         return {"user": current_user.identity}
+
+Without a framework, ``AuthMW(app)`` builds one from ``app.config``: ``AUTHMW_STORAGE_URL``
+(required), ``AUTHMW_SECRET_KEY``, any other :class:`authmw.AuthConfig` field as
+``AUTHMW_<FIELD>`` (``AUTHMW_SESSION_IDLE_TIMEOUT``) and the cookie's as ``AUTHMW_COOKIE_<FIELD>``
+(``AUTHMW_COOKIE_SECURE``, ``AUTHMW_COOKIE_NAME``, ``AUTHMW_COOKIE_SAME_SITE``, ...).
+``current_user`` is typed ``AuthUser | AnonymousUser``: Flask-Login's ``is_authenticated``,
+``is_active``, ``is_anonymous`` and ``get_id()`` work on both, and ``current_user.user_id`` is
+``None`` for anonymous requests.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import functools
 import inspect
 import json
-from collections.abc import Callable, Coroutine, Iterable
-from http import HTTPStatus
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar, cast
 
-from flask import Flask, Response, current_app, has_request_context, redirect, request, url_for
-from starlette.authentication import BaseUser, UnauthenticatedUser
+from flask import (
+    Flask,
+    Response,
+    abort,
+    current_app,
+    has_request_context,
+    redirect,
+    request,
+    url_for,
+)
 from werkzeug.exceptions import HTTPException, default_exceptions
 from werkzeug.local import LocalProxy
 
-from ..errors import AuthmwError
+from ..config import AuthConfig, CookieConfig
+from ..errors import AuthmwError, ConfigurationError
 from ..framework import AuthFramework
 from ..middleware import wsgi
 from ..middleware._edge import prefers_html
 from ..middleware.handlers import error_answer
-from ..middleware.principal import AuthUser, credentials_for
+from ..middleware.principal import ANONYMOUS, AnonymousUser, AuthUser, credentials_for, refusal
 from ..middleware.principal import current_user as _context_user
+from ..storage import storage_from_url
 
 __all__ = [
+    "AnonymousUser",
     "AuthMW",
     "current_session",
     "current_user",
+    "framework_from_config",
     "login",
     "login_required",
     "login_user",
@@ -50,7 +71,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 _EXTENSION = "authmw"
-_ANONYMOUS = UnauthenticatedUser()
 
 
 class AuthMW:
@@ -90,11 +110,18 @@ class AuthMW:
     def init_app(self, app: Flask, auth: AuthFramework | None = None) -> None:
         """Wrap ``app.wsgi_app`` in the middleware and register in ``app.extensions``.
 
-        Raises ``TypeError`` when no framework was given here or to the constructor.
+        Without a framework (here or to the constructor) one is built from ``app.config``
+        (:func:`framework_from_config`); ``TypeError`` when ``AUTHMW_STORAGE_URL`` is not set
+        either, ``ConfigurationError`` for a bad or misspelled ``AUTHMW_*`` setting.
         """
         auth = auth or self.auth
         if auth is None:
-            raise TypeError("AuthMW.init_app needs the AuthFramework: init_app(app, auth)")
+            if "AUTHMW_STORAGE_URL" not in app.config:
+                raise TypeError(
+                    "AuthMW.init_app needs the AuthFramework, init_app(app, auth), or "
+                    "app.config['AUTHMW_STORAGE_URL'] (and AUTHMW_SECRET_KEY) to build one"
+                )
+            auth = framework_from_config(app.config)
         self.auth = auth
         middleware = wsgi.WSGIAuthMiddleware(app.wsgi_app, auth, **self.options)
         app.wsgi_app = middleware  # type: ignore[method-assign]
@@ -124,9 +151,49 @@ class AuthMW:
             self.middleware.close()
 
 
-def _user() -> BaseUser:
+_COOKIE_PREFIX = "AUTHMW_COOKIE_"
+_NOT_CONFIG = frozenset({"cookie", "password_hasher", "generated_secret"})
+
+
+def framework_from_config(config: Mapping[str, Any]) -> AuthFramework:
+    """An :class:`AuthFramework` from Flask settings (``app.config``).
+
+    ``AUTHMW_STORAGE_URL`` (required: ``storage_from_url``), ``AUTHMW_SECRET_KEY``, every
+    other :class:`authmw.AuthConfig` field as ``AUTHMW_<FIELD>`` and every
+    :class:`authmw.CookieConfig` field as ``AUTHMW_COOKIE_<FIELD>``. Raises
+    ``ConfigurationError`` for a missing URL, a bad value, or an ``AUTHMW_*`` name that is no
+    setting (with the closest one).
+    """
+    fields = {
+        f"AUTHMW_{f.name.upper()}": f.name
+        for f in dataclasses.fields(AuthConfig)
+        if f.init and f.name not in _NOT_CONFIG
+    }
+    cookie_fields = {
+        f"{_COOKIE_PREFIX}{f.name.upper()}": f.name for f in dataclasses.fields(CookieConfig)
+    }
+    known = {"AUTHMW_STORAGE_URL", *fields, *cookie_fields}
+    for key in config:
+        if isinstance(key, str) and key.startswith("AUTHMW_") and key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigurationError(
+                f"app.config[{key!r}] is no authmw setting{hint}; settings: "
+                f"{', '.join(sorted(known))}"
+            )
+    url = config.get("AUTHMW_STORAGE_URL")
+    if not url:
+        raise ConfigurationError("app.config['AUTHMW_STORAGE_URL'] is required")
+    cookie = CookieConfig(
+        **{name: config[key] for key, name in cookie_fields.items() if key in config}
+    )
+    settings = {name: config[key] for key, name in fields.items() if key in config}
+    return AuthFramework(storage_from_url(url), AuthConfig(cookie=cookie, **settings))
+
+
+def _user() -> AuthUser | AnonymousUser:
     if has_request_context():
-        user: BaseUser = request.environ.get(wsgi.USER_KEY, _ANONYMOUS)
+        user: AuthUser | AnonymousUser = request.environ.get(wsgi.USER_KEY, ANONYMOUS)
         return user
     return _context_user()
 
@@ -138,9 +205,11 @@ def _session() -> dict[str, Any]:
     return data
 
 
-#: The request's principal: an :class:`authmw.AuthUser`, or ``UnauthenticatedUser`` for
-#: anonymous requests and outside requests.
-current_user: BaseUser = cast(BaseUser, LocalProxy(_user))
+#: The request's principal: an :class:`authmw.AuthUser`, or the
+#: :class:`~authmw.middleware.principal.AnonymousUser` (``user_id`` None) for anonymous
+#: requests and outside requests. Flask-Login's ``is_authenticated``, ``is_active``,
+#: ``is_anonymous`` and ``get_id()`` work on both.
+current_user: AuthUser | AnonymousUser = cast(AuthUser | AnonymousUser, LocalProxy(_user))
 
 #: The server-side session's data (a dict; changes are saved when the response starts).
 #: Empty and unsaved for requests without a session.
@@ -185,15 +254,32 @@ def _json(status: int, body: dict[str, str], headers: dict[str, str]) -> Respons
     )
 
 
-def _unauthorized() -> Response:
+def _refuse(needed: list[str], status_code: int = 403) -> Response | None:
+    """None when the request's principal holds every scope of ``needed``; else the answer.
+
+    Clients preferring HTML (browsers) are redirected to ``login_view`` when anonymous, or
+    get ``flask.abort(status)``, so the app's ``errorhandler(401/403)`` pages render; API
+    clients get JSON with the ``WWW-Authenticate`` challenge.
+    """
     extension = _extension()
-    if extension.login_view is not None and prefers_html(request.headers.get("Accept")):
-        target = request.full_path if request.query_string else request.path
-        return cast(Response, redirect(url_for(extension.login_view, next=target)))
-    return _json(
-        401,
-        {"error": "unauthorized", "error_description": "authentication required"},
-        {"WWW-Authenticate": "Bearer"},
+    user = _user()
+    granted = request.environ.get(wsgi.AUTH_KEY) or credentials_for(user)
+    refused = refusal(user, granted.scopes, needed, status_code)
+    if refused is None:
+        return None
+    if prefers_html(request.headers.get("Accept")):
+        if refused.status == 401 and extension.login_view is not None:
+            target = request.full_path if request.query_string else request.path
+            return cast(Response, redirect(url_for(extension.login_view, next=target)))
+        abort(refused.status, description=refused.description or None)
+    body = {"error": refused.error}
+    if refused.description:
+        body["error_description"] = refused.description
+    return current_app.response_class(
+        json.dumps(body),
+        status=refused.status,
+        headers=refused.headers,
+        mimetype="application/json",
     )
 
 
@@ -225,18 +311,6 @@ def _answer_error(exc: AuthmwError) -> Response:
     return response
 
 
-def _forbidden(scopes: Iterable[str], status_code: int) -> Response:
-    wanted = " ".join(scopes)
-    if status_code == 403:
-        # RFC 6750 section 3.1: say which scope was missing.
-        return _json(
-            403,
-            {"error": "insufficient_scope", "error_description": f"requires scopes: {wanted}"},
-            {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{wanted}"'},
-        )
-    return _json(status_code, {"error": HTTPStatus(status_code).phrase.lower()}, {})
-
-
 def _guard(view: F, check: Callable[[], Response | None]) -> F:
     """``view`` with ``check`` run first; a response from ``check`` replaces the view's."""
     if inspect.iscoroutinefunction(view):
@@ -263,14 +337,14 @@ def _guard(view: F, check: Callable[[], Response | None]) -> F:
 def login_required(view: F) -> F:
     """Let only authenticated requests (bearer or session) reach ``view``.
 
-    Anonymous requests get 401 with ``WWW-Authenticate: Bearer`` and a JSON body, or a
-    redirect to ``AuthMW(login_view=...)`` when they prefer HTML. Raises ``RuntimeError`` at
-    request time if ``AuthMW`` is not set up on the app.
+    Anonymous API requests get 401 with ``WWW-Authenticate: Bearer`` and a JSON body; those
+    preferring HTML (browsers) a redirect to ``AuthMW(login_view=...)``, or without one
+    ``flask.abort(401)``, which renders the app's ``errorhandler(401)`` page. Raises
+    ``RuntimeError`` at request time if ``AuthMW`` is not set up on the app.
     """
 
     def check() -> Response | None:
-        _extension()
-        return None if _user().is_authenticated else _unauthorized()
+        return _refuse(["authenticated"])
 
     return _guard(view, check)
 
@@ -281,23 +355,17 @@ def requires(*scopes: str, status_code: int = 403) -> Callable[[F], F]:
     Scopes are those of ``AuthCredentials``: ``"authenticated"``, each permission, and
     ``"role:<name>"`` per role. Anonymous requests are answered as by :func:`login_required`;
     authenticated ones lacking a scope get ``status_code`` (403: ``insufficient_scope`` with
-    an RFC 6750 challenge).
+    an RFC 6750 challenge), as JSON, or through ``flask.abort`` for clients preferring HTML
+    (the app's ``errorhandler(403)`` page).
     """
     for scope in scopes:
         if not isinstance(scope, str):
             raise TypeError(f"requires() takes scope names as strings, got {scope!r}")
-    needed = frozenset(scopes)
+    needed = list(scopes)
 
     def decorate(view: F) -> F:
         def check() -> Response | None:
-            _extension()
-            user = _user()
-            granted = request.environ.get(wsgi.AUTH_KEY) or credentials_for(user)
-            if needed.issubset(granted.scopes):
-                return None
-            if not user.is_authenticated:
-                return _unauthorized()
-            return _forbidden(scopes, status_code)
+            return _refuse(needed, status_code)
 
         return _guard(view, check)
 

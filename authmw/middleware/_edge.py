@@ -26,7 +26,6 @@ from http import HTTPStatus
 from typing import Any, Final
 
 from itsdangerous import BadSignature
-from starlette.authentication import BaseUser, UnauthenticatedUser
 from starlette.requests import cookie_parser
 
 from ..errors import ConfigurationError, InvalidToken, MalformedAuthorization, StorageUnavailable
@@ -35,12 +34,12 @@ from ..models import AuthToken, SessionData, UserRecord
 from ..tokens import parse_authorization
 from ._cookies import SessionCookieCodec, data_fingerprint
 from ._options import MiddlewareOptions, parse_host, parse_origin
-from .principal import AuthUser
+from .principal import ANONYMOUS, AnonymousUser, AuthUser
 
 log = logging.getLogger("authmw.middleware")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-_ANONYMOUS = UnauthenticatedUser()
+_ANONYMOUS = ANONYMOUS
 
 # What Edge._read found; plain ints, compared on every request.
 _NOTHING: Final = 0  # no credentials to look up (none sent, or a tampered cookie)
@@ -135,7 +134,7 @@ class RequestState:
 
     def __init__(self, edge: Edge) -> None:
         self.edge = edge
-        self.user: BaseUser = _ANONYMOUS
+        self.user: AuthUser | AnonymousUser = _ANONYMOUS
         self.session: dict[str, Any] = {}
         self.session_record: SessionData | None = None
         self.session_id: str | None = None

@@ -187,11 +187,13 @@ class AuthMiddleware:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.auth.open()
-                except StorageUnavailable as exc:
-                    # Start anyway: requests answer 503 until storage is back, and the
-                    # framework opens itself on the first request that reaches it.
-                    log.warning("storage unavailable at startup: %s", exc)
+                    # Start anyway when the storage cannot be opened: try_open logs why at
+                    # ERROR, requests needing it answer 503, and operations retry opening.
+                    # Raising here would fail the lifespan, which uvicorn's default
+                    # "--lifespan auto" reports only as "lifespan unsupported".
+                    await self.auth.try_open()
+                except Exception:
+                    log.exception("authmw could not open its storage at startup")
             return message
 
         async def send_wrapper(message: Message) -> None:

@@ -14,6 +14,7 @@ Nothing here imports a driver.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
@@ -31,6 +32,7 @@ __all__ = [
     "redact_url",
     "scrub",
     "secrets_of",
+    "unknown_option",
 ]
 
 MASK = "***"
@@ -158,6 +160,22 @@ def parse_url(url: str, default_port: int) -> ParsedUrl:
     path = tuple(p for p in parts.path.split("/") if p)
     query = tuple(parse_qsl(parts.query, keep_blank_values=True))
     return ParsedUrl(parts.scheme.lower(), username, password, tuple(hosts), path, query)
+
+
+def unknown_option(
+    url_kind: str, name: str, listed: Iterable[str], others: Iterable[str] = (), note: str = ""
+) -> ConfigurationError:
+    """The error for a URL query option that nothing reads: it names the option, suggests the
+    closest known one (a misspelling such as ``key_prefx``) and lists ``listed``, so the option
+    never reaches a driver as a ``TypeError`` or a server error that looks like an outage.
+    ``others`` are known too (a driver's many options) but only suggested, not listed."""
+    names = sorted(set(listed))
+    close = difflib.get_close_matches(name, [*names, *others], n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigurationError(
+        f"{url_kind} URL option {name!r} is unknown{hint}; valid options: {', '.join(names)}"
+        + (f"; {note}" if note else "")
+    )
 
 
 # -- secrets ----------------------------------------------------------------------------------

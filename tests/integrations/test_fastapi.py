@@ -6,9 +6,18 @@ from typing import Any
 
 import httpx
 from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
 
 from authmw import AuthFramework, AuthMiddleware, AuthUser
-from authmw.integrations.fastapi import current_user, optional_user, require_scopes
+from authmw.integrations.fastapi import (
+    current_user,
+    document_auth,
+    optional_user,
+    require_scopes,
+    token_endpoint,
+)
+from authmw.storage import InMemoryStorage
+from authmw.testing import test_config
 
 
 def make_api(auth: AuthFramework) -> FastAPI:
@@ -84,4 +93,68 @@ async def test_openapi_declares_bearer(auth: AuthFramework) -> None:
         "description": "An authmw access token (a session cookie works too).",
     }
     assert schema["paths"]["/me"]["get"]["security"] == [{"authmw": []}]
-    assert schema["paths"]["/admin"]["get"]["security"] == [{"authmw": []}]
+    assert schema["paths"]["/admin"]["get"]["security"] == [{"authmw": ["role:admin", "write"]}]
+    assert "security" not in schema["paths"]["/maybe"]["get"]  # optional_user: no lock
+
+
+def test_openapi_declares_refusals_and_password_flow(auth: AuthFramework) -> None:
+    """document_auth: 401 on every protected operation, 403 where scopes are required, none
+    on optional_user routes, and an OAuth2 password scheme pointing at the token endpoint."""
+    api = make_api(auth)
+    api.include_router(token_endpoint(auth))
+    document_auth(api, token_url="/token")
+    schema = api.openapi()
+    me, admin = schema["paths"]["/me"]["get"], schema["paths"]["/admin"]["get"]
+    maybe = schema["paths"]["/maybe"]["get"]
+    assert "401" in me["responses"] and "403" not in me["responses"]
+    assert {"401", "403"} <= set(admin["responses"])
+    assert "401" not in maybe["responses"] and "security" not in maybe
+    assert schema["components"]["securitySchemes"]["authmw_password"]["flows"] == {
+        "password": {"tokenUrl": "/token", "scopes": {}}
+    }
+    assert me["security"] == [{"authmw": []}, {"authmw_password": []}]
+    token_op = schema["paths"]["/token"]["post"]
+    form = token_op["requestBody"]["content"]
+    assert "application/x-www-form-urlencoded" in form
+    assert api.openapi() is schema  # built once
+
+
+async def test_token_endpoint_password_flow(auth: AuthFramework) -> None:
+    """What /docs' Authorize does: POST the password form to /token, then call a protected
+    route with the bearer token; wrong passwords are 400 invalid_grant."""
+    await auth.register_user("eve", "password", roles=["admin"], permissions=["write"])
+    api = make_api(auth)
+    api.include_router(token_endpoint(auth))
+    async with http(api) as client:
+        answer = await client.post("/token", data={"username": "eve", "password": "password"})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["token_type"] == "bearer" and body["expires_in"] > 0
+        assert body["refresh_token"]
+        assert answer.headers["cache-control"] == "no-store"
+        headers = {"Authorization": f"Bearer {body['access_token']}"}
+        assert (await client.get("/me", headers=headers)).json()["user"] == "eve"
+        assert (await client.get("/admin", headers=headers)).status_code == 200
+        wrong = await client.post("/token", data={"username": "eve", "password": "nope"})
+        assert wrong.status_code == 400
+        assert wrong.json()["error"] == "invalid_grant"
+        assert (await client.post("/token", data={"username": "eve"})).status_code == 422
+
+
+def test_docs_authorize_with_test_client() -> None:
+    """With FastAPI's TestClient: /docs is served, the schema offers the password flow, and
+    the token it gives opens a protected route; anonymous gets 401 and no-scope 403."""
+    auth = AuthFramework(InMemoryStorage(), test_config())
+    api = make_api(auth)
+    api.include_router(token_endpoint(auth))
+    document_auth(api, token_url="/token")
+    with TestClient(api, base_url="https://testserver") as client:
+        client.portal.call(auth.register_user, "fay", "password")  # type: ignore[union-attr]
+        assert client.get("/docs").status_code == 200
+        flows = client.get("/openapi.json").json()["components"]["securitySchemes"]
+        token_url = flows["authmw_password"]["flows"]["password"]["tokenUrl"]
+        body = client.post(token_url, data={"username": "fay", "password": "password"}).json()
+        headers = {"Authorization": f"Bearer {body['access_token']}"}
+        assert client.get("/me", headers=headers).status_code == 200
+        assert client.get("/me").status_code == 401
+        assert client.get("/admin", headers=headers).status_code == 403

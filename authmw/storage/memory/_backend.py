@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ..._time import Duration, from_ts, now_ts, seconds, utcnow
 from ...errors import ConfigurationError, UserExists
 from ...models import AuditEvent, AuthToken, SessionData, StorageStatistics, UserRecord
-from .._urls import backend_for
+from .._urls import backend_for, unknown_option
 from .._users import page_of
 from ..base import KVEntry
 from ._import import MemoryBulk
@@ -113,9 +113,7 @@ class InMemoryStorage:
         known = ("cleanup_interval", "default_ttl", "max_audit_events")
         unknown = sorted(set(options) - set(known))
         if unknown:
-            raise ConfigurationError(
-                f"memory:// does not take {', '.join(unknown)}; it takes {', '.join(known)}"
-            )
+            raise unknown_option("memory", unknown[0], known)
         kwargs: dict[str, Any] = {}
         for key, value in options.items():
             try:

@@ -6,6 +6,7 @@ imports asyncpg, so a config can be built and checked without the driver.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import re
 import ssl
@@ -17,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..._time import Duration, seconds
 from ...errors import ConfigurationError
-from .._urls import backend_for, redact_url
+from .._urls import backend_for, redact_url, unknown_option
 
 __all__ = [
     "SSL_MODES",
@@ -131,6 +132,34 @@ _URL_OPTIONS = {
 }
 
 
+#: The names of authmw's own URL query options.
+URL_OPTION_NAMES = frozenset(_URL_OPTIONS)
+
+# The query options asyncpg reads from a DSN itself; any other name it sends to the server.
+_DRIVER_OPTIONS = (
+    "host",
+    "port",
+    "dbname",
+    "database",
+    "user",
+    "password",
+    "passfile",
+    "service",
+    "sslmode",
+    "sslcert",
+    "sslkey",
+    "sslrootcert",
+    "sslnegotiation",
+    "sslcrl",
+    "sslpassword",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "target_session_attrs",
+    "krbsrvname",
+    "gsslib",
+)
+
+
 def _parse_bool(name: str, value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -148,6 +177,19 @@ def split_url_options(url: str) -> tuple[str, dict[str, Any]]:
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         kind = _URL_OPTIONS.get(key)
         if kind is None:
+            if key not in _DRIVER_OPTIONS and difflib.get_close_matches(
+                key, [*_URL_OPTIONS, *_DRIVER_OPTIONS], n=1, cutoff=0.8
+            ):
+                # A misspelled option (table_prefx): asyncpg would send it to the server as
+                # a setting, which refuses it at every attempt to connect.
+                raise unknown_option(
+                    "postgresql",
+                    key,
+                    _URL_OPTIONS,
+                    _DRIVER_OPTIONS,
+                    "or a libpq connection option (sslmode, ...); other names are sent to "
+                    "the server as settings (application_name, ...)",
+                )
             kept.append((key, value))
             continue
         try:

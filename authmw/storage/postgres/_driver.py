@@ -22,7 +22,7 @@ import asyncpg.exceptions
 from ..._time import seconds
 from ...errors import AuthmwError, ConfigurationError, InvalidInput, StorageUnavailable
 from .._urls import scrub, secrets_of
-from ._config import PostgresConfig
+from ._config import URL_OPTION_NAMES, PostgresConfig
 
 __all__ = [
     "BACKEND",
@@ -85,17 +85,31 @@ def translate(
     detail = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), secrets)
     config_problem: str | None = None
     if isinstance(exc, asyncpg.InvalidPasswordError):
-        config_problem = "authentication failed (wrong user or password)"
+        config_problem = (
+            "authentication failed (wrong user or password; fix them in the URL, or the "
+            "role's password on the server)"
+        )
     elif isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
-        config_problem = "the server refused this user or host"
+        config_problem = (
+            "the server refused this user or host (create the role, or allow it in pg_hba.conf)"
+        )
     elif isinstance(exc, asyncpg.InvalidCatalogNameError):
-        config_problem = "the database does not exist"
+        config_problem = (
+            "the database does not exist (create it: CREATE DATABASE ..., or fix the "
+            "name in the URL)"
+        )
     elif isinstance(exc, ssl.SSLCertVerificationError):
         config_problem = "TLS: the server certificate is not trusted (check ca_cert_path)"
     elif isinstance(exc, ssl.SSLError):
         config_problem = "TLS handshake failed"
     elif isinstance(exc, ConnectionError) and "SSL" in str(exc):
         config_problem = "TLS: the server does not offer SSL"
+    elif isinstance(exc, asyncpg.UndefinedObjectError) and "configuration parameter" in str(exc):
+        # asyncpg sends URL options it does not know to the server as settings.
+        config_problem = (
+            "a URL query option is neither authmw's nor a server setting (fix its name; "
+            f"authmw's are {', '.join(sorted(URL_OPTION_NAMES))})"
+        )
     elif isinstance(exc, asyncpg.exceptions.ClientConfigurationError):
         config_problem = "invalid connection settings"
 

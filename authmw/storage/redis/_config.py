@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from ..._time import Duration, seconds
 from ...errors import ConfigurationError
-from .._urls import Endpoint, backend_for, parse_url, redact_url
+from .._urls import Endpoint, ParsedUrl, backend_for, parse_url, redact_url, unknown_option
 
 __all__ = ["RedisConfig", "RedisFailoverConfig"]
 
@@ -161,6 +161,7 @@ class RedisConfig:
                     raise ConfigurationError(f"redis URL option {key}: bad value") from None
             else:
                 rest.append((key, value))
+        _check_url_options(parsed, rest)
         if parsed.scheme == "redis+cluster":
             options["cluster_mode"] = True
         base = url.split("?", 1)[0]
@@ -236,3 +237,48 @@ _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "max_audit_events": int,
     "max_waiting": int,
 }
+
+
+def _driver_options(scheme: str) -> frozenset[str]:
+    """The query options redis-py's URL parser and the connection class of ``scheme`` accept."""
+    import inspect
+
+    from redis.asyncio import connection
+
+    classes: list[type] = [connection.AbstractConnection, connection.ConnectionPool]
+    if scheme == "unix":
+        classes.append(connection.UnixDomainSocketConnection)
+    else:
+        classes.append(connection.Connection)
+    if scheme == "rediss":
+        classes.append(connection.SSLConnection)
+    names = set(connection.URL_QUERY_ARGUMENT_PARSERS)
+    for cls in classes:
+        names.update(inspect.signature(cls).parameters)
+    if scheme != "rediss":
+        names = {n for n in names if not n.startswith("ssl_")}
+    return frozenset(names - {"self", "kwargs", "connection_kwargs", "connection_class"})
+
+
+def _check_url_options(parsed: ParsedUrl, rest: list[tuple[str, str]]) -> None:
+    """Refuse a query option that neither authmw nor redis-py reads (``?key_prefx=``):
+    redis-py would pass it to its connection class, failing each command with a ``TypeError``.
+    """
+    if not rest or parsed.scheme in ("redis+cluster", "redis+sentinel"):
+        # Sentinel and cluster clients are built from the parsed URL: the query is not used.
+        return
+    driver = _driver_options(parsed.scheme)
+    for key, _ in rest:
+        if key.startswith("ssl_") and parsed.scheme != "rediss":
+            raise ConfigurationError(
+                f"redis URL option {key!r} is for TLS connections: use a rediss:// URL"
+            )
+        if key not in driver:
+            raise unknown_option(
+                "redis",
+                key,
+                _URL_OPTIONS,
+                driver,
+                "or one of redis-py's connection options (client_name, health_check_interval,"
+                " ssl_cert_reqs with rediss://, ...)",
+            )

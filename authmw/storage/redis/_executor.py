@@ -186,6 +186,13 @@ class Executor:
             if isinstance(exc, TimeoutError):  # the deadline's (the driver's are RedisErrors)
                 raise self._late("open") from exc
             raise self.translate(exc, "open", opening=True) from exc
+        except TypeError as exc:
+            # A URL query option redis-py's connection class does not take (RedisConfig(url=)
+            # passes its query through unchecked): a setting to fix, not an outage.
+            raise ConfigurationError(
+                f"redis at {self.describe}: redis-py refused a URL query option "
+                f"({self.redact(str(exc))}); fix or remove it"
+            ) from None
         if "redis_version" not in info:  # a cluster answers per node
             info = next(iter(info.values()))
         return str(info["redis_version"])
@@ -223,7 +230,10 @@ class Executor:
                 return ConfigurationError(
                     f"redis at {self.describe} requires a password and none was given ({detail})"
                 )
-            return ConfigurationError(f"redis at {self.describe} refused the credentials: {detail}")
+            return ConfigurationError(
+                f"redis at {self.describe} refused the credentials: {detail} (fix the user and "
+                "password in the URL, redis://user:password@host, or the server's ACL/requirepass)"
+            )
         if (
             opening
             and isinstance(exc, ResponseError)

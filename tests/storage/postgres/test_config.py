@@ -172,3 +172,27 @@ async def test_open_close_idempotent_and_lazy(postgres_url: str) -> None:
     await storage.open()
     assert await storage.ping() >= 0
     await storage.close()
+
+
+def test_misspelled_url_option_is_a_configuration_error() -> None:
+    """``?table_prefx=`` names itself and suggests ``table_prefix`` when the config is built,
+    instead of a server refusal that looked like an outage (503) at every connection."""
+    with pytest.raises(ConfigurationError) as info:
+        storage_from_url("postgresql://postgres@127.0.0.1:5432/postgres?table_prefx=x_")
+    assert "'table_prefx'" in str(info.value)
+    assert "did you mean 'table_prefix'" in str(info.value)
+    assert "min_pool_size" in str(info.value)  # the valid options are listed
+    # libpq options and server settings still pass through.
+    config = PostgresConfig.from_url("postgresql://h/db?sslmode=disable&application_name=app")
+    assert "application_name=app" in config.url
+
+
+async def test_unknown_server_setting_is_a_configuration_error_at_open(
+    postgres_url: str,
+) -> None:
+    """An option that is no server setting fails open with a ConfigurationError naming
+    authmw's options, not a StorageUnavailable retried for ever."""
+    storage = storage_from_url(f"{postgres_url}?zzunknownzz=1&table_prefix={fresh_prefix()}")
+    with pytest.raises(ConfigurationError, match="neither authmw's nor a server setting"):
+        await storage.open()
+    await storage.close()

@@ -193,7 +193,7 @@ def _every_position_configs(*, all_options: bool = True) -> list[RedisConfig]:
     """Configs with a secret in every position (``all_options=False``: only the query options
     redis-py accepts on every kind of connection, so that connecting gets as far as the host)."""
     p = POSITIONS
-    query = f"password={p['password']}&key_prefix=leak:"
+    plain = query = f"password={p['password']}&key_prefix=leak:"
     if all_options:
         query += f"&ssl_password={p['ssl_password']}&sslpassword={p['sslpassword']}"
     failover = RedisFailoverConfig(
@@ -205,9 +205,10 @@ def _every_position_configs(*, all_options: bool = True) -> list[RedisConfig]:
         sentinel_password=p["failover_setting"],
     )
     return [
-        RedisConfig.from_url(f"redis://user:{p['userinfo']}@127.0.0.1:1/0?{query}"),
+        # from_url refuses options redis-py would refuse on redis:// (ssl_*, sslpassword).
+        RedisConfig.from_url(f"redis://user:{p['userinfo']}@127.0.0.1:1/0?{plain}"),
         RedisConfig.from_url(
-            f"rediss://:{p['userinfo']}@127.0.0.1:1/0?{query}&ssl_password={p['ssl_password']}"
+            f"rediss://:{p['userinfo']}@127.0.0.1:1/0?{plain}&ssl_password={p['ssl_password']}"
         ),
         RedisConfig.from_url(
             f"redis+sentinel://:{p['userinfo']}@127.0.0.1:1,127.0.0.1:2/m/0"
@@ -439,3 +440,32 @@ async def test_rediss_url_uses_tls(tls_server: tuple[RedisServer, Path]) -> None
     with pytest.raises(StorageUnavailable):
         await plain.open()
     await plain.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "named", "suggested"),
+    [
+        ("redis://127.0.0.1:6379/0?key_prefx=app:", "key_prefx", "key_prefix"),
+        ("redis://127.0.0.1:6379/0?pool_sise=3", "pool_sise", "pool_size"),
+        ("redis://127.0.0.1:6379/0?clint_name=x", "clint_name", "client_name"),
+        ("unix:///tmp/redis.sock?tiemout=2", "tiemout", "timeout"),
+    ],
+)
+def test_misspelled_url_option_is_a_configuration_error(
+    url: str, named: str, suggested: str
+) -> None:
+    """A misspelled query option names itself, the closest valid one and the valid list, at
+    build time (it used to reach redis-py as a TypeError on every command)."""
+    with pytest.raises(ConfigurationError) as info:
+        storage_from_url(url)
+    message = str(info.value)
+    assert repr(named) in message
+    assert f"did you mean {suggested!r}" in message
+    assert "key_prefix" in message  # the valid options are listed
+
+
+def test_tls_option_on_plain_url_is_a_configuration_error() -> None:
+    """redis-py's TLS options need rediss://; on redis:// they were a TypeError per command."""
+    with pytest.raises(ConfigurationError, match="rediss://"):
+        storage_from_url("redis://127.0.0.1:6379/0?ssl_cert_reqs=none")
+    assert RedisConfig.from_url("redis://h:6379/0?client_name=a&health_check_interval=3")
