@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -46,11 +45,12 @@ RECOVERY_LIMIT = 10.0  # generous bound on the recovery; the measured time is pr
 MIGRATED = 2000  # users, and as many tokens, sessions and kv entries
 QUIET = 0.5  # seconds of only 200s that count as recovered
 CLOSE_LIMIT = 15.0  # close() must return well within this, whatever the server did
-# The long form (every variant) runs with AUTHMW_LONG=1; CI runs one variant of each fault.
+# The long form (every variant) runs with `pytest -m long` (scripts/reliability); the normal
+# suite deselects it (pyproject's addopts) and runs one variant of each fault.
 # The master, two replicas and three sentinels of the sentinel tests, started for this module.
 sentinel_setup = test_sentinel.sentinel_setup
 
-LONG = pytest.mark.skipif(not os.environ.get("AUTHMW_LONG"), reason="long form: AUTHMW_LONG=1")
+LONG = pytest.mark.long
 
 
 def report(name: str, **figures: Any) -> None:
@@ -142,10 +142,11 @@ async def _outage_under_load(
     assert recovered, figures
     if not outage_window:
         return figures  # a failover: no window with the server down to look at
-    assert down_samples and any(s.status == 503 for s in down_samples) or stale, figures
     if not cached:
         # Every look-up goes to the server: nothing can answer 200 while it is down.
-        assert {s.status for s in down_samples} == {503}, figures
+        assert down_samples and {s.status for s in down_samples} == {503}, figures
+    # With the cache, hits need no server: until the cache notices the lost link, a valid
+    # token may still get 200 (never a revoked one, checked above).
     if stale:
         assert any(s.status == 200 for s in down_samples), figures  # answered from what it saw
     return figures
@@ -232,7 +233,8 @@ async def test_redis_hung_under_load(redis_server: RedisServer) -> None:
                 lambda: load.recovered_since(resumed, "valid", QUIET) is not None, RECOVERY_LIMIT
             )
             await load.stop()
-    during = [s for s in load.samples if stopped <= s.started and s.started + 1.5 < resumed]
+    # A signal takes a moment to stop a process on a busy machine: count from 0.25 s after.
+    during = [s for s in load.samples if stopped + 0.25 <= s.started and s.started + 1.5 < resumed]
     waits = sorted(s.ended - s.started for s in during)
     figures = {
         "statuses": load.statuses(),

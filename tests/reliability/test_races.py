@@ -8,7 +8,7 @@ import itertools
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from authmw.errors import (
     UserExists,
 )
 from authmw.storage import AuthStorage
-from tests.conftest import TEST_SECRET
+from tests.conftest import BACKENDS, TEST_SECRET
 from tests.support.race_peer import peer_url
 
 LOGINS = 1000
@@ -182,12 +182,35 @@ async def test_sequential_session_writes_keep_the_last(auth: AuthFramework) -> N
     assert (await auth.get_session(session_id)).data == {"c": 3}
 
 
+# Backends a second OS process can share (an in-memory storage lives in one process only).
+SHARED = sorted(name for name in BACKENDS if "memory" not in name)
+
+
+@pytest.fixture(params=SHARED)
+def shared_storage(request: pytest.FixtureRequest) -> AuthStorage:
+    """An opened, empty storage of each backend that two processes can share."""
+    # A plain fixture, like conftest's ``storage``: the async backend fixture is set up on
+    # the test's loop.
+    backend: AuthStorage = request.getfixturevalue(BACKENDS[request.param])
+    return backend
+
+
 @pytest.fixture
-def peer(storage: AuthStorage) -> Iterator[subprocess.Popen[str]]:
+async def shared_auth(
+    shared_storage: AuthStorage, config: AuthConfig
+) -> AsyncIterator[AuthFramework]:
+    """An opened framework over :func:`shared_storage`."""
+    framework = AuthFramework(shared_storage, config)
+    await framework.open()
+    yield framework
+    await framework.close()
+
+
+@pytest.fixture
+def peer(shared_auth: AuthFramework) -> Iterator[subprocess.Popen[str]]:
     """A second OS process on the same storage (tests/support/race_peer.py)."""
-    url = peer_url(storage)
-    if url is None:
-        pytest.skip("an in-memory storage is not shared between processes")
+    url = peer_url(shared_auth.storage)
+    assert url is not None, shared_auth.storage
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.support.race_peer", url],
         stdin=subprocess.PIPE,
@@ -204,20 +227,20 @@ def peer(storage: AuthStorage) -> Iterator[subprocess.Popen[str]]:
 
 
 async def test_revoke_while_another_process_verifies(
-    auth: AuthFramework, peer: subprocess.Popen[str]
+    shared_auth: AuthFramework, peer: subprocess.Popen[str]
 ) -> None:
     """A second process verifies a token in a loop while this one revokes it: the peer sees
     successes, then refusals only (once the revocation reaches it, never a success again)."""
     assert peer.stdin is not None and peer.stdout is not None
-    await auth.register_user("victim", "password")
-    token = (await auth.authenticate("victim", "password")).access_token
+    await shared_auth.register_user("victim", "password")
+    token = (await shared_auth.authenticate("victim", "password")).access_token
     loop = asyncio.get_running_loop()
     peer.stdin.write(f"watch {token}\n")
     peer.stdin.flush()
     assert (await loop.run_in_executor(None, peer.stdout.readline)).strip() == "accepted"
-    assert await auth.revoke(token)
+    assert await shared_auth.revoke(token)
     with pytest.raises(InvalidToken):
-        await auth.verify(token)
+        await shared_auth.verify(token)
     line = await asyncio.wait_for(loop.run_in_executor(None, peer.stdout.readline), 30)
     verdict, *figures = line.split()
     assert verdict == "refused", line
