@@ -131,8 +131,14 @@ def _parse_bool(name: str, value: str) -> bool:
 
 
 def split_url_options(url: str) -> tuple[str, dict[str, Any]]:
-    """Separate authmw's options from a ``postgresql://`` URL: (driver URL, options)."""
-    parts = urlsplit(url)
+    """Separate authmw's options from a ``postgresql://`` URL: (driver URL, options).
+
+    Raises ``ConfigurationError`` for a URL that cannot be parsed (e.g. an unclosed ``[``).
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # urllib's own error would reach users as an unexpected one
+        raise ConfigurationError(f"malformed storage URL {redact_url(url)}: {exc}") from None
     kept: list[tuple[str, str]] = []
     options: dict[str, Any] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):

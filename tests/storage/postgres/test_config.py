@@ -171,3 +171,15 @@ async def test_open_close_idempotent_and_lazy(postgres_url: str) -> None:
     await storage.open()
     assert await storage.ping() >= 0
     await storage.close()
+
+
+def test_unparsable_url_is_a_configuration_error() -> None:
+    """A URL urllib cannot split (an unclosed IPv6 bracket) is a ConfigurationError, like
+    every other bad URL, not a bare ValueError (found by tests/reliability)."""
+    from authmw.errors import ConfigurationError
+    from authmw.storage import storage_from_url
+
+    for url in ("postgresql://[", "postgresql://u:secret@[::1/db"):
+        with pytest.raises(ConfigurationError) as caught:
+            storage_from_url(url)
+        assert "secret" not in str(caught.value)
