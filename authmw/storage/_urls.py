@@ -156,7 +156,16 @@ def parse_url(url: str, default_port: int) -> ParsedUrl:
                 ) from None
             if not 0 < port < 65536:
                 raise ConfigurationError(f"storage URL {redact_url(url)}: bad port {port}")
-        hosts.append(Endpoint(unquote(host), port))
+        name = unquote(host)
+        try:
+            # What the drivers will do to it: a name IDNA cannot encode fails here, named,
+            # instead of deep inside a driver's connect.
+            name.encode("idna")
+        except UnicodeError:
+            raise ConfigurationError(
+                f"storage URL {redact_url(url)}: bad host name {name!r}"
+            ) from None
+        hosts.append(Endpoint(name, port))
     path = tuple(p for p in parts.path.split("/") if p)
     query = tuple(parse_qsl(parts.query, keep_blank_values=True))
     return ParsedUrl(parts.scheme.lower(), username, password, tuple(hosts), path, query)

@@ -273,7 +273,9 @@ class BackupFile:
                     break
                 order = _ORDER[kind]
                 _DECODE[kind](entry["record"])
-            except (ValueError, KeyError, TypeError) as exc:
+            # RecursionError: deeply nested JSON, which a file edited by hand or an attacker
+            # may hold even with a recomputed checksum.
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:
                 raise self._fail(f"is corrupt at line {number} ({type(exc).__name__})") from None
             if order < last:
                 raise self._fail(f"is corrupt at line {number} ({kind} record out of order)")

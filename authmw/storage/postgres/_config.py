@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..._time import Duration, seconds
 from ...errors import ConfigurationError
-from .._urls import backend_for, redact_url, unknown_option
+from .._urls import backend_for, parse_url, redact_url, unknown_option
 
 __all__ = [
     "SSL_MODES",
@@ -170,8 +170,14 @@ def _parse_bool(name: str, value: str) -> bool:
 
 
 def split_url_options(url: str) -> tuple[str, dict[str, Any]]:
-    """Separate authmw's options from a ``postgresql://`` URL: (driver URL, options)."""
-    parts = urlsplit(url)
+    """Separate authmw's options from a ``postgresql://`` URL: (driver URL, options).
+
+    Raises ``ConfigurationError`` for a URL that cannot be parsed (e.g. an unclosed ``[``).
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # urllib's own error would reach users as an unexpected one
+        raise ConfigurationError(f"malformed storage URL {redact_url(url)}: {exc}") from None
     kept: list[tuple[str, str]] = []
     options: dict[str, Any] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
@@ -269,6 +275,7 @@ class PostgresConfig:
         if not isinstance(self.url, str) or "://" not in self.url:
             raise ConfigurationError("url: expected postgresql://user:password@host/dbname")
         backend_for(self.url, "postgres")  # the scheme table of storage._urls decides
+        parse_url(self.url, 5432)  # the one URL check: hosts and ports, named when bad
         try:
             _, options = split_url_options(self.url)
         except ConfigurationError:

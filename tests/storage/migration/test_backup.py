@@ -156,3 +156,16 @@ async def test_restore_skips_records_expired_since_backup(tmp_path: Path) -> Non
     report = await (await restore(path, target)).migrate_kv_data()
     assert (report.read, report.copied, report.skipped_expired) == (2, 1, 1)
     assert await target.kv_get("lasting") == b"y" and await target.kv_get("brief") is None
+
+
+async def test_deeply_nested_line_is_corrupt(tmp_path: Path) -> None:
+    """A line of deeply nested JSON is reported as corruption (BackupError naming the line),
+    not a RecursionError (found by tests/reliability)."""
+    from authmw.errors import BackupError
+    from authmw.storage.migration import BackupFile
+
+    header = b'{"format": "authmw-backup", "version": 1}\n'
+    path = tmp_path / "nested.jsonl"
+    path.write_bytes(header + b"[" * 100_000 + b"]" * 100_000 + b"\n")
+    with pytest.raises(BackupError, match="corrupt at line 2"):
+        await BackupFile(path).open()

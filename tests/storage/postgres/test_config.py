@@ -196,3 +196,15 @@ async def test_unknown_server_setting_is_a_configuration_error_at_open(
     with pytest.raises(ConfigurationError, match="neither authmw's nor a server setting"):
         await storage.open()
     await storage.close()
+
+
+def test_unparsable_url_is_a_configuration_error() -> None:
+    """A URL urllib cannot split (an unclosed IPv6 bracket) is a ConfigurationError, like
+    every other bad URL, not a bare ValueError (found by tests/reliability)."""
+    from authmw.errors import ConfigurationError
+    from authmw.storage import storage_from_url
+
+    for url in ("postgresql://[", "postgresql://u:secret@[::1/db"):
+        with pytest.raises(ConfigurationError) as caught:
+            storage_from_url(url)
+        assert "secret" not in str(caught.value)
