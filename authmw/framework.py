@@ -42,7 +42,7 @@ _CLIENT_TEXT_LIMIT = 512
 class _Login(NamedTuple):
     """When and from where the login a token family descends from happened."""
 
-    at: datetime
+    at: datetime | None
     ip_address: str | None
     user_agent: str | None
 
@@ -316,8 +316,8 @@ class AuthFramework:
     async def _issue(
         self, user: UserRecord, ip_address: str | None, user_agent: str | None
     ) -> AuthToken:
-        now = utcnow()
-        login = _Login(now, self._client_text(ip_address), self._client_text(user_agent))
+        # A new login: its time is the first token's creation.
+        login = _Login(None, self._client_text(ip_address), self._client_text(user_agent))
         token = self._mint(user, None, login)
         await self.storage.store_token(token)
         await self._audit("token.issue", True, user.user_id, token_id=token.token_id)
@@ -341,7 +341,7 @@ class AuthFramework:
             permissions=user.permissions,
             access_token=access.token,
             refresh_token=refresh.token,
-            login_at=login.at,
+            login_at=login.at or now,
             ip_address=login.ip_address,
             user_agent=login.user_agent,
         )
