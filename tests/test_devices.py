@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncio
 import time
+from typing import Any
 
 import pytest
 from starlette.requests import Request
