@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from ._time import now_ts
 from .models import AuthToken, SessionData, utcnow
@@ -189,7 +188,7 @@ class Devices:
             if not targets:
                 break
             for token in targets:
-                revoked: Any = replace(token, revoked_at=when, revoke_reason="revoked")
+                revoked = replace(token, revoked_at=when, revoke_reason="revoked")
                 if await self._storage.update_token(revoked):
                     count += 1
         return count
