@@ -143,9 +143,10 @@ class Devices:
         if not _usable(token, now_ts()):
             return False
         count = await self._revoke_where(token.user_id, lambda t: t.family_id == token.family_id)
-        await self._audit(
-            "token.revoke", True, token.user_id, token_id=token_id, family_id=token.family_id
-        )
+        if count:
+            await self._audit(
+                "token.revoke", True, token.user_id, token_id=token_id, family_id=token.family_id
+            )
         return count > 0
 
     async def logout_everywhere_else(
