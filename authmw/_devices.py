@@ -8,6 +8,7 @@ selector, a token's ``token_id``): revoking one never needs its secret.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,6 +24,13 @@ Audit = Callable[..., Awaitable[None]]
 # A refresh can rotate a family between our listing and our revocation; the successor it stores
 # is then missed. A second look catches it (a rotation in flight finishes within one pass).
 _PASSES = 3
+# A public id is a selector: base64url text (22 characters as minted). Anything else is refused
+# before storage sees it (a NUL or a megabyte of text is the client's mistake, not an outage).
+_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _public_id(value: object) -> bool:
+    return isinstance(value, str) and _PUBLIC_ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +130,7 @@ class Devices:
 
     async def revoke_session(self, session_id: str, user_id: str | None) -> bool:
         """End the session with this public id (of ``user_id`` only, when given)."""
-        if not isinstance(session_id, str) or not session_id:
+        if not _public_id(session_id):
             return False
         session = await self._storage.get_session(session_id)
         if session is None or (user_id is not None and session.user_id != user_id):
@@ -135,7 +143,7 @@ class Devices:
     async def revoke_token(self, token_id: str, user_id: str | None) -> bool:
         """Revoke the token with this public id and its refresh family (of ``user_id`` only,
         when given): the client's refresh token stops working too."""
-        if not isinstance(token_id, str) or not token_id:
+        if not _public_id(token_id):
             return False
         token = await self._storage.get_token(token_id)
         if token is None or (user_id is not None and token.user_id != user_id):
@@ -155,7 +163,7 @@ class Devices:
         """End every session and token of the user except the kept session and the kept
         token's family; return how many were live."""
         kept_family = None
-        if keep_token is not None:
+        if keep_token is not None and _public_id(keep_token):
             kept = await self._storage.get_token(keep_token)
             if kept is not None and kept.user_id == user_id:
                 kept_family = kept.family_id
@@ -170,8 +178,8 @@ class Devices:
             True,
             user_id,
             scope="others",
-            kept_session=keep_session,
-            kept_token=keep_token,
+            kept_session=keep_session if _public_id(keep_session) else None,
+            kept_token=keep_token if _public_id(keep_token) else None,
             revoked=count,
         )
         return count

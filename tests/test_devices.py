@@ -123,6 +123,17 @@ async def test_logout_everywhere_else_keeps_the_current_one(auth: AuthFramework)
     assert [s.session_id for s in await auth.list_sessions("alice")] == [here.session_id]
 
 
+@pytest.mark.parametrize("junk", ["", "a\x00b", "x" * 100_000, "é", "a b", None, 42])
+async def test_junk_public_ids_are_refused_without_error(auth: AuthFramework, junk: Any) -> None:
+    """Ids no selector can be (empty, NUL, huge, not base64url, not text) revoke nothing and
+    raise nothing on any backend; a junk kept token keeps nothing."""
+    await auth.register_user("alice", "password1")
+    await auth.create_session("alice")
+    assert await auth.revoke_session(junk) is False
+    assert await auth.revoke_token(junk) is False
+    assert await auth.logout_everywhere_else("alice", keep_session=junk, keep_token=junk) == 1
+
+
 async def test_logout_everywhere_else_with_nothing_kept_ends_all(auth: AuthFramework) -> None:
     """Without a kept session or token every one of the user's ends (a kept token of another
     user keeps nothing)."""
