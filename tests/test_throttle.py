@@ -7,10 +7,17 @@ import asyncio
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from authmw import AccountLocked, AuthFramework, InvalidCredentials
+import authmw
+from authmw import AccountLocked, AuthFramework, AuthMiddleware, InvalidCredentials
 from authmw._throttle import address_bucket
 from authmw.storage import AuthStorage
+from tests.support.apps import client
 from tests.test_framework_lockout import CountingHasher, counting_auth
 
 OWNER = "198.51.100.1"
@@ -196,3 +203,37 @@ async def test_locks_and_delays_survive_a_restart(storage: AuthStorage) -> None:
 def test_address_bucket(address: str | None, bucket: str) -> None:
     """IPv6 addresses count per /64 (one host owns a whole /64), mapped IPv4 as IPv4."""
     assert address_bucket(address) == bucket
+
+
+async def test_a_throttled_login_answers_429_with_retry_after(storage: AuthStorage) -> None:
+    """Through the middleware and authmw's error handlers, a login refused by the slow-down
+    is a 429 with ``Retry-After`` within the cap, behind a trusted proxy per forwarded client."""
+    auth, _ = throttled_auth(storage, login_delay_after=1, login_delay_base=30, login_delay_max=60)
+
+    async def login(request: Request) -> Response:
+        form = await request.json()
+        user = await authmw.login(request, form["user"], form["password"])
+        return JSONResponse({"user": user.user_id})
+
+    app = Starlette(
+        routes=[Route("/login", login, methods=["POST"])],
+        middleware=[
+            Middleware(AuthMiddleware, auth=auth, csrf=False, trusted_proxies=["127.0.0.1"])
+        ],
+        exception_handlers=authmw.exception_handlers,
+    )
+    async with auth:
+        await auth.register_user("alice", "right password")
+        async with client(app) as http:
+
+            async def attempt(password: str, address: str) -> Any:
+                return await http.post(
+                    "/login",
+                    json={"user": "alice", "password": password},
+                    headers={"x-forwarded-for": address},
+                )
+
+            assert (await attempt("wrong", "203.0.113.1")).status_code == 401
+            refused = await attempt("right password", "203.0.113.2")
+            assert refused.status_code == 429
+            assert 1 <= int(refused.headers["retry-after"]) <= 60
