@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from ._devices import SessionInfo, TokenInfo
 from ._version import __version__ as __version__
 from .config import AuthConfig, CookieConfig
 from .errors import (
@@ -54,8 +55,10 @@ __all__ = [
     "MiddlewareOptions",
     "RefreshTokenReused",
     "SessionData",
+    "SessionInfo",
     "StorageStatistics",
     "StorageUnavailable",
+    "TokenInfo",
     "UnknownUser",
     "UserExists",
     "UserRecord",

@@ -83,7 +83,7 @@ class Accounts:
         auth: AuthFramework,
         passwords: PasswordManager,
         audit: Audit,
-        clear_lockout: Callable[[str], Awaitable[bool]],
+        clear_lockout: Callable[[str], Awaitable[None]],
     ) -> None:
         self._auth = auth
         self._passwords = passwords
@@ -188,9 +188,8 @@ class Accounts:
         await self._audit("user.delete", True, user.user_id, revoked=removed)
         return removed
 
-    async def unlock(self, user_id: str) -> bool:
-        """Clear the failed-login counters and lockout of a known user."""
+    async def unlock(self, user_id: str) -> None:
+        """Lift the lockouts and slow-downs of a known user."""
         user = await self.get(user_id)
-        cleared = await self._clear_lockout(user.user_id)
-        await self._audit("user.unlock", True, user.user_id, cleared=cleared)
-        return cleared
+        await self._clear_lockout(user.user_id)
+        await self._audit("user.unlock", True, user.user_id)

@@ -91,6 +91,13 @@ class AuthConfig:
     uses that much memory. ``verified_token_cache`` is how many recently verified access tokens
     are remembered so a repeat ``verify`` skips re-hashing (storage is still asked every time,
     so revocation is immediate); 0 turns it off.
+
+    Password guessing (docs/lockout.md): ``max_failed_logins`` failures of one user from one
+    client address within ``failed_login_window`` lock that address out of the account for
+    ``lockout_duration``. Across addresses, past ``login_delay_after`` attempts within
+    ``login_delay_window`` from addresses the user has not logged in from within
+    ``known_address_ttl``, each further attempt waits ``login_delay_base``, doubling per
+    attempt up to ``login_delay_max``.
     """
 
     secret_key: str | bytes | None = field(default=None, repr=False)
@@ -103,6 +110,11 @@ class AuthConfig:
     max_failed_logins: int = 5
     failed_login_window: Duration = timedelta(minutes=15)
     lockout_duration: Duration = timedelta(minutes=15)
+    login_delay_after: int = 10
+    login_delay_window: Duration = timedelta(days=1)
+    login_delay_base: Duration = timedelta(seconds=1)
+    login_delay_max: Duration = timedelta(minutes=5)
+    known_address_ttl: Duration = timedelta(days=30)
     min_password_length: int = 8
     max_password_length: int = 1024
     max_user_id_length: int = 255
@@ -135,6 +147,10 @@ class AuthConfig:
             "session_absolute_timeout",
             "failed_login_window",
             "lockout_duration",
+            "login_delay_window",
+            "login_delay_base",
+            "login_delay_max",
+            "known_address_ttl",
         ):
             seconds(getattr(self, name), name)
         for name, minimum in (
@@ -144,6 +160,7 @@ class AuthConfig:
             ("max_user_id_length", 1),
             ("max_concurrent_hashes", 1),
             ("verified_token_cache", 0),
+            ("login_delay_after", 0),
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -154,6 +171,10 @@ class AuthConfig:
                 "session_touch_interval must be shorter than session_idle_timeout, or active "
                 "users are logged out"
             )
+        if seconds(self.login_delay_base, "login_delay_base") > seconds(
+            self.login_delay_max, "login_delay_max"
+        ):
+            raise ConfigurationError("login_delay_base is above login_delay_max")
         if self.min_password_length > self.max_password_length:
             raise ConfigurationError("min_password_length is above max_password_length")
         if self.password_hasher is not None and not isinstance(

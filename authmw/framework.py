@@ -16,9 +16,11 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ._accounts import Accounts, normalize_user_id
+from ._devices import Devices, SessionInfo, TokenInfo
+from ._throttle import LoginThrottle, Refusal
 from ._time import now_ts, seconds
 from .config import AuthConfig
 from .errors import (
@@ -40,11 +42,16 @@ from .tokens import ACCESS, REFRESH, SESSION, TokenCodec, verifier_matches
 __all__ = ["AuthFramework"]
 
 log = logging.getLogger("authmw.framework")
-
-_FAILURES = "authmw:login-failures:"
-_LOCKED = "authmw:locked-until:"
 # Longest user agent or address kept in the audit log (client-supplied, so bounded).
 _CLIENT_TEXT_LIMIT = 512
+
+
+class _Login(NamedTuple):
+    """When and from where the login a token family descends from happened."""
+
+    at: datetime | None
+    ip_address: str | None
+    user_agent: str | None
 
 
 class AuthFramework:
@@ -71,8 +78,10 @@ class AuthFramework:
             seconds=seconds(cfg.session_absolute_timeout, "session_absolute_timeout")
         )
         self._touch_every = timedelta(seconds=cfg.touch_interval)
-        self._window = seconds(cfg.failed_login_window, "failed_login_window")
-        self._lockout = seconds(cfg.lockout_duration, "lockout_duration")
+        # Password attempts are counted, locked and delayed per (user, address) and per user.
+        self.throttle = LoginThrottle(storage, cfg)
+        # Listing and revoking one user's sessions and tokens by their public ids.
+        self.devices = Devices(storage, self._audit)
         # Raw access token -> token id, filled only after a full check (tag and digest) passed.
         # A repeat verify then skips both hashes; storage is still asked every time, so a
         # revocation anywhere takes effect at once. Bounded, oldest entry evicted first.
@@ -87,7 +96,7 @@ class AuthFramework:
         self._nowait = storage if isinstance(storage, SupportsNowaitReads) else None
         self._open = False
         self._open_lock = asyncio.Lock()
-        self._accounts = Accounts(self, self._passwords, self._audit, self._clear_lockout)
+        self._accounts = Accounts(self, self._passwords, self._audit, self.throttle.unlock)
         # The last failed attempt to open (monotonic time, error), for _reopen's back-off.
         self._open_failure: tuple[float, AuthmwError] | None = None
         self._logged_failure = ""  # the reason last logged at ERROR, so it is logged once
@@ -285,36 +294,27 @@ class AuthFramework:
         """Verify a login and return the user, counting failures and locking out.
 
         Raises ``InvalidCredentials`` (unknown user or wrong password, at the same cost),
-        ``AccountLocked`` once ``max_failed_logins`` failures fall within the window, and
+        ``AccountLocked`` once ``max_failed_logins`` failures from ``ip_address`` fall within
+        the window or while the user's slow-down across addresses runs (docs/lockout.md), and
         ``InvalidInput`` for an oversized password. Rehashes when hash parameters changed.
 
         Each attempt counts as a failure before its hash is checked (increment-then-verify),
-        so concurrent guesses never check more than ``max_failed_logins`` hashes before the
-        lock; an attempt that ends without an answer (cancelled, storage lost) keeps its count.
+        so concurrent guesses never check more than ``max_failed_logins`` hashes per address
+        before the lock; an attempt that ends without an answer (cancelled, storage lost)
+        keeps its count.
         """
         user_id = self._check_user_id(user_id)
         password = self._check_password(password, registering=False)
         if not self._open:
             await self._reopen()
         who = {"ip": ip_address, "agent": user_agent}
-        limit = self.config.max_failed_logins
-        # Increment-then-verify: every attempt reserves a failure atomically before any hash
-        # is checked, so concurrent guesses check at most ``limit`` hashes per lockout; the
-        # reservation stands as the failure count unless the password turns out right.
-        attempt = 0
-        locked = await self._locked_until(user_id)
-        if locked is None:
-            attempt = await self.storage.kv_incr(_FAILURES + user_id, self._window)
-            # Read again after reserving: the attempt that locks the account sets the lock and
-            # then clears the count, so a reservation made just after sees a low count but
-            # finds the lock here.
-            locked = await self._locked_until(user_id)
-            if locked is None and attempt > limit:
-                # Earlier reservations used the limit up; the one that locks is still checking.
-                locked = now_ts() + self._lockout
-        if locked is not None:
-            await self._audit("login", False, user_id, reason="locked", **who)
-            raise AccountLocked(user_id, max(0.0, locked - now_ts()))
+        # Increment-then-verify: every attempt reserves its counts atomically before any hash
+        # is checked, so concurrent guesses check no more hashes than the limits allow; the
+        # reservation stands as a failure unless the password turns out right.
+        attempt = await self.throttle.reserve(user_id, self._client_text(ip_address))
+        if isinstance(attempt, Refusal):
+            await self._audit("login", False, user_id, reason=attempt.reason, **who)
+            raise AccountLocked(user_id, max(0.0, attempt.retry_after))
         user = await self.storage.get_user(user_id)
         if user is None or not user.is_active:
             ok = await self._passwords.burn(password)
@@ -322,15 +322,14 @@ class AuthFramework:
             ok = await self._passwords.verify(user.password_hash, password)
         if not ok or user is None:
             await self._audit("login", False, user_id, reason="invalid_credentials", **who)
-            if attempt >= limit:
-                until = now_ts() + self._lockout
-                # Lock first, then clear the count: see the second read above.
-                await self.storage.kv_set(_LOCKED + user_id, repr(until).encode(), self._lockout)
-                await self.storage.kv_delete(_FAILURES + user_id)
-                await self._audit("account.lockout", True, user_id, failures=attempt, **who)
-                raise AccountLocked(user_id, self._lockout)
+            locked_for = await self.throttle.failed(attempt)
+            if locked_for is not None:
+                await self._audit(
+                    "account.lockout", True, user_id, failures=attempt.address_failures, **who
+                )
+                raise AccountLocked(user_id, locked_for)
             raise InvalidCredentials(user_id)
-        await self.storage.kv_delete(_FAILURES + user_id)
+        await self.throttle.succeeded(attempt)
         if self._passwords.needs_rehash(user.password_hash):
             user = replace(
                 user, password_hash=await self._passwords.hash(password), updated_at=utcnow()
@@ -338,11 +337,6 @@ class AuthFramework:
             await self.storage.update_user(user)
         await self._audit("login", True, user_id, **who)
         return user
-
-    async def _locked_until(self, user_id: str) -> float | None:
-        """The time a lockout of ``user_id`` ends, or None when it is not locked."""
-        locked = await self.storage.kv_get(_LOCKED + user_id)
-        return None if locked is None else float(locked)
 
     async def check_user(
         self,
@@ -441,16 +435,62 @@ class AuthFramework:
         there is no such user."""
         return await self._accounts.delete(user_id)
 
-    async def unlock_user(self, user_id: str) -> bool:
-        """Clear the user's failed-login count and lockout; True when there was one to
-        clear. ``UnknownUser`` when there is no such user."""
-        return await self._accounts.unlock(user_id)
+    async def unlock_user(self, user_id: str) -> None:
+        """Lift every lockout and slow-down of the user and forget its failure counts and
+        known addresses (its next login starts afresh, from any address; see
+        :mod:`authmw._throttle`). ``UnknownUser`` when there is no such user."""
+        await self._accounts.unlock(user_id)
 
-    async def _clear_lockout(self, user_id: str) -> bool:
-        """Delete the lockout state kept under ``user_id`` (already normalised)."""
-        locked = await self.storage.kv_delete(_LOCKED + user_id)
-        counted = await self.storage.kv_delete(_FAILURES + user_id)
-        return locked or counted
+    # -- per-session and per-token control -------------------------------------------------
+
+    async def list_sessions(self, user_id: str) -> list[SessionInfo]:
+        """The user's live sessions (created, last seen, address, user agent), oldest first."""
+        user_id = self._check_user_id(user_id)
+        if not self._open:
+            await self._reopen()
+        return await self.devices.sessions(user_id)
+
+    async def list_tokens(self, user_id: str) -> list[TokenInfo]:
+        """The user's logged-in bearer clients, one per login (refresh family), oldest first."""
+        user_id = self._check_user_id(user_id)
+        if not self._open:
+            await self._reopen()
+        return await self.devices.tokens(user_id)
+
+    async def revoke_session(self, session_id: str, *, user_id: str | None = None) -> bool:
+        """End the session whose public id (``SessionInfo.session_id``) is ``session_id``;
+        with ``user_id``, only if it is that user's. True when a live session ended."""
+        if user_id is not None:
+            user_id = self._check_user_id(user_id)
+        if not self._open:
+            await self._reopen()
+        return await self.devices.revoke_session(session_id, user_id)
+
+    async def revoke_token(self, token_id: str, *, user_id: str | None = None) -> bool:
+        """Revoke the token whose public id (``TokenInfo.token_id``) is ``token_id`` with its
+        refresh family (the client's refresh token stops working too); with ``user_id``, only
+        if it is that user's. True when a live token was revoked."""
+        if user_id is not None:
+            user_id = self._check_user_id(user_id)
+        if not self._open:
+            await self._reopen()
+        return await self.devices.revoke_token(token_id, user_id)
+
+    async def logout_everywhere_else(
+        self,
+        user_id: str,
+        *,
+        keep_session: str | None = None,
+        keep_token: str | None = None,
+    ) -> int:
+        """End every session and token of the user but the current one: ``keep_session`` (a
+        session's public id, ``AuthUser.session_record.session_id``) and/or ``keep_token`` (a
+        token id, ``AuthUser.token.token_id``, whose refresh family stays). Returns how many
+        were live. With neither, every session and token of the user ends."""
+        user_id = self._check_user_id(user_id)
+        if not self._open:
+            await self._reopen()
+        return await self.devices.logout_everywhere_else(user_id, keep_session, keep_token)
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -467,15 +507,20 @@ class AuthFramework:
         Raises what :meth:`check_user` raises.
         """
         user = await self.check_user(user_id, ip_address=ip_address, user_agent=user_agent)
-        return await self._issue(user)
+        return await self._issue(user, ip_address, user_agent)
 
-    async def _issue(self, user: UserRecord) -> AuthToken:
-        token = self._mint(user, None)
+    async def _issue(
+        self, user: UserRecord, ip_address: str | None, user_agent: str | None
+    ) -> AuthToken:
+        # A new login: its time is the first token's creation.
+        login = _Login(None, self._client_text(ip_address), self._client_text(user_agent))
+        token = self._mint(user, None, login)
         await self.storage.store_token(token)
         await self._audit("token.issue", True, user.user_id, token_id=token.token_id)
         return token
 
-    def _mint(self, user: UserRecord, family_id: str | None) -> AuthToken:
+    def _mint(self, user: UserRecord, family_id: str | None, login: _Login) -> AuthToken:
+        """A new token pair for ``user``, carrying the details of the login it descends from."""
         access, refresh = self._codec.mint(ACCESS), self._codec.mint(REFRESH)
         now = utcnow()
         return AuthToken(
@@ -492,6 +537,9 @@ class AuthFramework:
             permissions=user.permissions,
             access_token=access.token,
             refresh_token=refresh.token,
+            login_at=login.at or now,
+            ip_address=login.ip_address,
+            user_agent=login.user_agent,
         )
 
     async def authenticate(
@@ -509,7 +557,7 @@ class AuthFramework:
         user = await self.check_password(
             user_id, password, ip_address=ip_address, user_agent=user_agent
         )
-        return await self._issue(user)
+        return await self._issue(user, ip_address, user_agent)
 
     async def verify(self, access_token: str) -> AuthToken:
         """The stored record of a valid access token.
@@ -673,7 +721,8 @@ class AuthFramework:
                 replace(record, revoked_at=now, revoke_reason="user_disabled")
             )
             raise InvalidToken("revoked", token_id=record.token_id)
-        new = self._mint(user, record.family_id)
+        login = _Login(record.login_at or record.created_at, record.ip_address, record.user_agent)
+        new = self._mint(user, record.family_id, login)
         retired = replace(record, revoked_at=now, revoke_reason="rotated")
         if not await self.storage.rotate_token(retired, new):
             # Another request rotated this token first: the same refresh token was used twice.
@@ -755,11 +804,15 @@ class AuthFramework:
         self,
         user_id: str,
         data: dict[str, Any] | None = None,
+        *,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
     ) -> tuple[str, SessionData]:
         """Start a server-side session; return the session id to hand out and its record.
 
         Roles and permissions are copied from the user record when the user exists. ``data``
-        must be JSON-serialisable (``TypeError`` otherwise).
+        must be JSON-serialisable (``TypeError`` otherwise). The client's address and user
+        agent are kept (cleaned, as the audit log keeps them) for :meth:`list_sessions`.
         """
         user_id = self._check_user_id(user_id)
         if not self._open:
@@ -779,6 +832,8 @@ class AuthFramework:
             data=dict(data or {}),
             roles=user.roles if user else (),
             permissions=user.permissions if user else (),
+            ip_address=self._client_text(ip_address),
+            user_agent=self._client_text(user_agent),
         )
         await self.storage.store_session(session)
         await self._audit("session.create", True, user_id, session_id=session.session_id)

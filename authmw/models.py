@@ -77,6 +77,12 @@ class AuthToken:
     token_type: str = "Bearer"
     revoked_at: datetime | None = None
     revoke_reason: str | None = None
+    # The login that started this token's family: when (None in records written before authmw
+    # kept it) and from where (cleaned client text). Copied to every token a refresh mints, so a
+    # "your devices" page shows the login, and the live token's created_at its last refresh.
+    login_at: datetime | None = None
+    ip_address: str | None = None
+    user_agent: str | None = None
     access_token: str = field(default="", repr=False, compare=False)
     refresh_token: str = field(default="", repr=False, compare=False)
     # POSIX timestamps of the two expiries, derived once: the verify hot path compares floats
@@ -86,7 +92,12 @@ class AuthToken:
 
     def __post_init__(self) -> None:
         _check_aware(
-            "AuthToken", self.expires_at, self.created_at, self.refresh_expires_at, self.revoked_at
+            "AuthToken",
+            self.expires_at,
+            self.created_at,
+            self.refresh_expires_at,
+            self.revoked_at,
+            self.login_at,
         )
         object.__setattr__(self, "expires_ts", self.expires_at.timestamp())
         object.__setattr__(self, "storage_expires_ts", self.storage_expires_at.timestamp())
@@ -127,6 +138,9 @@ class AuthToken:
             "token_type": self.token_type,
             "revoked_at": _dt(self.revoked_at),
             "revoke_reason": self.revoke_reason,
+            "login_at": _dt(self.login_at),
+            "ip_address": self.ip_address,
+            "user_agent": self.user_agent,
         }
 
     @classmethod
@@ -148,6 +162,9 @@ class AuthToken:
             token_type=data.get("token_type", "Bearer"),
             revoked_at=_parse_opt_dt(data.get("revoked_at")),
             revoke_reason=data.get("revoke_reason"),
+            login_at=_parse_opt_dt(data.get("login_at")),
+            ip_address=data.get("ip_address"),
+            user_agent=data.get("user_agent"),
         )
 
     def to_json(self) -> str:
@@ -168,6 +185,7 @@ class SessionData:
     the digest of the secret half is kept. ``expires_at`` is the effective expiry (the earlier of
     the idle deadline and ``absolute_expires_at``) and is what storage uses for its TTL.
     ``data`` holds JSON-serialisable values; backends hand out a fresh copy on every read.
+    ``ip_address`` and ``user_agent`` are the client's at login (cleaned text, or None).
     """
 
     session_id: str
@@ -180,6 +198,8 @@ class SessionData:
     data: dict[str, Any] = field(default_factory=dict, repr=False)
     roles: tuple[str, ...] = ()
     permissions: tuple[str, ...] = ()
+    ip_address: str | None = None
+    user_agent: str | None = None
     expires_ts: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -205,6 +225,8 @@ class SessionData:
             "data": self.data,
             "roles": list(self.roles),
             "permissions": list(self.permissions),
+            "ip_address": self.ip_address,
+            "user_agent": self.user_agent,
         }
 
     @classmethod
@@ -221,6 +243,8 @@ class SessionData:
             data=dict(data.get("data") or {}),
             roles=tuple(data.get("roles", ())),
             permissions=tuple(data.get("permissions", ())),
+            ip_address=data.get("ip_address"),
+            user_agent=data.get("user_agent"),
         )
 
     def to_json(self) -> str:

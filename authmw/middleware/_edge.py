@@ -32,6 +32,7 @@ from ..errors import ConfigurationError, InvalidToken, MalformedAuthorization, S
 from ..framework import AuthFramework
 from ..models import AuthToken, SessionData, UserRecord
 from ..tokens import parse_authorization
+from ._client import TrustedProxies
 from ._cookies import SessionCookieCodec, data_fingerprint
 from ._options import MiddlewareOptions, parse_host, parse_origin
 from .principal import ANONYMOUS, AnonymousUser, AuthUser
@@ -170,6 +171,7 @@ class Edge:
         self._csrf = options.csrf
         self._excluded = tuple(p.rstrip("/") for p in options.exclude_paths)
         self._origins = frozenset(parse_origin(o) for o in options.websocket_origins)
+        self.proxies = TrustedProxies(options.trusted_proxies)
         self._unavailable = Refusal(
             503,
             {
@@ -421,15 +423,19 @@ class Edge:
         *,
         ip_address: str | None,
         user_agent: str | None,
+        forwarded_for: str | None = None,
     ) -> AuthUser:
         """Check a password and start a fresh session (a new id even if one existed).
 
         Data of a session of the same user carries over; another user's is dropped.
+        ``ip_address`` is the peer's; ``forwarded_for`` the ``X-Forwarded-For`` values, read
+        only when the peer is a trusted proxy (:class:`TrustedProxies`).
         """
+        ip_address = self.proxies.client(ip_address, forwarded_for)
         account = await self.auth.check_password(
             user_id, password, ip_address=ip_address, user_agent=user_agent
         )
-        return await self._start_session(state, account)
+        return await self._start_session(state, account, ip_address, user_agent)
 
     async def login_user(
         self,
@@ -438,12 +444,20 @@ class Edge:
         *,
         ip_address: str | None,
         user_agent: str | None,
+        forwarded_for: str | None = None,
     ) -> AuthUser:
         """:meth:`login` without a password (:meth:`AuthFramework.check_user` decides)."""
+        ip_address = self.proxies.client(ip_address, forwarded_for)
         account = await self.auth.check_user(user_id, ip_address=ip_address, user_agent=user_agent)
-        return await self._start_session(state, account)
+        return await self._start_session(state, account, ip_address, user_agent)
 
-    async def _start_session(self, state: RequestState, account: UserRecord) -> AuthUser:
+    async def _start_session(
+        self,
+        state: RequestState,
+        account: UserRecord,
+        ip_address: str | None,
+        user_agent: str | None,
+    ) -> AuthUser:
         """Log ``account`` in on a fresh session id (fixation: never the one the client had)."""
         carry = (
             dict(state.session)
@@ -454,7 +468,9 @@ class Edge:
         )
         if state.session_id is not None:
             await self.auth.destroy_session(state.session_id)
-        session_id, record = await self.auth.create_session(account.user_id, carry)
+        session_id, record = await self.auth.create_session(
+            account.user_id, carry, ip_address=ip_address, user_agent=user_agent
+        )
         user = self._adopt(state, session_id, record)
         state.set_cookie, state.delete_cookie = True, False
         return user

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from ..errors import ConfigurationError
+from ._client import parse_networks
 
 __all__ = ["MiddlewareOptions", "OptionKeywords", "parse_host", "parse_origin", "resolve"]
 
@@ -69,6 +70,9 @@ class MiddlewareOptions:
     a 503. ``websocket_origins`` are the origins (``"https://app.example.com"``) besides the
     request's own host whose pages may open a websocket authenticated by the session cookie
     (ASGI only; a handshake from any other ``Origin``, or none, is refused).
+    ``trusted_proxies`` are the addresses or networks (``"10.0.0.0/8"``) of reverse proxies
+    whose ``X-Forwarded-For`` names the client (the right-most hop that is not one of them);
+    empty (the default), the client is the connection's peer and the header is ignored.
 
     Raises ``ConfigurationError`` for a header or cookie name that cannot be one, an
     ``exclude_paths`` that is a single string or holds something other than paths starting
@@ -86,6 +90,8 @@ class MiddlewareOptions:
     retry_after: int = 5
     # Any iterable of origins; kept as a tuple.
     websocket_origins: Iterable[str] = ()
+    # Any iterable of addresses or networks; kept as a tuple.
+    trusted_proxies: Iterable[str] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.csrf_header, str) or not _HEADER_NAME.fullmatch(self.csrf_header):
@@ -127,6 +133,11 @@ class MiddlewareOptions:
                     f"websocket_origins: {origin!r} is not an origin like 'https://example.com'"
                 )
         object.__setattr__(self, "websocket_origins", origins)
+        proxies = self.trusted_proxies
+        if not isinstance(proxies, (str, bytes)):
+            proxies = tuple(proxies)
+        parse_networks(proxies)  # raises for a single string or anything not an address
+        object.__setattr__(self, "trusted_proxies", proxies)
 
 
 class OptionKeywords(TypedDict, total=False):
@@ -141,6 +152,7 @@ class OptionKeywords(TypedDict, total=False):
     exclude_paths: Iterable[str]
     retry_after: int
     websocket_origins: Iterable[str]
+    trusted_proxies: Iterable[str]
 
 
 def resolve(options: MiddlewareOptions | None, keywords: OptionKeywords) -> MiddlewareOptions:

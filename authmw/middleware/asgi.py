@@ -239,6 +239,7 @@ async def login(request: HTTPConnection, user_id: str, password: str) -> AuthUse
         password,
         ip_address=client.host if client else None,
         user_agent=request.headers.get("user-agent"),
+        forwarded_for=",".join(request.headers.getlist("x-forwarded-for")) or None,
     )
     AuthMiddleware._publish(request.scope, state)
     _current.set(user)
@@ -261,6 +262,7 @@ async def login_user(request: HTTPConnection, user_id: str) -> AuthUser:
         user_id,
         ip_address=client.host if client else None,
         user_agent=request.headers.get("user-agent"),
+        forwarded_for=",".join(request.headers.getlist("x-forwarded-for")) or None,
     )
     AuthMiddleware._publish(request.scope, state)
     _current.set(user)

@@ -382,6 +382,7 @@ def login(environ: WSGIEnvironment, user_id: str, password: str) -> AuthUser:
             password,
             ip_address=environ.get("REMOTE_ADDR"),
             user_agent=environ.get("HTTP_USER_AGENT"),
+            forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
         ),
         "login",
     )
@@ -405,6 +406,7 @@ def login_user(environ: WSGIEnvironment, user_id: str) -> AuthUser:
             user_id,
             ip_address=environ.get("REMOTE_ADDR"),
             user_agent=environ.get("HTTP_USER_AGENT"),
+            forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
         ),
         "login",
     )

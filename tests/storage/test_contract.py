@@ -277,6 +277,36 @@ async def test_session_round_trip(storage: AuthStorage) -> None:
     assert await storage.get_session("missing") is None
 
 
+async def test_login_details_round_trip(storage: AuthStorage) -> None:
+    """A token's and a session's login time, client address and user agent read back, by id,
+    by refresh selector and in the user's listings; records without them read back None."""
+    login = utcnow() - timedelta(hours=3)
+    agent = "Mozilla/5.0 (X11; Linux x86_64) \u00e9\u4e2d"
+    token = make_token(login_at=login, ip_address="2001:db8::1", user_agent=agent)
+    session = make_session(ip_address="203.0.113.7", user_agent=agent)
+    bare_token, bare_session = make_token(), make_session()
+    for record in (token, bare_token):
+        await storage.store_token(record)
+    for record in (session, bare_session):
+        await storage.store_session(record)
+    assert token.refresh_id is not None
+    for got in (
+        await storage.get_token(token.token_id),
+        await storage.get_token_by_refresh(token.refresh_id),
+    ):
+        assert got is not None
+        assert (got.login_at, got.ip_address, got.user_agent) == (login, "2001:db8::1", agent)
+    got_session = await storage.get_session(session.session_id)
+    assert got_session is not None
+    assert (got_session.ip_address, got_session.user_agent) == ("203.0.113.7", agent)
+    listed = {t.token_id: t for t in await storage.list_user_tokens("alice")}
+    assert listed == {token.token_id: token, bare_token.token_id: bare_token}
+    assert listed[bare_token.token_id].login_at is None
+    sessions = {s.session_id: s for s in await storage.list_user_sessions("alice")}
+    assert sessions[session.session_id] == session
+    assert sessions[bare_session.session_id].ip_address is None
+
+
 async def test_session_reads_are_copies(storage: AuthStorage) -> None:
     """Mutating data read back (or passed in) does not change what is stored."""
     data = {"cart": [1]}

@@ -42,12 +42,12 @@ USER_COLS = "user_id, password_hash, roles, permissions, is_active, created_at, 
 TOKEN_COLS = (
     "token_id, user_id, access_digest, family_id, refresh_id, refresh_digest, token_type, "
     "expires_at, refresh_expires_at, storage_expires_at, created_at, revoked_at, revoke_reason, "
-    "roles, permissions"
+    "roles, permissions, login_at, ip_address, user_agent"
 )
 _TOKEN_SET = ", ".join(f"{col} = ${i}" for i, col in enumerate(TOKEN_COLS.split(", ")[1:], start=2))
 SESSION_COLS = (
     "session_id, user_id, verifier_digest, data, roles, permissions, created_at, "
-    "last_accessed, expires_at, absolute_expires_at"
+    "last_accessed, expires_at, absolute_expires_at, ip_address, user_agent"
 )
 EVENT_COLS = (
     "event_id, user_id, action, resource, outcome, ip_address, user_agent, created_at, metadata"
@@ -103,9 +103,9 @@ class Statements:
             'ORDER BY user_id COLLATE "C" LIMIT $4'
         )
 
-        # tokens; $16 is "now" wherever it appears
+        # tokens; $19 is "now" wherever it appears (after the 18 columns of TOKEN_COLS)
         self.store_token = (
-            f"INSERT INTO {tokens} ({TOKEN_COLS}, updated_at) VALUES ({_placeholders(15)}, "
+            f"INSERT INTO {tokens} ({TOKEN_COLS}, updated_at) VALUES ({_placeholders(18)}, "
             f"now()) ON CONFLICT (token_id) DO UPDATE SET {_TOKEN_SET}, updated_at = now()"
         )
         self.get_token = (
@@ -116,7 +116,7 @@ class Statements:
         )
         self.update_token = (
             f"UPDATE {tokens} SET {_TOKEN_SET}, updated_at = now() "
-            "WHERE token_id = $1 AND storage_expires_at > $16"
+            "WHERE token_id = $1 AND storage_expires_at > $19"
         )
         # The row lock taken by this UPDATE serialises concurrent rotations of one token; a
         # loser re-reads the row after the winner commits, finds revoked_at set, updates nothing.
@@ -153,10 +153,10 @@ class Statements:
 
         # sessions
         self.store_session = (
-            f"INSERT INTO {sessions} ({SESSION_COLS}) VALUES ({_placeholders(10)}) "
+            f"INSERT INTO {sessions} ({SESSION_COLS}) VALUES ({_placeholders(12)}) "
             "ON CONFLICT (session_id) DO UPDATE SET user_id = $2, verifier_digest = $3, "
             "data = $4, roles = $5, permissions = $6, created_at = $7, last_accessed = $8, "
-            "expires_at = $9, absolute_expires_at = $10"
+            "expires_at = $9, absolute_expires_at = $10, ip_address = $11, user_agent = $12"
         )
         self.get_session = (
             f"SELECT {SESSION_COLS} FROM {sessions} WHERE session_id = $1 AND expires_at > $2"
@@ -317,7 +317,7 @@ def row_to_user(row: Mapping[str, Any]) -> UserRecord:
 
 
 def token_args(token: AuthToken) -> tuple[Any, ...]:
-    """Bind arguments ($1..$15) for the token statements, in ``TOKEN_COLS`` order."""
+    """Bind arguments ($1..$18) for the token statements, in ``TOKEN_COLS`` order."""
     return (
         token.token_id,
         token.user_id,
@@ -334,6 +334,9 @@ def token_args(token: AuthToken) -> tuple[Any, ...]:
         token.revoke_reason,
         token.roles,
         token.permissions,
+        token.login_at,
+        token.ip_address,
+        token.user_agent,
     )
 
 
@@ -354,6 +357,9 @@ def row_to_token(row: Mapping[str, Any]) -> AuthToken:
         token_type=row["token_type"],
         revoked_at=row["revoked_at"],
         revoke_reason=row["revoke_reason"],
+        login_at=row["login_at"],
+        ip_address=row["ip_address"],
+        user_agent=row["user_agent"],
     )
 
 
@@ -370,6 +376,8 @@ def session_args(session: SessionData, data_json: str) -> tuple[Any, ...]:
         session.last_accessed,
         session.expires_at,
         session.absolute_expires_at,
+        session.ip_address,
+        session.user_agent,
     )
 
 
@@ -386,6 +394,8 @@ def row_to_session(row: Mapping[str, Any]) -> SessionData:
         data=json.loads(row["data"]),
         roles=tuple(row["roles"]),
         permissions=tuple(row["permissions"]),
+        ip_address=row["ip_address"],
+        user_agent=row["user_agent"],
     )
 
 
