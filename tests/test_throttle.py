@@ -168,7 +168,7 @@ async def test_unlock_user_clears_locks_delays_and_counts(storage: AuthStorage) 
         assert await guess(auth, NEW, "right password") == "ok"
         with pytest.raises(AccountLocked):
             await auth.check_password("bob", "right password", ip_address="203.0.113.66")
-        events = await storage.query_audit(user_id="alice", action="account.unlock")
+        events = await storage.query_audit(user_id="alice", action="user.unlock")
         assert len(events) == 1
 
 
