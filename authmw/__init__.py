@@ -14,18 +14,20 @@ from .errors import (
     AuthmwError,
     BackupError,
     ConfigurationError,
+    CsrfFailed,
     InvalidCredentials,
     InvalidInput,
     InvalidToken,
     MalformedAuthorization,
     RefreshTokenReused,
+    SessionTooLarge,
     StorageUnavailable,
     UnknownUser,
     UserExists,
 )
 from .framework import AuthFramework
 from .middleware import MiddlewareOptions
-from .middleware.asgi import AuthMiddleware, login, login_user, logout
+from .middleware.asgi import AuthMiddleware, csrf_token, login, login_user, logout
 from .middleware.handlers import exception_handlers, handle_authmw_error
 from .middleware.principal import AuthUser, current_user
 from .middleware.wsgi import WSGIAuthMiddleware
@@ -45,6 +47,7 @@ __all__ = [
     "BackupError",
     "ConfigurationError",
     "CookieConfig",
+    "CsrfFailed",
     "InMemoryConfig",
     "InMemoryStorage",
     "InvalidCredentials",
@@ -54,12 +57,14 @@ __all__ = [
     "MiddlewareOptions",
     "RefreshTokenReused",
     "SessionData",
+    "SessionTooLarge",
     "StorageStatistics",
     "StorageUnavailable",
     "UnknownUser",
     "UserExists",
     "UserRecord",
     "WSGIAuthMiddleware",
+    "csrf_token",
     "current_user",
     "exception_handlers",
     "handle_authmw_error",

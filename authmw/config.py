@@ -91,6 +91,12 @@ class AuthConfig:
     uses that much memory. ``verified_token_cache`` is how many recently verified access tokens
     are remembered so a repeat ``verify`` skips re-hashing (storage is still asked every time,
     so revocation is immediate); 0 turns it off.
+
+    Anonymous sessions (a visitor's cart or flash message before any login, created by the
+    middleware on the first write) expire sooner than a user's:
+    ``anonymous_session_idle_timeout`` (30 minutes) and ``anonymous_session_absolute_timeout``
+    (12 hours); their data may hold at most ``anonymous_session_max_bytes`` of JSON (4 KiB), so
+    a bot's sessions stay small and short-lived.
     """
 
     secret_key: str | bytes | None = field(default=None, repr=False)
@@ -111,6 +117,9 @@ class AuthConfig:
     audit_log: bool = True
     verified_token_cache: int = 10_000
     cookie: CookieConfig = field(default_factory=CookieConfig)
+    anonymous_session_idle_timeout: Duration = timedelta(minutes=30)
+    anonymous_session_absolute_timeout: Duration = timedelta(hours=12)
+    anonymous_session_max_bytes: int = 4096
     generated_secret: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -135,6 +144,8 @@ class AuthConfig:
             "session_absolute_timeout",
             "failed_login_window",
             "lockout_duration",
+            "anonymous_session_idle_timeout",
+            "anonymous_session_absolute_timeout",
         ):
             seconds(getattr(self, name), name)
         for name, minimum in (
@@ -144,15 +155,19 @@ class AuthConfig:
             ("max_user_id_length", 1),
             ("max_concurrent_hashes", 1),
             ("verified_token_cache", 0),
+            ("anonymous_session_max_bytes", 2),
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ConfigurationError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-        if self.touch_interval >= seconds(self.session_idle_timeout, "session_idle_timeout"):
+        if self.touch_interval >= min(
+            seconds(self.session_idle_timeout, "session_idle_timeout"),
+            seconds(self.anonymous_session_idle_timeout, "anonymous_session_idle_timeout"),
+        ):
             # An active user's session would only be extended after it had already expired.
             raise ConfigurationError(
-                "session_touch_interval must be shorter than session_idle_timeout, or active "
-                "users are logged out"
+                "session_touch_interval must be shorter than session_idle_timeout and "
+                "anonymous_session_idle_timeout, or active users are logged out"
             )
         if self.min_password_length > self.max_password_length:
             raise ConfigurationError("min_password_length is above max_password_length")
@@ -166,9 +181,13 @@ class AuthConfig:
     @property
     def touch_interval(self) -> float:
         """Seconds between writes of a session's ``last_accessed``: ``session_touch_interval``,
-        or by default a minute, capped at half the idle timeout."""
+        or by default a minute, capped at half the shorter idle timeout."""
         if self.session_touch_interval is None:
-            return min(60.0, seconds(self.session_idle_timeout, "session_idle_timeout") / 2)
+            idle = min(
+                seconds(self.session_idle_timeout, "session_idle_timeout"),
+                seconds(self.anonymous_session_idle_timeout, "anonymous_session_idle_timeout"),
+            )
+            return min(60.0, idle / 2)
         return seconds(self.session_touch_interval, "session_touch_interval", allow_zero=True)
 
     @property

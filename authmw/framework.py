@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import unicodedata
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from .errors import (
     InvalidInput,
     InvalidToken,
     RefreshTokenReused,
+    SessionTooLarge,
     UnknownUser,
 )
 from .models import AuditEvent, AuthToken, SessionData, UserRecord, utcnow
@@ -55,6 +57,14 @@ class AuthFramework:
             seconds=seconds(cfg.session_absolute_timeout, "session_absolute_timeout")
         )
         self._touch_every = timedelta(seconds=cfg.touch_interval)
+        self._anon_idle = timedelta(
+            seconds=seconds(cfg.anonymous_session_idle_timeout, "anonymous_session_idle_timeout")
+        )
+        self._anon_absolute = timedelta(
+            seconds=seconds(
+                cfg.anonymous_session_absolute_timeout, "anonymous_session_absolute_timeout"
+            )
+        )
         self._window = seconds(cfg.failed_login_window, "failed_login_window")
         self._lockout = seconds(cfg.lockout_duration, "lockout_duration")
         # Raw access token -> token id, filled only after a full check (tag and digest) passed.
@@ -549,6 +559,58 @@ class AuthFramework:
         await self._audit("session.create", True, user_id, session_id=session.session_id)
         return minted.token, session
 
+    def new_anonymous_session(self, data: dict[str, Any] | None = None) -> tuple[str, SessionData]:
+        """A session for a visitor who is not logged in, minted but not stored yet: its id
+        (and so its CSRF token) is known at once, the storage write waits for
+        :meth:`store_anonymous_session` (the middleware does it as the response starts).
+
+        It has no user (``user_id`` None), no roles, and the anonymous timeouts. Not audited:
+        a visitor's cart is not a security event, and bots would flood the log.
+        """
+        minted = self._codec.mint(SESSION)
+        now = utcnow()
+        absolute = now + self._anon_absolute
+        return minted.token, SessionData(
+            session_id=minted.selector,
+            user_id=None,
+            verifier_digest=minted.verifier_digest,
+            created_at=now,
+            last_accessed=now,
+            expires_at=min(now + self._anon_idle, absolute),
+            absolute_expires_at=absolute,
+            data=dict(data or {}),
+        )
+
+    async def store_anonymous_session(
+        self, session: SessionData, data: dict[str, Any]
+    ) -> SessionData:
+        """Store a session of :meth:`new_anonymous_session` with ``data``; return the record.
+
+        Raises ``SessionTooLarge`` when the data's JSON is above
+        ``anonymous_session_max_bytes`` (nothing is stored), ``TypeError`` for data that is
+        not JSON-serialisable.
+        """
+        self._check_anonymous_size(data)
+        if not self._open:
+            await self.open()
+        stored = replace(session, data=dict(data))
+        await self.storage.store_session(stored)
+        return stored
+
+    async def create_anonymous_session(
+        self, data: dict[str, Any] | None = None
+    ) -> tuple[str, SessionData]:
+        """:meth:`new_anonymous_session` and :meth:`store_anonymous_session` in one call."""
+        session_id, session = self.new_anonymous_session(data)
+        return session_id, await self.store_anonymous_session(session, session.data)
+
+    def _check_anonymous_size(self, data: dict[str, Any]) -> None:
+        """The bound on what a visitor who never logged in may keep in storage."""
+        limit = self.config.anonymous_session_max_bytes
+        size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > limit:
+            raise SessionTooLarge("session data", f"{size} bytes of JSON, above {limit}")
+
     async def get_session(self, session_id: str) -> SessionData:
         """The live session behind a session id, its idle deadline moved forward.
 
@@ -562,7 +624,8 @@ class AuthFramework:
         session = self._accept_session(selector, verifier, found)
         now = utcnow()
         if now - session.last_accessed >= self._touch_every:
-            expires = min(now + self._idle, session.absolute_expires_at)
+            idle = self._idle if session.user_id is not None else self._anon_idle
+            expires = min(now + idle, session.absolute_expires_at)
             if await self.storage.touch_session(selector, now, expires):
                 session = replace(session, last_accessed=now, expires_at=expires)
         return session
@@ -591,7 +654,11 @@ class AuthFramework:
         return found
 
     async def save_session(self, session: SessionData, data: dict[str, Any]) -> SessionData:
-        """Store new data for a session; return the updated record."""
+        """Store new data for a session; return the updated record.
+
+        Raises ``SessionTooLarge`` for an anonymous session's data above the bound."""
+        if session.user_id is None:
+            self._check_anonymous_size(data)
         if not self._open:
             await self.open()
         updated = replace(session, data=dict(data))
