@@ -29,7 +29,7 @@ from werkzeug.local import LocalProxy
 
 from ..errors import AuthmwError
 from ..framework import AuthFramework
-from ..middleware import wsgi
+from ..middleware import templating, wsgi
 from ..middleware._edge import prefers_html
 from ..middleware.handlers import error_answer
 from ..middleware.principal import AuthUser, credentials_for
@@ -37,6 +37,7 @@ from ..middleware.principal import current_user as _context_user
 
 __all__ = [
     "AuthMW",
+    "csrf_token",
     "current_session",
     "current_user",
     "login",
@@ -102,6 +103,8 @@ class AuthMW:
         self.middleware = middleware
         if self.error_handlers:
             app.register_error_handler(AuthmwError, _answer_error)
+        # {{ csrf_token() }} and {{ csrf_field() }} in templates: a form needs no JavaScript.
+        templating.install(app.jinja_env)
 
     def _middleware(self) -> wsgi.WSGIAuthMiddleware:
         if self.middleware is None:
@@ -170,6 +173,13 @@ def login_user(user_id: str) -> AuthUser:
 def logout() -> None:
     """End the current request's session server-side; the response deletes the cookie."""
     wsgi.logout(request.environ)
+
+
+def csrf_token() -> str:
+    """The CSRF token of the current request's session, for a form's ``csrf_token`` field
+    (an anonymous session starts if the visitor has none). Templates have it as
+    ``{{ csrf_token() }}``, and ``{{ csrf_field() }}`` is the whole hidden input."""
+    return wsgi.csrf_token(request.environ)
 
 
 def _extension() -> AuthMW:
