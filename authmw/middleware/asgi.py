@@ -109,9 +109,11 @@ class AuthMiddleware:
             method = scope.get("method", "GET")
             if (
                 csrf is None
-                and cookie is not None
                 and self._form_csrf
-                and (method not in SAFE_METHODS)
+                and cookie is not None
+                and method not in SAFE_METHODS
+                # Only a session cookie makes the token count: other forms are not buffered.
+                and self.edge.cookie_name in cookie
             ):
                 # A plain HTML form sends its token in the body: read it, replay it to the app.
                 found = await self._form_token(scope, receive, method)

@@ -160,7 +160,14 @@ class WSGIAuthMiddleware:
             # WSGI strings are bytes decoded as latin-1; anything else is not from the wire.
             raw = None if authorization is None else authorization.encode("latin-1", "replace")
             method, csrf = environ.get("REQUEST_METHOD", "GET"), environ.get(self._csrf_key)
-            if csrf is None and cookie and self._form_csrf and method not in SAFE_METHODS:
+            if (
+                csrf is None
+                and self._form_csrf
+                and cookie
+                and method not in SAFE_METHODS
+                # Only a session cookie makes the token count: other forms are not buffered.
+                and self.edge.cookie_name in cookie
+            ):
                 # A plain HTML form sends its token in the body: read it, hand the app a copy.
                 found = _form_token(edge, environ, method)
                 if isinstance(found, Refusal):
