@@ -160,14 +160,11 @@ class AuthConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ConfigurationError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-        if self.touch_interval >= min(
-            seconds(self.session_idle_timeout, "session_idle_timeout"),
-            seconds(self.anonymous_session_idle_timeout, "anonymous_session_idle_timeout"),
-        ):
+        if self.touch_interval >= seconds(self.session_idle_timeout, "session_idle_timeout"):
             # An active user's session would only be extended after it had already expired.
             raise ConfigurationError(
-                "session_touch_interval must be shorter than session_idle_timeout and "
-                "anonymous_session_idle_timeout, or active users are logged out"
+                "session_touch_interval must be shorter than session_idle_timeout, or active "
+                "users are logged out"
             )
         if self.min_password_length > self.max_password_length:
             raise ConfigurationError("min_password_length is above max_password_length")
@@ -181,13 +178,10 @@ class AuthConfig:
     @property
     def touch_interval(self) -> float:
         """Seconds between writes of a session's ``last_accessed``: ``session_touch_interval``,
-        or by default a minute, capped at half the shorter idle timeout."""
+        or by default a minute, capped at half the idle timeout. (Anonymous sessions are
+        touched at least twice per ``anonymous_session_idle_timeout``.)"""
         if self.session_touch_interval is None:
-            idle = min(
-                seconds(self.session_idle_timeout, "session_idle_timeout"),
-                seconds(self.anonymous_session_idle_timeout, "anonymous_session_idle_timeout"),
-            )
-            return min(60.0, idle / 2)
+            return min(60.0, seconds(self.session_idle_timeout, "session_idle_timeout") / 2)
         return seconds(self.session_touch_interval, "session_touch_interval", allow_zero=True)
 
     @property

@@ -65,6 +65,9 @@ class AuthFramework:
                 cfg.anonymous_session_absolute_timeout, "anonymous_session_absolute_timeout"
             )
         )
+        # A touch interval fit for users' sessions may be too long for the shorter anonymous
+        # idle timeout: those are touched at least twice per idle period.
+        self._anon_touch_every = min(self._touch_every, self._anon_idle / 2)
         self._window = seconds(cfg.failed_login_window, "failed_login_window")
         self._lockout = seconds(cfg.lockout_duration, "lockout_duration")
         # Raw access token -> token id, filled only after a full check (tag and digest) passed.
@@ -623,9 +626,11 @@ class AuthFramework:
         found = await self.storage.get_session(selector)
         session = self._accept_session(selector, verifier, found)
         now = utcnow()
-        if now - session.last_accessed >= self._touch_every:
-            idle = self._idle if session.user_id is not None else self._anon_idle
-            expires = min(now + idle, session.absolute_expires_at)
+        user = session.user_id is not None
+        if now - session.last_accessed >= (self._touch_every if user else self._anon_touch_every):
+            expires = min(
+                now + (self._idle if user else self._anon_idle), session.absolute_expires_at
+            )
             if await self.storage.touch_session(selector, now, expires):
                 session = replace(session, last_accessed=now, expires_at=expires)
         return session
@@ -642,7 +647,8 @@ class AuthFramework:
         if found is MISS:
             return None
         session = self._accept_session(selector, verifier, found)
-        if utcnow() - session.last_accessed >= self._touch_every:
+        every = self._touch_every if session.user_id is not None else self._anon_touch_every
+        if utcnow() - session.last_accessed >= every:
             return None  # the touch is a write: get_session does it
         return session
 
