@@ -15,18 +15,20 @@ from .errors import (
     AuthmwError,
     BackupError,
     ConfigurationError,
+    CsrfFailed,
     InvalidCredentials,
     InvalidInput,
     InvalidToken,
     MalformedAuthorization,
     RefreshTokenReused,
+    SessionTooLarge,
     StorageUnavailable,
     UnknownUser,
     UserExists,
 )
 from .framework import AuthFramework
 from .middleware import MiddlewareOptions
-from .middleware.asgi import AuthMiddleware, login, login_user, logout
+from .middleware.asgi import AuthMiddleware, csrf_token, login, login_user, logout
 from .middleware.handlers import exception_handlers, handle_authmw_error
 from .middleware.principal import AuthUser, current_user
 from .middleware.wsgi import WSGIAuthMiddleware
@@ -46,6 +48,7 @@ __all__ = [
     "BackupError",
     "ConfigurationError",
     "CookieConfig",
+    "CsrfFailed",
     "InMemoryConfig",
     "InMemoryStorage",
     "InvalidCredentials",
@@ -56,6 +59,7 @@ __all__ = [
     "RefreshTokenReused",
     "SessionData",
     "SessionInfo",
+    "SessionTooLarge",
     "StorageStatistics",
     "StorageUnavailable",
     "TokenInfo",
@@ -63,6 +67,7 @@ __all__ = [
     "UserExists",
     "UserRecord",
     "WSGIAuthMiddleware",
+    "csrf_token",
     "current_user",
     "exception_handlers",
     "handle_authmw_error",

@@ -44,7 +44,7 @@ class SessionInfo:
     """
 
     session_id: str
-    user_id: str
+    user_id: str | None  # None only for an anonymous visitor's session
     created_at: datetime
     last_seen: datetime
     expires_at: datetime

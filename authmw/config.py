@@ -98,6 +98,11 @@ class AuthConfig:
     ``login_delay_window`` from addresses the user has not logged in from within
     ``known_address_ttl``, each further attempt waits ``login_delay_base``, doubling per
     attempt up to ``login_delay_max``.
+    Anonymous sessions (a visitor's cart or flash message before any login, created by the
+    middleware on the first write) expire sooner than a user's:
+    ``anonymous_session_idle_timeout`` (30 minutes) and ``anonymous_session_absolute_timeout``
+    (12 hours); their data may hold at most ``anonymous_session_max_bytes`` of JSON (4 KiB), so
+    a bot's sessions stay small and short-lived.
     """
 
     secret_key: str | bytes | None = field(default=None, repr=False)
@@ -123,6 +128,9 @@ class AuthConfig:
     audit_log: bool = True
     verified_token_cache: int = 10_000
     cookie: CookieConfig = field(default_factory=CookieConfig)
+    anonymous_session_idle_timeout: Duration = timedelta(minutes=30)
+    anonymous_session_absolute_timeout: Duration = timedelta(hours=12)
+    anonymous_session_max_bytes: int = 4096
     generated_secret: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -151,6 +159,8 @@ class AuthConfig:
             "login_delay_base",
             "login_delay_max",
             "known_address_ttl",
+            "anonymous_session_idle_timeout",
+            "anonymous_session_absolute_timeout",
         ):
             seconds(getattr(self, name), name)
         for name, minimum in (
@@ -161,6 +171,7 @@ class AuthConfig:
             ("max_concurrent_hashes", 1),
             ("verified_token_cache", 0),
             ("login_delay_after", 0),
+            ("anonymous_session_max_bytes", 2),
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -187,7 +198,8 @@ class AuthConfig:
     @property
     def touch_interval(self) -> float:
         """Seconds between writes of a session's ``last_accessed``: ``session_touch_interval``,
-        or by default a minute, capped at half the idle timeout."""
+        or by default a minute, capped at half the idle timeout. (Anonymous sessions are
+        touched at least twice per ``anonymous_session_idle_timeout``.)"""
         if self.session_touch_interval is None:
             return min(60.0, seconds(self.session_idle_timeout, "session_idle_timeout") / 2)
         return seconds(self.session_touch_interval, "session_touch_interval", allow_zero=True)

@@ -51,11 +51,13 @@ __all__ = [
     "AuthmwError",
     "BackupError",
     "ConfigurationError",
+    "CsrfFailed",
     "InvalidCredentials",
     "InvalidInput",
     "InvalidToken",
     "MalformedAuthorization",
     "RefreshTokenReused",
+    "SessionTooLarge",
     "StorageUnavailable",
     "TokenRefusal",
     "UnknownUser",
@@ -230,6 +232,28 @@ class InvalidInput(AuthmwError, ValueError):
     status_code = 422
     error = "invalid_input"
     _public = True  # names the field and the problem; never echoes a secret
+
+
+class CsrfFailed(AuthmwError):
+    """A browser request lacked the CSRF token of its session (403).
+
+    Raised by ``login`` for a password login posted as a form without the pre-login
+    session's token (login CSRF); the middleware refuses other unsafe requests itself.
+    """
+
+    status_code = 403
+    error = "csrf_failed"
+    _public = True  # says what is missing, names nothing secret
+
+
+class SessionTooLarge(InvalidInput):
+    """An anonymous session's data is above ``AuthConfig.anonymous_session_max_bytes`` (413).
+
+    The bound that keeps visitors who never logged in from filling storage.
+    """
+
+    status_code = 413
+    error = "session_too_large"
 
 
 class StorageUnavailable(AuthmwError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import unicodedata
@@ -31,6 +32,7 @@ from .errors import (
     InvalidCredentials,
     InvalidToken,
     RefreshTokenReused,
+    SessionTooLarge,
     StorageUnavailable,
     UnknownUser,
 )
@@ -82,6 +84,17 @@ class AuthFramework:
         self.throttle = LoginThrottle(storage, cfg)
         # Listing and revoking one user's sessions and tokens by their public ids.
         self.devices = Devices(storage, self._audit)
+        self._anon_idle = timedelta(
+            seconds=seconds(cfg.anonymous_session_idle_timeout, "anonymous_session_idle_timeout")
+        )
+        self._anon_absolute = timedelta(
+            seconds=seconds(
+                cfg.anonymous_session_absolute_timeout, "anonymous_session_absolute_timeout"
+            )
+        )
+        # A touch interval fit for users' sessions may be too long for the shorter anonymous
+        # idle timeout: those are touched at least twice per idle period.
+        self._anon_touch_every = min(self._touch_every, self._anon_idle / 2)
         # Raw access token -> token id, filled only after a full check (tag and digest) passed.
         # A repeat verify then skips both hashes; storage is still asked every time, so a
         # revocation anywhere takes effect at once. Bounded, oldest entry evicted first.
@@ -839,6 +852,58 @@ class AuthFramework:
         await self._audit("session.create", True, user_id, session_id=session.session_id)
         return minted.token, session
 
+    def new_anonymous_session(self, data: dict[str, Any] | None = None) -> tuple[str, SessionData]:
+        """A session for a visitor who is not logged in, minted but not stored yet: its id
+        (and so its CSRF token) is known at once, the storage write waits for
+        :meth:`store_anonymous_session` (the middleware does it as the response starts).
+
+        It has no user (``user_id`` None), no roles, and the anonymous timeouts. Not audited:
+        a visitor's cart is not a security event, and bots would flood the log.
+        """
+        minted = self._codec.mint(SESSION)
+        now = utcnow()
+        absolute = now + self._anon_absolute
+        return minted.token, SessionData(
+            session_id=minted.selector,
+            user_id=None,
+            verifier_digest=minted.verifier_digest,
+            created_at=now,
+            last_accessed=now,
+            expires_at=min(now + self._anon_idle, absolute),
+            absolute_expires_at=absolute,
+            data=dict(data or {}),
+        )
+
+    async def store_anonymous_session(
+        self, session: SessionData, data: dict[str, Any]
+    ) -> SessionData:
+        """Store a session of :meth:`new_anonymous_session` with ``data``; return the record.
+
+        Raises ``SessionTooLarge`` when the data's JSON is above
+        ``anonymous_session_max_bytes`` (nothing is stored), ``TypeError`` for data that is
+        not JSON-serialisable.
+        """
+        self._check_anonymous_size(data)
+        if not self._open:
+            await self.open()
+        stored = replace(session, data=dict(data))
+        await self.storage.store_session(stored)
+        return stored
+
+    async def create_anonymous_session(
+        self, data: dict[str, Any] | None = None
+    ) -> tuple[str, SessionData]:
+        """:meth:`new_anonymous_session` and :meth:`store_anonymous_session` in one call."""
+        session_id, session = self.new_anonymous_session(data)
+        return session_id, await self.store_anonymous_session(session, session.data)
+
+    def _check_anonymous_size(self, data: dict[str, Any]) -> None:
+        """The bound on what a visitor who never logged in may keep in storage."""
+        limit = self.config.anonymous_session_max_bytes
+        size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > limit:
+            raise SessionTooLarge("session data", f"{size} bytes of JSON, above {limit}")
+
     async def get_session(self, session_id: str) -> SessionData:
         """The live session behind a session id, its idle deadline moved forward.
 
@@ -850,14 +915,19 @@ class AuthFramework:
             await self._reopen()
         found = await self.storage.get_session(selector)
         session = self._accept_session(selector, verifier, found)
-        nowait = self._nowait
-        user = MISS if nowait is None else nowait.get_user_nowait(session.user_id)
-        if user is MISS:
-            user = await self.storage.get_user(session.user_id)
-        session = self._follow_user_session(session, user)
+        owner = session.user_id
+        if owner is not None:  # an anonymous visitor's session has no account to follow
+            nowait = self._nowait
+            account = MISS if nowait is None else nowait.get_user_nowait(owner)
+            if account is MISS:
+                account = await self.storage.get_user(owner)
+            session = self._follow_user_session(session, account)
         now = utcnow()
-        if now - session.last_accessed >= self._touch_every:
-            expires = min(now + self._idle, session.absolute_expires_at)
+        users = owner is not None
+        if now - session.last_accessed >= (self._touch_every if users else self._anon_touch_every):
+            expires = min(
+                now + (self._idle if users else self._anon_idle), session.absolute_expires_at
+            )
             if await self.storage.touch_session(selector, now, expires):
                 session = replace(session, last_accessed=now, expires_at=expires)
         return session
@@ -874,12 +944,16 @@ class AuthFramework:
         if found is MISS:
             return None
         session = self._accept_session(selector, verifier, found)
-        if utcnow() - session.last_accessed >= self._touch_every:
+        owner = session.user_id
+        every = self._touch_every if owner is not None else self._anon_touch_every
+        if utcnow() - session.last_accessed >= every:
             return None  # the touch is a write: get_session does it
-        user = nowait.get_user_nowait(session.user_id)
-        if user is MISS:
+        if owner is None:
+            return session  # anonymous: no account to follow
+        account = nowait.get_user_nowait(owner)
+        if account is MISS:
             return None
-        return self._follow_user_session(session, user)
+        return self._follow_user_session(session, account)
 
     @staticmethod
     def _accept_session(selector: str, verifier: str, found: SessionData | None) -> SessionData:
@@ -908,8 +982,10 @@ class AuthFramework:
 
         Raises ``InvalidToken`` (reason ``unknown``) when the session no longer exists (ended
         by logout or ``revoke_user``, or expired) while the caller held it: the save never
-        brings it back.
+        brings it back; ``SessionTooLarge`` for an anonymous session's data above the bound.
         """
+        if session.user_id is None:
+            self._check_anonymous_size(data)
         if not self._open:
             await self._reopen()
         updated = replace(session, data=dict(data))

@@ -186,10 +186,13 @@ class SessionData:
     the idle deadline and ``absolute_expires_at``) and is what storage uses for its TTL.
     ``data`` holds JSON-serialisable values; backends hand out a fresh copy on every read.
     ``ip_address`` and ``user_agent`` are the client's at login (cleaned text, or None).
+    ``user_id`` is None for an anonymous visitor's session (a cart, a flash message, the
+    login form's CSRF token): it belongs to no user, is in no user's index, and is counted
+    in ``StorageStatistics.anonymous_sessions``.
     """
 
     session_id: str
-    user_id: str
+    user_id: str | None
     verifier_digest: bytes = field(repr=False)
     created_at: datetime
     last_accessed: datetime
@@ -389,3 +392,5 @@ class StorageStatistics:
     memory_bytes: int | None = None
     database_size_mb: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Of ``active_sessions``, how many belong to no user (anonymous visitors' sessions).
+    anonymous_sessions: int = 0

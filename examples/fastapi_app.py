@@ -1,17 +1,26 @@
-"""A FastAPI app: bearer-protected routes with dependencies, a session login, a sign-up that logs
-in without asking for the password again (``authmw.login_user``), and authmw's ready error
-handlers: a wrong password is a 401, a taken user id a 409, the storage down a 503.
+"""A FastAPI app: bearer-protected routes with dependencies, a shop page whose cart and flash
+message live in an anonymous session, a plain HTML login form protected by that session's CSRF
+token (no JavaScript; the cart survives the login), a JSON login for API clients (a JSON body
+needs no CSRF token), a sign-up that logs in without asking for the password again
+(``authmw.login_user``), and authmw's ready error handlers: a wrong password is a 401, a
+taken user id a 409, the storage down a 503.
+
+Form parameters (``Form()``) need ``python-multipart``.
 
 python examples/fastapi_app.py            # exercise the app in-process and print the steps
 python examples/fastapi_app.py --serve    # serve it; open http://127.0.0.1:8000/docs
 """
 
 import asyncio
+import html
 import os
+import re
 import sys
+from typing import Annotated
 
 import httpx
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 
 import authmw
@@ -63,6 +72,39 @@ async def login(credentials: Credentials, request: Request) -> dict[str, str]:
     return {"logged_in": user.user_id}
 
 
+@app.get("/shop", response_class=HTMLResponse)
+async def shop(request: Request) -> str:
+    """The visitor's cart and flash message, an add-to-cart form and a login form. Rendering
+    the CSRF token starts an anonymous session; a visitor who only reads gets none."""
+    flash = request.session.pop("flash", "")
+    cart = ", ".join(request.session.get("cart", [])) or "empty"
+    field = f'<input type="hidden" name="csrf_token" value="{authmw.csrf_token(request)}">'
+    return (
+        f"<p>{html.escape(flash)}</p><p>Cart: {html.escape(cart)}</p>"
+        f'<form method="post" action="/cart">{field}<input name="item"><button>Add</button></form>'
+        f'<form method="post" action="/login-form">{field}<input name="user">'
+        '<input name="password" type="password"><button>Log in</button></form>'
+    )
+
+
+@app.post("/cart")
+async def add_to_cart(request: Request, item: Annotated[str, Form()]) -> RedirectResponse:
+    """Add to the session's cart; the middleware checked the form's csrf_token field."""
+    request.session.setdefault("cart", []).append(item)
+    request.session["flash"] = f"added {item}"
+    return RedirectResponse("/shop", status_code=303)
+
+
+@app.post("/login-form")
+async def login_form(
+    request: Request, user: Annotated[str, Form()], password: Annotated[str, Form()]
+) -> RedirectResponse:
+    """The HTML login form: a new session id, the cart carried over. Without the pre-login
+    session's csrf_token (login CSRF) the answer is a 403 from the error handlers."""
+    await authmw.login(request, user, password)
+    return RedirectResponse("/me", status_code=303)
+
+
 @app.post("/sign-up", status_code=201)
 async def sign_up(credentials: Credentials, request: Request) -> dict[str, str]:
     """Register and log in at once; a taken user id is a 409 (UserExists)."""
@@ -83,8 +125,19 @@ async def selftest() -> None:
         print("GET /me with a bearer token ->", (await client.get("/me", headers=bearer)).json())
         reports = (await client.get("/reports", headers=bearer)).json()
         print("GET /reports as an analyst ->", reports)
-        await client.post("/login", json={"user": "linus", "password": "correct horse battery"})
+        form = {"user": "linus", "password": "correct horse battery"}
+        forged = await client.post("/login-form", data=form)
+        print("POST /login-form without a CSRF token ->", forged.status_code)
+        token = re.search(r'name="csrf_token" value="(\w+)"', (await client.get("/shop")).text)
+        assert token is not None and forged.status_code == 403
+        await client.post("/cart", data={"item": "coffee", "csrf_token": token[1]})
+        print("GET /shop after a form post ->", (await client.get("/shop")).text[:44])
+        before = client.cookies["authmw_session"]
+        logged_in = await client.post("/login-form", data={**form, "csrf_token": token[1]})
+        print("POST /login-form ->", logged_in.status_code, logged_in.headers["location"])
         print("GET /me with linus's session cookie ->", (await client.get("/me")).json())
+        cart = (await client.get("/shop")).text
+        assert client.cookies["authmw_session"] != before and "Cart: coffee" in cart
         denied = await client.get("/reports")
         print("GET /reports as linus ->", denied.status_code, denied.json())
         assert denied.status_code == 403

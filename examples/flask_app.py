@@ -5,28 +5,31 @@
 
 Routes: ``POST /api/token`` (JSON user/password -> bearer token), ``GET /api/me`` (bearer or
 session), ``GET /api/admin`` (role ``admin``), ``POST /api/sign-up`` (JSON user/password:
-registers and logs in at once with ``login_user``, no second password check), ``GET|POST /login``
-(a form), ``GET /`` (a page for logged-in users), ``POST /logout``.
+registers and logs in at once with ``login_user``, no second password check), ``GET /shop`` and
+``POST /cart`` (a cart and a flash message in the visitor's anonymous session, before any
+login), ``GET|POST /login`` (a form; the cart survives the login), ``GET /`` (a page for
+logged-in users), ``POST /logout``.
 
 Errors: ``AuthMW`` registers handlers for every authmw error, so ``/api/sign-up`` lets a taken
 user id raise ``UserExists`` and the client gets a 409 JSON answer (an HTML page for browsers; the
 app's own ``errorhandler(409)`` page if it has one); the storage down is a 503 with
 ``Retry-After``, never a 500.
 
-CSRF: the middleware checks unsafe requests that a session cookie authenticates by comparing the
-``X-CSRF-Token`` header with the ``authmw_csrf`` cookie (double submit). HTML forms cannot set a
-header, so the pages submit their forms with a few lines of JavaScript that copy the cookie into
-the header. Bearer requests need no CSRF token.
+CSRF: the middleware checks unsafe requests that a session cookie authenticates: the token comes
+in the ``csrf_token`` form field (``{{ csrf_field() }}`` in a template writes the hidden input) or
+the ``X-CSRF-Token`` header, so plain HTML forms work without JavaScript. The login form is
+protected too (login CSRF): rendering its token starts the visitor's anonymous session, and a
+login form posted without it is a 403. Bearer requests and JSON API calls without a session
+cookie need no CSRF token.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 import os
 from typing import Any
 
-from flask import Flask, redirect, request
+from flask import Flask, redirect, render_template_string, request
 
 from authmw import AuthConfig, AuthFramework, CookieConfig, InMemoryStorage
 from authmw.errors import AccountLocked, InvalidCredentials, InvalidInput
@@ -44,32 +47,13 @@ from authmw.testing import fast_password_hasher
 
 DEMO_KEY = "example-only-secret-key-0123456789abcdef"
 
-# Submits the page's forms with fetch(), echoing the CSRF cookie in the X-CSRF-Token header.
-SUBMIT_WITH_CSRF = """
-<script>
-function csrfToken() {
-  const m = document.cookie.match(/(?:^|; )authmw_csrf=([^;]*)/);
-  return m ? decodeURIComponent(m[1]) : "";
-}
-document.querySelectorAll("form[method=post]").forEach((form) => {
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const response = await fetch(form.action, {
-      method: "POST", body: new URLSearchParams(new FormData(form)),
-      headers: {"X-CSRF-Token": csrfToken()}, redirect: "follow",
-    });
-    window.location = response.url;
-  });
-});
-</script>
-"""
+# A plain template: {{ csrf_field() }} is the hidden input with the session's CSRF token.
+PAGE = """<!doctype html><title>{{ title }}</title><h1>{{ title }}</h1>
+{% if flash %}<p>{{ flash }}</p>{% endif %}{{ body | safe }}"""
 
 
-def page(title: str, body: str) -> str:
-    return (
-        f"<!doctype html><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>"
-        f"{body}{SUBMIT_WITH_CSRF}"
-    )
+def page(title: str, body: str, flash: str = "") -> str:
+    return render_template_string(PAGE, title=title, body=body, flash=flash)
 
 
 def safe_next(target: str | None) -> str:
@@ -141,20 +125,44 @@ def create_app(
     def admin_api() -> dict[str, str]:
         return {"admin": current_user.identity}
 
+    @app.get("/shop")
+    def shop() -> str:
+        # Anyone may keep a cart: the first write starts an anonymous session (and its cookie).
+        cart = ", ".join(current_session.get("cart", [])) or "empty"
+        return page(
+            "Shop",
+            render_template_string(
+                """<p>Cart: {{ cart }}</p>
+                <form method=post action="/cart">{{ csrf_field() }}
+                  <input name=item> <button>Add</button></form>
+                <a href="/login?next=/">Log in</a>""",
+                cart=cart,
+            ),
+            flash=current_session.pop("flash", ""),
+        )
+
+    @app.post("/cart")
+    def add_to_cart() -> Any:
+        current_session.setdefault("cart", []).append(request.form.get("item", ""))
+        current_session["flash"] = f"added {request.form.get('item', '')}"
+        return redirect("/shop")
+
     @app.get("/login")
     def login_page() -> str:
-        target = html.escape(safe_next(request.args.get("next")))
         return page(
             "Log in",
-            f"""
-            <form method=post action="/login?next={target}">
-              <input name=user placeholder=user> <input name=password type=password>
-              <button>Log in</button>
-            </form>""",
+            render_template_string(
+                """<form method=post action="/login?next={{ target }}">{{ csrf_field() }}
+                  <input name=user placeholder=user> <input name=password type=password>
+                  <button>Log in</button></form>""",
+                target=safe_next(request.args.get("next")),
+            ),
         )
 
     @app.post("/login")
     def do_login() -> Any:
+        # A form without the pre-login session's csrf_token raises CsrfFailed: AuthMW's
+        # handlers answer 403 (login CSRF).
         try:
             login(request.form.get("user", ""), request.form.get("password", ""))
         except (InvalidCredentials, AccountLocked, InvalidInput):
@@ -165,11 +173,16 @@ def create_app(
     @login_required
     def home() -> str:
         visits = current_session["visits"] = current_session.get("visits", 0) + 1
+        cart = ", ".join(current_session.get("cart", [])) or "empty"
         return page(
             f"Hello {current_user.display_name}",
-            f"""
-            <p>Visits this session: {visits}</p>
-            <form method=post action="/logout"><button>Log out</button></form>""",
+            render_template_string(
+                """<p>Visits this session: {{ visits }}; cart: {{ cart }}</p>
+                <form method=post action="/logout">{{ csrf_field() }}<button>Log out</button>
+                </form>""",
+                visits=visits,
+                cart=cart,
+            ),
         )
 
     @app.post("/logout")
@@ -200,18 +213,36 @@ def exercise(app: Flask) -> None:
     first = http.get("/", headers=browser)
     print("GET / as a browser, logged out ->", first.status_code, first.location)
     assert first.status_code == 302 and first.location.startswith("/login?next=")
-    logged_in = http.post("/login?next=/", data={"user": "demo", "password": "demo-password"})
-    print("POST /login ->", logged_in.status_code, logged_in.location)
+    form = {"user": "demo", "password": "demo-password"}
+    forged = http.post("/login?next=/", data=form, headers=browser)
+    print("POST /login without the form's CSRF token ->", forged.status_code)
+    assert forged.status_code == 403
+
+    token = csrf_field_value(http.get("/shop").text)
+    added = http.post("/cart", data={"item": "tea", "csrf_token": token})
+    shop = http.get("/shop")
+    print(
+        "POST /cart as an anonymous visitor ->",
+        added.status_code,
+        "; flash:",
+        "added tea" in shop.text,
+    )
+    assert "added tea" in shop.text and "Cart: tea" in shop.text
+    before = http.get_cookie("authmw_session")
+    token = csrf_field_value(http.get("/login?next=/").text)
+    logged_in = http.post("/login?next=/", data={**form, "csrf_token": token})
+    print("POST /login (plain form) ->", logged_in.status_code, logged_in.location)
+    after = http.get_cookie("authmw_session")
+    assert before is not None and after is not None and before.value != after.value
     home = http.get("/", headers=browser)
     print("GET / with the session cookie ->", home.status_code, "Hello demo" in home.text)
-    assert home.status_code == 200 and "Visits this session: 1" in home.text
+    assert home.status_code == 200 and "Visits this session: 1; cart: tea" in home.text
 
     refused = http.post("/logout")
-    print("POST /logout without the CSRF header ->", refused.status_code)
-    csrf = http.get_cookie("authmw_csrf")
-    assert refused.status_code == 403 and csrf is not None
-    out = http.post("/logout", headers={"X-CSRF-Token": csrf.value})
-    print("POST /logout with the CSRF header ->", out.status_code, out.location)
+    print("POST /logout without the CSRF token ->", refused.status_code)
+    assert refused.status_code == 403
+    out = http.post("/logout", data={"csrf_token": csrf_field_value(home.text)})
+    print("POST /logout with the form's CSRF token ->", out.status_code, out.location)
     assert out.status_code == 302 and http.get("/", headers=browser).status_code == 302
 
     newcomer = app.test_client()
@@ -223,6 +254,11 @@ def exercise(app: Flask) -> None:
     print("POST /api/sign-up with a taken id ->", again.status_code, again.json)
     assert again.status_code == 409 and again.json["error"] == "user_exists"
     print("self-test passed")
+
+
+def csrf_field_value(text: str) -> str:
+    """The csrf_token hidden input's value in a page (what a browser would post back)."""
+    return text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
 
 
 def main() -> None:

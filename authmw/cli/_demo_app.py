@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from ..config import AuthConfig, CookieConfig
-from ..errors import AccountLocked, InvalidCredentials, InvalidInput
+from ..errors import AccountLocked, CsrfFailed, InvalidCredentials, InvalidInput
 from ..framework import AuthFramework
 from ..middleware import asgi
 from ..storage import storage_from_url
@@ -55,9 +55,13 @@ def build_app(auth: AuthFramework) -> Starlette:
                 "<button onclick=\"post('/logout')\">Log out</button>"
             )
         else:
+            # The token of the visitor's anonymous session (started here): login CSRF.
+            token = asgi.csrf_token(request)
             body = (
                 f"<p>Log in as <code>{DEMO_USER}</code> / <code>{DEMO_PASSWORD}</code>.</p>"
-                '<form method="post" action="/login"><input name="user" placeholder="user">'
+                '<form method="post" action="/login">'
+                f'<input type="hidden" name="csrf_token" value="{token}">'
+                '<input name="user" placeholder="user">'
                 '<input name="password" type="password" placeholder="password">'
                 "<button>Log in</button></form>"
             )
@@ -70,10 +74,10 @@ def build_app(auth: AuthFramework) -> Starlette:
         }
         try:
             await asgi.login(request, form.get("user", ""), form.get("password", ""))
-        except (InvalidCredentials, AccountLocked, InvalidInput) as exc:
+        except (InvalidCredentials, AccountLocked, InvalidInput, CsrfFailed) as exc:
             return HTMLResponse(
-                _PAGE.format(body=f'<p>{html.escape(str(exc))}</p><a href="/">back</a>'),
-                status_code=401,
+                _PAGE.format(body=f'<p>{html.escape(exc.description)}</p><a href="/">back</a>'),
+                status_code=exc.status_code,
             )
         return RedirectResponse("/", status_code=303)
 

@@ -47,7 +47,7 @@ from werkzeug.local import LocalProxy
 from ..config import AuthConfig, CookieConfig
 from ..errors import AuthmwError, ConfigurationError
 from ..framework import AuthFramework
-from ..middleware import wsgi
+from ..middleware import templating, wsgi
 from ..middleware._edge import prefers_html
 from ..middleware.handlers import error_answer
 from ..middleware.principal import ANONYMOUS, AnonymousUser, AuthUser, credentials_for, refusal
@@ -57,6 +57,7 @@ from ..storage import storage_from_url
 __all__ = [
     "AnonymousUser",
     "AuthMW",
+    "csrf_token",
     "current_session",
     "current_user",
     "framework_from_config",
@@ -129,6 +130,8 @@ class AuthMW:
         self.middleware = middleware
         if self.error_handlers:
             app.register_error_handler(AuthmwError, _answer_error)
+        # {{ csrf_token() }} and {{ csrf_field() }} in templates: a form needs no JavaScript.
+        templating.install(app.jinja_env)
 
     def _middleware(self) -> wsgi.WSGIAuthMiddleware:
         if self.middleware is None:
@@ -239,6 +242,13 @@ def login_user(user_id: str) -> AuthUser:
 def logout() -> None:
     """End the current request's session server-side; the response deletes the cookie."""
     wsgi.logout(request.environ)
+
+
+def csrf_token() -> str:
+    """The CSRF token of the current request's session, for a form's ``csrf_token`` field
+    (an anonymous session starts if the visitor has none). Templates have it as
+    ``{{ csrf_token() }}``, and ``{{ csrf_field() }}`` is the whole hidden input."""
+    return wsgi.csrf_token(request.environ)
 
 
 def _extension() -> AuthMW:

@@ -11,7 +11,7 @@ reads it anywhere during the request; :func:`login` and :func:`logout` are ASGI'
 from __future__ import annotations
 
 from ._options import MiddlewareOptions
-from .asgi import AuthMiddleware, login, login_user, logout
+from .asgi import AuthMiddleware, csrf_token, login, login_user, logout
 from .principal import AuthUser, credentials_for, current_user
 from .wsgi import WSGIAuthMiddleware
 
@@ -21,6 +21,7 @@ __all__ = [
     "MiddlewareOptions",
     "WSGIAuthMiddleware",
     "credentials_for",
+    "csrf_token",
     "current_user",
     "login",
     "login_user",

@@ -20,6 +20,7 @@ import json
 import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from http import HTTPStatus
@@ -28,7 +29,14 @@ from typing import Any, Final
 from itsdangerous import BadSignature
 from starlette.requests import cookie_parser
 
-from ..errors import ConfigurationError, InvalidToken, MalformedAuthorization, StorageUnavailable
+from ..errors import (
+    ConfigurationError,
+    CsrfFailed,
+    InvalidToken,
+    MalformedAuthorization,
+    SessionTooLarge,
+    StorageUnavailable,
+)
 from ..framework import AuthFramework
 from ..models import AuthToken, SessionData, UserRecord
 from ..tokens import parse_authorization
@@ -122,6 +130,7 @@ class RequestState:
     __slots__ = (
         "cookies",
         "credential",
+        "csrf_verified",
         "delete_cookie",
         "edge",
         "fingerprint",
@@ -130,6 +139,7 @@ class RequestState:
         "session_id",
         "session_record",
         "set_cookie",
+        "unsaved",
         "user",
     )
 
@@ -145,6 +155,10 @@ class RequestState:
         self.credential = ""
         self.resign = False
         self.cookies: dict[str, str] | None = None
+        # The request's CSRF token was checked and matched its session (login CSRF reads it).
+        self.csrf_verified = False
+        # An anonymous session minted during the request, not in storage yet (finish stores it).
+        self.unsaved = False
 
 
 class Edge:
@@ -170,6 +184,9 @@ class Edge:
         self._session_cookie = options.session_cookie
         self._csrf = options.csrf
         self._excluded = tuple(p.rstrip("/") for p in options.exclude_paths)
+        self._anonymous = options.anonymous_sessions and options.session_cookie
+        self._csrf_field = options.csrf_field
+        self.max_form_bytes = options.max_form_bytes
         self._origins = frozenset(parse_origin(o) for o in options.websocket_origins)
         self.proxies = TrustedProxies(options.trusted_proxies)
         self._unavailable = Refusal(
@@ -187,7 +204,16 @@ class Edge:
                 "error": "csrf_failed",
                 "error_description": f"CSRF token missing or incorrect: send the "
                 f"{options.csrf_cookie} cookie's value in the "
-                f"{options.csrf_header} header",
+                f"{options.csrf_header} header or the {options.csrf_field} form field",
+            },
+        )
+        self._form_too_large = Refusal(
+            413,
+            {
+                "error": "payload_too_large",
+                "error_description": f"a form whose CSRF token is read from its body may "
+                f"have at most {options.max_form_bytes} bytes; send the token in the "
+                f"{options.csrf_header} header instead",
             },
         )
         self._origin_refused = Refusal(
@@ -336,6 +362,7 @@ class Edge:
             )
             if key is None:
                 return self._csrf_failed
+            state.csrf_verified = True
             if key:
                 # Derived under a fallback key: send the current key's token back.
                 state.resign = True
@@ -366,22 +393,60 @@ class Edge:
         )
 
     @staticmethod
-    def _adopt(state: RequestState, session_id: str, record: SessionData) -> AuthUser:
-        user = AuthUser.from_session(record)
-        state.user = user
+    def _adopt(state: RequestState, session_id: str, record: SessionData) -> None:
+        # An anonymous session (no user) carries data and a CSRF token, not a principal.
+        state.user = _ANONYMOUS if record.user_id is None else AuthUser.from_session(record)
         state.session_id = session_id
         state.session_record = record
         state.session = record.data
         state.fingerprint = data_fingerprint(record.data)
-        return user
+
+    def ensure_session(self, state: RequestState) -> str | None:
+        """The request's session id, minting an anonymous session when it has none (stored by
+        :meth:`finish`, which also sets its cookie); None where a session cannot exist
+        (bearer-authenticated requests, anonymous sessions or session cookies switched off).
+        """
+        if state.session_id is not None:
+            return state.session_id
+        if not self._anonymous or isinstance(state.user, AuthUser):
+            return None
+        # Minted now (no I/O): its CSRF token is known at once, for the page being rendered.
+        session_id, record = self.auth.new_anonymous_session()
+        state.session_id, state.session_record, state.fingerprint = session_id, record, None
+        state.unsaved = True
+        state.set_cookie, state.delete_cookie = True, False
+        return session_id
+
+    def csrf_token(self, state: RequestState) -> str:
+        """The CSRF token of the request's session for a form's ``csrf_token`` field (an
+        anonymous session is started for it if needed); "" where no session can exist."""
+        session_id = self.ensure_session(state)
+        return "" if session_id is None else self.cookies.csrf_token(session_id)
+
+    def _wants_anonymous(self, state: RequestState) -> bool:
+        """Whether the app wrote to the session of a request that has none: the lazy start
+        of an anonymous session. A request that never writes pays one truth test."""
+        return (
+            state.session_record is None
+            and bool(state.session)
+            and self._anonymous
+            and not isinstance(state.user, AuthUser)
+        )
 
     async def finish(self, state: RequestState) -> list[str]:
         """Save a changed session and return the ``Set-Cookie`` values for the response.
 
-        Raises ``StorageUnavailable`` when a change cannot be saved; the caller answers 503.
+        Raises ``StorageUnavailable`` when a change cannot be saved and ``SessionTooLarge``
+        when an anonymous session's data is above its bound; the caller answers 503 or 413.
         """
+        if self._wants_anonymous(state):
+            self.ensure_session(state)
         record = state.session_record
-        if record is not None and data_fingerprint(state.session) != state.fingerprint:
+        if record is not None and state.unsaved:
+            state.session_record = await self.auth.store_anonymous_session(record, state.session)
+            state.unsaved = False
+            state.fingerprint = data_fingerprint(state.session)
+        elif record is not None and data_fingerprint(state.session) != state.fingerprint:
             try:
                 state.session_record = await self.auth.save_session(record, state.session)
             except InvalidToken:
@@ -395,12 +460,40 @@ class Edge:
 
     def finish_nowait(self, state: RequestState) -> list[str] | None:
         """:meth:`finish` when there is nothing to save; None when a changed session must be
-        saved, which only :meth:`finish` can do."""
+        saved (or an anonymous one stored), which only :meth:`finish` can do."""
         if state.session_record is not None and (
-            data_fingerprint(state.session) != state.fingerprint
+            state.unsaved or data_fingerprint(state.session) != state.fingerprint
         ):
             return None
+        if self._wants_anonymous(state):
+            return None
         return self._set_cookies(state)
+
+    def finish_refusal(self, exc: StorageUnavailable | SessionTooLarge) -> Refusal:
+        """The response that replaces the app's when :meth:`finish` raised ``exc``."""
+        if isinstance(exc, SessionTooLarge):
+            return Refusal(413, {"error": exc.error, "error_description": exc.description})
+        self.outage_log.warning("session save failed, answering 503", exc)
+        return self._unavailable
+
+    def needs_form_token(self, method: str, content_type: str | None) -> bool:
+        """Whether an unsafe request that sent a session cookie but no CSRF header carries a
+        form whose ``csrf_field`` may hold the token (the front then reads the body)."""
+        return (
+            self._csrf
+            and self._session_cookie
+            and method not in SAFE_METHODS
+            and content_type is not None
+            and form_kind(content_type) is not None
+        )
+
+    def form_token(self, content_type: str, body: bytes) -> str | None:
+        """The ``csrf_field`` value of a form body, or None."""
+        return form_field(content_type, body, self._csrf_field)
+
+    def form_too_large(self) -> Refusal:
+        """The 413 refusal of a form too large to look for its CSRF field in."""
+        return self._form_too_large
 
     def _set_cookies(self, state: RequestState) -> list[str]:
         if state.session_record is not None and state.session_id is not None:
@@ -424,18 +517,42 @@ class Edge:
         ip_address: str | None,
         user_agent: str | None,
         forwarded_for: str | None = None,
+        method: str | None = None,
+        content_type: str | None = None,
     ) -> AuthUser:
         """Check a password and start a fresh session (a new id even if one existed).
 
-        Data of a session of the same user carries over; another user's is dropped.
-        ``ip_address`` is the peer's; ``forwarded_for`` the ``X-Forwarded-For`` values, read
-        only when the peer is a trusted proxy (:class:`TrustedProxies`).
+        Data of an anonymous session or of one of the same user carries over; another user's
+        is dropped. ``ip_address`` is the peer's; ``forwarded_for`` the ``X-Forwarded-For``
+        values, read only when the peer is a trusted proxy (:class:`TrustedProxies`).
+        ``method`` and ``content_type`` are the request's: a login a cross-site form could
+        have sent needs the pre-login session's CSRF token (``CsrfFailed``).
         """
+        self._check_login_csrf(state, method, content_type)
         ip_address = self.proxies.client(ip_address, forwarded_for)
         account = await self.auth.check_password(
             user_id, password, ip_address=ip_address, user_agent=user_agent
         )
         return await self._start_session(state, account, ip_address, user_agent)
+
+    def _check_login_csrf(
+        self, state: RequestState, method: str | None, content_type: str | None
+    ) -> None:
+        """Login CSRF: refuse a password login a cross-site page could have made a browser
+        send (a plain form post, or any request without a JSON-like body) unless it carried
+        the CSRF token of the browser's pre-login session, which the edge checked. JSON and
+        other bodies need a CORS preflight cross-site, so API logins need no token.
+
+        Raises ``CsrfFailed``.
+        """
+        if not (self._csrf and self._session_cookie) or state.csrf_verified:
+            return
+        if method not in SAFE_METHODS and not form_like(content_type):
+            return
+        raise CsrfFailed(
+            f"a login sent as a form must carry its page's CSRF token in the "
+            f"{self._csrf_field} field or the {self.options.csrf_header} header"
+        )
 
     async def login_user(
         self,
@@ -459,20 +576,25 @@ class Edge:
         user_agent: str | None,
     ) -> AuthUser:
         """Log ``account`` in on a fresh session id (fixation: never the one the client had)."""
+        # An anonymous visitor's cart carries over into the user's session (under a new id).
         carry = (
             dict(state.session)
             if (
-                state.session_record is not None and state.session_record.user_id == account.user_id
+                state.session_record is not None
+                and state.session_record.user_id in (None, account.user_id)
             )
             else {}
         )
-        if state.session_id is not None:
+        if state.session_id is not None and not state.unsaved:
             await self.auth.destroy_session(state.session_id)
         session_id, record = await self.auth.create_session(
             account.user_id, carry, ip_address=ip_address, user_agent=user_agent
         )
-        user = self._adopt(state, session_id, record)
+        self._adopt(state, session_id, record)
+        state.unsaved = False
         state.set_cookie, state.delete_cookie = True, False
+        user = state.user
+        assert isinstance(user, AuthUser)  # a user's session always has a principal
         return user
 
     async def logout(self, state: RequestState) -> None:
@@ -482,7 +604,74 @@ class Edge:
         state.user = _ANONYMOUS
         state.session = {}
         state.session_record = state.session_id = state.fingerprint = None
+        state.unsaved = False
         state.set_cookie, state.delete_cookie = False, True
+
+
+_FORM_KINDS = ("application/x-www-form-urlencoded", "multipart/form-data")
+# What a cross-site HTML form (or a CORS "simple request") can send without a preflight.
+_SIMPLE_KINDS = frozenset({"", *_FORM_KINDS, "text/plain"})
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.partition(";")[0].strip().lower()
+
+
+def form_kind(content_type: str) -> str | None:
+    """``application/x-www-form-urlencoded`` or ``multipart/form-data`` when ``content_type``
+    is one of them, else None."""
+    media = _media_type(content_type)
+    return media if media in _FORM_KINDS else None
+
+
+def form_like(content_type: str | None) -> bool:
+    """Whether a body of this ``Content-Type`` (None: no body type) could come from a
+    cross-site page without a CORS preflight: a form, ``text/plain``, or nothing."""
+    return content_type is None or _media_type(content_type) in _SIMPLE_KINDS
+
+
+def form_field(content_type: str, body: bytes, name: str) -> str | None:
+    """The first value of field ``name`` in a form body (URL-encoded or multipart), or None.
+
+    Only what a CSRF token needs: a short text field. A malformed body gives None (the token
+    is then missing and the request refused), never an exception.
+    """
+    kind = form_kind(content_type)
+    if kind == "application/x-www-form-urlencoded":
+        for key, value in urllib.parse.parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+            if key == name:
+                return value
+        return None
+    if kind != "multipart/form-data":
+        return None
+    boundary = _parameter(content_type, "boundary")
+    if not boundary:
+        return None
+    # Field names are sent as UTF-8; compared as latin-1 text, byte for byte.
+    wanted = name.encode("utf-8", "replace").decode("latin-1")
+    for part in body.split(b"--" + boundary.encode("latin-1", "replace")):
+        head, found, content = part.partition(b"\r\n\r\n")
+        if not found:
+            continue
+        for line in head.decode("latin-1").split("\r\n"):
+            header, _, value = line.partition(":")
+            if header.strip().lower() == "content-disposition" and (
+                _parameter(value, "name") == wanted
+            ):
+                return content.removesuffix(b"\r\n").decode("latin-1")
+    return None
+
+
+def _parameter(header: str, wanted: str) -> str | None:
+    """A parameter's value in a header like ``form-data; name="x"`` (quotes removed)."""
+    for item in header.split(";")[1:]:
+        key, _, value = item.strip().partition("=")
+        if key.strip().lower() == wanted:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return value
+    return None
 
 
 def prefers_html(accept: str | None) -> bool:

@@ -74,6 +74,13 @@ class MiddlewareOptions:
     whose ``X-Forwarded-For`` names the client (the right-most hop that is not one of them);
     empty (the default), the client is the connection's peer and the header is ignored.
 
+    ``anonymous_sessions`` gives a visitor who is not logged in a server-side session the
+    first time the app writes to it (or renders a CSRF token); a visitor who never does gets
+    no cookie and costs no storage write. ``csrf_field`` is the form field an HTML form sends
+    the token in (``application/x-www-form-urlencoded`` or ``multipart/form-data``), read when
+    the header is absent from a body of at most ``max_form_bytes`` (a larger one is refused
+    with 413); the app still reads the whole body.
+
     Raises ``ConfigurationError`` for a header or cookie name that cannot be one, an
     ``exclude_paths`` that is a single string or holds something other than paths starting
     with ``/``, a ``retry_after`` that is not a whole number of seconds >= 0, or a
@@ -92,8 +99,21 @@ class MiddlewareOptions:
     websocket_origins: Iterable[str] = ()
     # Any iterable of addresses or networks; kept as a tuple.
     trusted_proxies: Iterable[str] = ()
+    anonymous_sessions: bool = True
+    csrf_field: str = "csrf_token"
+    max_form_bytes: int = 1 << 20
 
     def __post_init__(self) -> None:
+        if not isinstance(self.csrf_field, str) or not self.csrf_field:
+            raise ConfigurationError(f"csrf_field {self.csrf_field!r} is not a form field name")
+        if (
+            not isinstance(self.max_form_bytes, int)
+            or isinstance(self.max_form_bytes, bool)
+            or self.max_form_bytes < 1
+        ):
+            raise ConfigurationError(
+                f"max_form_bytes: expected whole bytes >= 1, got {self.max_form_bytes!r}"
+            )
         if not isinstance(self.csrf_header, str) or not _HEADER_NAME.fullmatch(self.csrf_header):
             raise ConfigurationError(f"csrf_header {self.csrf_header!r} is not a header name")
         if (
@@ -153,6 +173,9 @@ class OptionKeywords(TypedDict, total=False):
     retry_after: int
     websocket_origins: Iterable[str]
     trusted_proxies: Iterable[str]
+    anonymous_sessions: bool
+    csrf_field: str
+    max_form_bytes: int
 
 
 def resolve(options: MiddlewareOptions | None, keywords: OptionKeywords) -> MiddlewareOptions:

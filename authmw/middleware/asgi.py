@@ -2,31 +2,36 @@
 
 For ``http`` and ``websocket`` scopes it reads a bearer token from ``Authorization`` and/or a
 session id from the signed session cookie, has :class:`authmw.middleware._edge.Edge` decide,
-and sets ``scope["user"]``, ``scope["auth"]`` and ``scope["session"]``; ``lifespan`` scopes open
-and close the framework; other scopes pass straight through. Responses are changed only by
-wrapping ``send``.
+and sets ``scope["user"]``, ``scope["auth"]`` and ``scope["authmw.session"]`` (also
+``scope["session"]``, ``request.session``, unless another session middleware such as
+Starlette's ``SessionMiddleware`` holds that key); ``lifespan`` scopes open and close the
+framework; other scopes pass straight through. Responses are changed only by wrapping ``send``;
+a form whose CSRF token is in its body is read once and replayed to the app through a wrapped
+``receive``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Unpack
+from typing import Any, Unpack
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import StorageUnavailable
+from ..errors import SessionTooLarge, StorageUnavailable
 from ..framework import AuthFramework
-from ._edge import Edge, Refusal, RequestState
+from ._edge import SAFE_METHODS, Edge, Refusal, RequestState
 from ._options import MiddlewareOptions, OptionKeywords, resolve
 from .principal import AuthUser, _current, credentials_for
 
-__all__ = ["AuthMiddleware", "login", "login_user", "logout"]
+__all__ = ["SESSION_KEY", "AuthMiddleware", "csrf_token", "login", "login_user", "logout"]
 
 log = logging.getLogger("authmw.middleware")
 
 _STATE = "authmw"
+#: The scope key of authmw's session data, whoever holds ``scope["session"]``.
+SESSION_KEY = "authmw.session"
 
 
 class AuthMiddleware:
@@ -63,6 +68,7 @@ class AuthMiddleware:
         self._csrf_header = self.options.csrf_header.lower().encode("latin-1")
         self._lifespan = lifespan
         self._has_exclusions = bool(self.options.exclude_paths)
+        self._form_csrf = self.options.csrf and self.options.session_cookie
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -100,9 +106,22 @@ class AuthMiddleware:
                 "GET", authorization, cookie, csrf, websocket=True, origin=origin, host=host
             )
         else:
-            result = await self.edge.authenticate(
-                scope.get("method", "GET"), authorization, cookie, csrf
-            )
+            method = scope.get("method", "GET")
+            if (
+                csrf is None
+                and self._form_csrf
+                and cookie is not None
+                and method not in SAFE_METHODS
+                # Only a session cookie makes the token count: other forms are not buffered.
+                and self.edge.cookie_name in cookie
+            ):
+                # A plain HTML form sends its token in the body: read it, replay it to the app.
+                found = await self._form_token(scope, receive, method)
+                if isinstance(found, Refusal):
+                    await self._refuse(found, scope, receive, send)
+                    return
+                csrf, receive = found
+            result = await self.edge.authenticate(method, authorization, cookie, csrf)
         if isinstance(result, Refusal):
             await self._refuse(result, scope, receive, send)
             return
@@ -118,11 +137,50 @@ class AuthMiddleware:
         finally:
             _current.reset(token)
 
+    async def _form_token(
+        self, scope: Scope, receive: Receive, method: str
+    ) -> tuple[str | None, Receive] | Refusal:
+        """The CSRF field of a form body, and a ``receive`` that hands the app the whole body
+        again; the 413 refusal when the body is above ``max_form_bytes``."""
+        content_type = length = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value
+        if content_type is None or not self.edge.needs_form_token(method, content_type):
+            return None, receive
+        limit = self.edge.max_form_bytes
+        if length is not None and length.strip().isdigit() and int(length) > limit:
+            return self.edge.form_too_large()
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                # The client went away: the app sees the same disconnect.
+                return None, _replay([message], receive)
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
+                return self.edge.form_too_large()
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replay = {"type": "http.request", "body": body, "more_body": False}
+        return self.edge.form_token(content_type, body), _replay([replay], receive)
+
     @staticmethod
-    def _publish(scope: Scope, state: RequestState) -> None:
+    def _publish(scope: Scope, state: RequestState, previous: dict[str, Any] | None = None) -> None:
         scope["user"] = state.user
         scope["auth"] = credentials_for(state.user)
-        scope["session"] = state.session
+        scope[SESSION_KEY] = state.session
+        # request.session is authmw's unless another session middleware put its own there
+        # (Starlette's SessionMiddleware wants its Session object back, not our dict).
+        current = scope.get("session")
+        if current is None or current is previous:
+            scope["session"] = state.session
 
     def _wrap_send(self, state: RequestState, scope: Scope, receive: Receive, send: Send) -> Send:
         replaced = False
@@ -131,18 +189,21 @@ class AuthMiddleware:
             nonlocal replaced
             if replaced:
                 return
-            if message["type"] == "http.response.start" and (
-                state.session_record is not None or state.set_cookie or state.delete_cookie
-            ):
+            if message["type"] == "http.response.start":
                 # The app may have replaced the dict or logged in/out: read back what it left.
-                state.session = scope.get("session", state.session)
+                state.session = scope.get(SESSION_KEY, state.session)
+            if message["type"] == "http.response.start" and (
+                state.session_record is not None
+                or state.set_cookie
+                or state.delete_cookie
+                or state.session  # written without a session: an anonymous one starts
+            ):
                 try:
                     cookies = await self.edge.finish(state)
-                except StorageUnavailable as exc:
+                except (StorageUnavailable, SessionTooLarge) as exc:
                     # The change cannot be saved: say so instead of pretending it was.
-                    self.edge.outage_log.warning("session save failed, answering 503", exc)
                     replaced = True
-                    await self._refuse(self.edge.unavailable(), scope, receive, send)
+                    await self._refuse(self.edge.finish_refusal(exc), scope, receive, send)
                     return
                 if cookies:
                     headers = MutableHeaders(scope=message)
@@ -215,6 +276,18 @@ def _origin_and_host(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, st
     return origin, host
 
 
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that returns ``messages`` first, then what ``receive`` returns."""
+    pending = list(messages)
+
+    async def replaying() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replaying
+
+
 def _state(conn: HTTPConnection) -> RequestState:
     state = conn.scope.get(_STATE)
     if not isinstance(state, RequestState):
@@ -233,6 +306,7 @@ async def login(request: HTTPConnection, user_id: str, password: str) -> AuthUse
     """
     state = _state(request)
     client = request.client
+    previous = state.session
     user = await state.edge.login(
         state,
         user_id,
@@ -240,8 +314,10 @@ async def login(request: HTTPConnection, user_id: str, password: str) -> AuthUse
         ip_address=client.host if client else None,
         user_agent=request.headers.get("user-agent"),
         forwarded_for=",".join(request.headers.getlist("x-forwarded-for")) or None,
+        method=request.scope.get("method"),
+        content_type=request.headers.get("content-type"),
     )
-    AuthMiddleware._publish(request.scope, state)
+    AuthMiddleware._publish(request.scope, state, previous)
     _current.set(user)
     return user
 
@@ -257,6 +333,7 @@ async def login_user(request: HTTPConnection, user_id: str) -> AuthUser:
     """
     state = _state(request)
     client = request.client
+    previous = state.session
     user = await state.edge.login_user(
         state,
         user_id,
@@ -264,7 +341,7 @@ async def login_user(request: HTTPConnection, user_id: str) -> AuthUser:
         user_agent=request.headers.get("user-agent"),
         forwarded_for=",".join(request.headers.getlist("x-forwarded-for")) or None,
     )
-    AuthMiddleware._publish(request.scope, state)
+    AuthMiddleware._publish(request.scope, state, previous)
     _current.set(user)
     return user
 
@@ -272,6 +349,19 @@ async def login_user(request: HTTPConnection, user_id: str) -> AuthUser:
 async def logout(request: HTTPConnection) -> None:
     """Destroy the request's session server-side; the response deletes the cookie."""
     state = _state(request)
+    previous = state.session
     await state.edge.logout(state)
-    AuthMiddleware._publish(request.scope, state)
+    AuthMiddleware._publish(request.scope, state, previous)
     _current.set(state.user)
+
+
+def csrf_token(request: HTTPConnection) -> str:
+    """The CSRF token to put in a form's ``csrf_token`` field (or send in the header).
+
+    A visitor without a session gets an anonymous one (stored, with its cookie, when the
+    response starts), so a login form is protected before anyone logs in. Returns "" for a
+    request authenticated by a bearer token (no session, no CSRF). Usable in templates:
+    :func:`authmw.middleware.templating.install` makes it a Jinja2 global.
+    """
+    state = _state(request)
+    return state.edge.csrf_token(state)

@@ -72,7 +72,10 @@ class AuthUser(BaseUser):
 
     @classmethod
     def from_session(cls, session: SessionData) -> AuthUser:
-        """The principal behind a live session."""
+        """The principal behind a live session of a user (``ValueError`` for an anonymous
+        session, which has no principal)."""
+        if session.user_id is None:
+            raise ValueError("an anonymous session has no principal")
         user = cls.__new__(cls)
         user.user_id, user.roles = session.user_id, session.roles
         user.permissions, user.auth_method = session.permissions, "session"

@@ -18,6 +18,7 @@ request, including while the response body is produced.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import weakref
 from collections.abc import Coroutine, Iterable, Iterator
@@ -26,10 +27,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from .._time import Duration, seconds
-from ..errors import StorageUnavailable
+from ..errors import SessionTooLarge, StorageUnavailable
 from ..framework import AuthFramework
 from ..storage.base import SupportsCallTimeout
-from ._edge import Edge, Refusal, RequestState
+from ._edge import SAFE_METHODS, Edge, Refusal, RequestState
 from ._loop_thread import LoopGone, LoopThread
 from ._options import MiddlewareOptions, OptionKeywords, resolve
 from .principal import AuthUser, _current, credentials_for
@@ -43,6 +44,7 @@ __all__ = [
     "SESSION_KEY",
     "USER_KEY",
     "WSGIAuthMiddleware",
+    "csrf_token",
     "login",
     "login_user",
     "logout",
@@ -104,6 +106,7 @@ class WSGIAuthMiddleware:
         # Seen as a substring of the Cookie header whenever the parser could find the cookie.
         self._cookie_name = self.edge.cookie_name if options.session_cookie else None
         self._has_exclusions = bool(options.exclude_paths)
+        self._form_csrf = options.csrf and options.session_cookie
         self._loop = LoopThread()
         # Weakly bound: closes the framework and stops the thread at exit (or when the
         # middleware is collected) without keeping the middleware alive.
@@ -169,6 +172,19 @@ class WSGIAuthMiddleware:
             # WSGI strings are bytes decoded as latin-1; anything else is not from the wire.
             raw = None if authorization is None else authorization.encode("latin-1", "replace")
             method, csrf = environ.get("REQUEST_METHOD", "GET"), environ.get(self._csrf_key)
+            if (
+                csrf is None
+                and self._form_csrf
+                and cookie
+                and method not in SAFE_METHODS
+                # Only a session cookie makes the token count: other forms are not buffered.
+                and self.edge.cookie_name in cookie
+            ):
+                # A plain HTML form sends its token in the body: read it, hand the app a copy.
+                found = _form_token(edge, environ, method)
+                if isinstance(found, Refusal):
+                    return _refuse(found.negotiated(environ.get("HTTP_ACCEPT")), start_response)
+                csrf = found
             # A cached token or session (CachedStorage) is answered here, on the request's own
             # thread; only what needs I/O makes the trip to the loop.
             result = edge.authenticate_nowait(method, raw, cookie, csrf)
@@ -276,12 +292,9 @@ class _Response:
             if self._cookies is None:
                 try:
                     self._cookies = self._middleware._finish(self._environ, self._state)
-                except StorageUnavailable as exc:
+                except (StorageUnavailable, SessionTooLarge) as exc:
                     # The change cannot be saved: say so instead of pretending it was.
-                    self._middleware.edge.outage_log.warning(
-                        "session save failed, answering 503", exc
-                    )
-                    self.refusal = self._middleware.edge.unavailable().negotiated(
+                    self.refusal = self._middleware.edge.finish_refusal(exc).negotiated(
                         self._environ.get("HTTP_ACCEPT")
                     )
                     _refuse(self.refusal, self._start_response, exc_info)
@@ -347,6 +360,30 @@ def _refuse(
     return [body]
 
 
+def _form_token(edge: Edge, environ: WSGIEnvironment, method: str) -> str | Refusal | None:
+    """The CSRF field of a form body, with ``wsgi.input`` replaced by a copy of the body the
+    app reads in full; the 413 refusal when the body is above ``max_form_bytes``."""
+    content_type = environ.get("CONTENT_TYPE")
+    if not content_type or not edge.needs_form_token(method, content_type):
+        return None
+    limit = edge.max_form_bytes
+    length = environ.get("CONTENT_LENGTH", "")
+    if length.strip().isdigit():
+        if int(length) > limit:
+            return edge.form_too_large()
+        body = environ["wsgi.input"].read(int(length))
+    elif environ.get("wsgi.input_terminated"):
+        # Chunked upload the server ends for us: read at most one byte past the bound.
+        body = environ["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            return edge.form_too_large()
+    else:
+        return None  # no length, no end marker: the body cannot be read safely
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return edge.form_token(content_type, body)
+
+
 def _publish(environ: WSGIEnvironment, state: RequestState) -> None:
     environ[USER_KEY] = state.user
     environ[AUTH_KEY] = credentials_for(state.user)
@@ -383,6 +420,8 @@ def login(environ: WSGIEnvironment, user_id: str, password: str) -> AuthUser:
             ip_address=environ.get("REMOTE_ADDR"),
             user_agent=environ.get("HTTP_USER_AGENT"),
             forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
+            method=environ.get("REQUEST_METHOD"),
+            content_type=environ.get("CONTENT_TYPE") or None,
         ),
         "login",
     )
@@ -421,3 +460,14 @@ def logout(environ: WSGIEnvironment) -> None:
     middleware._call(state.edge.logout(state), "logout")
     _publish(environ, state)
     _current.set(state.user)
+
+
+def csrf_token(environ: WSGIEnvironment) -> str:
+    """The CSRF token to put in a form's ``csrf_token`` field (or send in the header).
+
+    The WSGI twin of :func:`authmw.middleware.asgi.csrf_token`: a visitor without a session
+    gets an anonymous one, stored with its cookie when the response starts; "" for a
+    bearer-authenticated request. Flask templates have it as the ``csrf_token()`` global.
+    """
+    _, state = _request(environ)
+    return state.edge.csrf_token(state)

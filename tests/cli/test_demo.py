@@ -31,8 +31,13 @@ async def test_demo_app_login_and_api() -> None:
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client,
     ):
-        assert "Log in as" in (await client.get("/")).text
-        response = await client.post("/login", data={"user": DEMO_USER, "password": DEMO_PASSWORD})
+        refused = await client.post("/login", data={"user": DEMO_USER, "password": DEMO_PASSWORD})
+        assert refused.status_code == 403  # login CSRF: no pre-login session, no token
+        page = (await client.get("/")).text
+        assert "Log in as" in page
+        token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        form = {"user": DEMO_USER, "password": DEMO_PASSWORD, "csrf_token": token}
+        response = await client.post("/login", data=form)
         assert response.status_code == 303
         assert "Visits this session: 1" in (await client.get("/")).text
         assert "Visits this session: 2" in (await client.get("/")).text
@@ -48,8 +53,13 @@ async def test_demo_app_login_and_api() -> None:
             "/api/me", headers={"Authorization": f"Bearer {token['access_token']}"}
         )
         assert me.json()["user"] == DEMO_USER and me.json()["auth_method"] == "bearer"
-        bad = await client.post("/login", data={"user": DEMO_USER, "password": "wrong"})
+        page = (await client.get("/")).text
+        token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        bad = await client.post(
+            "/login", data={"user": DEMO_USER, "password": "wrong", "csrf_token": token}
+        )
         assert bad.status_code == 401
+        client.cookies.clear()  # an API client: no session cookie, so no CSRF token either
         assert (await client.post("/api/token", content=b"not json")).status_code == 400
 
 

@@ -435,6 +435,29 @@ async def test_session_data_with_nul_round_trips(storage: AuthStorage) -> None:
     assert got is not None and got.data == {"\u0000": "x\u0000"}
 
 
+async def test_anonymous_sessions(storage: AuthStorage) -> None:
+    """A session without a user (user_id None) round-trips, is touched, is in no user's list,
+    survives a revocation of users, and is counted in statistics as anonymous."""
+    cart = make_session(None, data={"cart": ["book"]})
+    user = make_session("hana")
+    await storage.store_session(cart)
+    await storage.store_session(user)
+    got = await storage.get_session(cart.session_id)
+    assert got == cart and got is not None and got.user_id is None
+    later = utcnow() + timedelta(seconds=5)
+    assert await storage.touch_session(cart.session_id, later, later + timedelta(seconds=600))
+    got = await storage.get_session(cart.session_id)
+    assert got is not None and got.user_id is None and got.data == {"cart": ["book"]}
+    assert [s.session_id for s in await storage.list_user_sessions("hana")] == [user.session_id]
+    assert await storage.delete_user_sessions("hana") == 1
+    assert await storage.get_session(cart.session_id) is not None
+    await storage.store_session(make_session(None, ttl=-1))  # expired: never counted
+    stats = await storage.get_statistics()
+    assert (stats.active_sessions, stats.anonymous_sessions) == (1, 1)
+    assert await storage.delete_session(cart.session_id) is True
+    assert (await storage.get_statistics()).anonymous_sessions == 0
+
+
 # -- key-value -----------------------------------------------------------------------------
 
 

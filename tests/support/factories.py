@@ -54,7 +54,7 @@ def make_token(
 
 
 def make_session(
-    user_id: str = "alice",
+    user_id: str | None = "alice",
     *,
     ttl: float = 3600,
     data: dict[str, Any] | None = None,

@@ -119,7 +119,8 @@ class CachedStorage:
             fetch_one=self._read_session,
             fetch_many=self._read_sessions if bulk else None,
             expiry=lambda p: p[0].expires_ts,
-            owner=lambda p: p[0].user_id,
+            # An anonymous session has no owner: "" is no user id, so no revocation matches it.
+            owner=lambda p: p[0].user_id or "",
         )
         self._users: Table[UserRecord] = Table(
             "user",

@@ -492,6 +492,11 @@ class InMemoryStorage:
             kv_entries=sum(1 for _, exp in list(self._t.kv.values()) if exp > now),
             audit_events=len(self._t.audit),
             memory_bytes=self._t.memory_bytes(),
+            anonymous_sessions=sum(
+                1
+                for s, _ in list(self._t.sessions.values())
+                if s.user_id is None and s.expires_ts > now
+            ),
         )
 
     # -- bulk iteration --------------------------------------------------------------------

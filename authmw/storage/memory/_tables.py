@@ -123,18 +123,20 @@ class Tables:
     def put_session(self, session: SessionData, data_json: str) -> None:
         """Store a session (its data already encoded) with its user index (lock held)."""
         self.sessions[session.session_id] = (replace(session, data=_NO_DATA), data_json)
-        self.user_sessions.setdefault(session.user_id, set()).add(session.session_id)
+        if session.user_id is not None:  # an anonymous session is in no user's index
+            self.user_sessions.setdefault(session.user_id, set()).add(session.session_id)
 
     def drop_session(self, session_id: str) -> SessionData | None:
         """Remove a session and its index entry (lock held); the record, if any."""
         entry = self.sessions.pop(session_id, None)
         if entry is None:
             return None
-        ids = self.user_sessions.get(entry[0].user_id)
-        if ids is not None:
+        owner = entry[0].user_id
+        ids = None if owner is None else self.user_sessions.get(owner)
+        if owner is not None and ids is not None:
             ids.discard(session_id)
             if not ids:
-                del self.user_sessions[entry[0].user_id]
+                del self.user_sessions[owner]
         return entry[0]
 
     def live_session(self, session_id: str, now: float) -> SessionData | None:

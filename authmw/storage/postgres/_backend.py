@@ -517,6 +517,7 @@ class PostgresStorage:
             active_sessions=row["sessions"],
             kv_entries=row["kv"],
             audit_events=row["audit"],
+            anonymous_sessions=row["anonymous_sessions"],
             database_size_mb=round(row["database_bytes"] / 1048576, 3),
             extra={
                 "tables_size_mb": round(row["table_bytes"] / 1048576, 3),

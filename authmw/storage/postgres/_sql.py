@@ -241,6 +241,8 @@ class Statements:
             f"SELECT (SELECT count(*) FROM {users}) AS users, "
             f"(SELECT count(*) FROM {tokens} WHERE storage_expires_at > $1) AS tokens, "
             f"(SELECT count(*) FROM {sessions} WHERE expires_at > $1) AS sessions, "
+            f"(SELECT count(*) FROM {sessions} WHERE user_id IS NULL AND expires_at > $1) "
+            "AS anonymous_sessions, "
             f"(SELECT count(*) FROM {kv} WHERE expires_at > $1) AS kv, "
             f"(SELECT count(*) FROM {audit}) AS audit, "
             "pg_database_size(current_database()) AS database_bytes, "

@@ -190,24 +190,26 @@ class Importer:
             keys: list[str] = []
             args: list[Any] = [ms(now_ts())]
             for s, (data, la, ex) in zip(page, fields[start : start + _PAGE], strict=True):
-                keys += [k.session(s.session_id), k.user_sessions(s.user_id)]
-                args += [data, la, ex, s.user_id, s.session_id, ms(s.expires_ts)]
+                uid = s.user_id or ""  # anonymous: the empty user id's index (see _writes)
+                keys += [k.session(s.session_id), k.user_sessions(uid)]
+                args += [data, la, ex, uid, s.session_id, ms(s.expires_ts)]
             got = await x.script("import_sessions", "import_sessions", keys, args)
             out.extend(bool(g) for g in got)
         return out
 
     async def _cluster_session(self, s: SessionData, f: tuple[str, str, str]) -> bool:
         x, k, op = self.x, self.keys, "import_sessions"
-        index, exp = k.user_sessions(s.user_id), ms(s.expires_ts)
+        uid = s.user_id or ""  # anonymous: the empty user id's index (see _writes)
+        index, exp = k.user_sessions(uid), ms(s.expires_ts)
         if exp <= ms(now_ts()):
             return False
         state = int(await x.script(op, "idx_raise", [index], [s.session_id, exp, ms(now_ts())]))
         done = await x.script(
-            op, "ses_add", [k.session(s.session_id)], [*f, s.user_id, exp, ms(now_ts())]
+            op, "ses_add", [k.session(s.session_id)], [*f, uid, exp, ms(now_ts())]
         )
         if not done and state == 2:
             owner = await x.read(op, "HGET", k.session(s.session_id), "u")
-            if owner is not None and owner.decode() == s.user_id:
+            if owner is not None and owner.decode() == uid:
                 state = 0
         await self._settle(op, index, s.session_id, exp, bool(done), state)
         return bool(done)

@@ -217,6 +217,11 @@ class Bulk:
         averages = {kind: sum(sizes) / len(sizes) for kind, sizes in per_kind.items()}
         estimate = round(sum(averages.get(kind, 0.0) * n for kind, n in counts.items()))
         audit_events = int(await self.x.read(op, "XLEN", self.k.audit))
+        # Anonymous sessions are indexed under the empty user id (never a real one): their
+        # index's live members are the count.
+        anonymous = int(
+            await self.x.read(op, "ZCOUNT", self.k.user_sessions(""), f"({ms(now_ts())}", "+inf")
+        )
         info = await self.x.info(op, "memory")
         # A cluster answers with one section per node; a single server with the section itself.
         sections = [info] if "used_memory" in info else list(info.values())
@@ -227,6 +232,7 @@ class Bulk:
             active_sessions=counts["session"],
             kv_entries=counts["kv"],
             audit_events=audit_events,
+            anonymous_sessions=anonymous,
             memory_bytes=estimate,
             extra={
                 "mode": mode,

@@ -48,7 +48,9 @@ def _session_fields(session: SessionData) -> tuple[str, str, str, str]:
         session.to_json(),
         session.last_accessed.isoformat(),
         session.expires_at.isoformat(),
-        session.user_id,
+        # An anonymous session is indexed under the empty user id, which no user can have:
+        # its index is the anonymous sessions' (counted by get_statistics).
+        session.user_id or "",
     )
 
 

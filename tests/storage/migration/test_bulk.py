@@ -48,6 +48,10 @@ async def test_import_is_insert_if_absent(storage: AuthStorage) -> None:
     assert await imp.import_sessions([dataclasses.replace(session, data={})]) == [False]
     assert await look.lookup_sessions([session.session_id]) == [session]
     assert await storage.list_user_sessions("u0") == [session]
+    anonymous = make_session(None, data={"cart": [2]})  # a visitor's: moves with user_id None
+    assert await imp.import_sessions([anonymous]) == [True]
+    assert await look.lookup_sessions([anonymous.session_id]) == [anonymous]
+    assert (await storage.get_statistics()).anonymous_sessions == 1
 
     expires = utcnow() + timedelta(seconds=120)
     entries = [KVEntry("a", b"1", expires), KVEntry("b", b"2", utcnow() - timedelta(1))]
