@@ -34,12 +34,13 @@ async def test_demo_app_login_and_api() -> None:
         assert "Log in as" in (await client.get("/")).text
         response = await client.post("/login", data={"user": DEMO_USER, "password": DEMO_PASSWORD})
         assert response.status_code == 303
-        assert "Visits this session: 1" in (await client.get("/")).text
-        assert "Visits this session: 2" in (await client.get("/")).text
+        assert "<td id='visits'>1</td>" in (await client.get("/")).text
+        assert "<td id='visits'>2</td>" in (await client.get("/")).text
         assert (await client.get("/api/me")).json()["auth_method"] == "session"
         assert (await client.post("/logout")).status_code == 403  # no CSRF header
         csrf = client.cookies["authmw_csrf"]
-        assert (await client.post("/logout", headers={"X-CSRF-Token": csrf})).status_code == 200
+        out = await client.post("/logout", headers={"X-CSRF-Token": csrf})
+        assert out.status_code == 303 and out.headers["location"] == "/login?bye=1"
         assert (await client.get("/api/me")).status_code == 401
         token = (
             await client.post("/api/token", json={"user": DEMO_USER, "password": DEMO_PASSWORD})
