@@ -66,11 +66,12 @@ _SCRIPT = """<script>
 document.addEventListener("submit", async (event) => {
   const form = event.target;
   const token = (document.cookie.match(/(?:^|; )authmw_csrf=([^;]*)/) || [])[1];
-  if (!token || form.method.toLowerCase() !== "post") return;
+  // getAttribute: an input named "action" would shadow form.action.
+  if (!token || (form.getAttribute("method") || "").toLowerCase() !== "post") return;
   event.preventDefault();
   const body = new URLSearchParams(new FormData(form, event.submitter));
   const headers = {"X-CSRF-Token": token};
-  const response = await fetch(form.action, {method: "POST", body, headers});
+  const response = await fetch(form.getAttribute("action"), {method: "POST", body, headers});
   // Show the page fetch already followed (loading it again would consume its flash message).
   const text = await response.text();
   document.open(); document.write(text); document.close();
@@ -198,7 +199,8 @@ def build_app(auth: AuthFramework) -> Starlette:
             f"<tr><th>Roles</th><td id='roles'>{_list(user.roles)}</td></tr>"
             f"<tr><th>Permissions</th><td id='permissions'>{_list(user.permissions)}</td></tr>"
             f"<tr><th>Authenticated by</th><td id='method'>{_e(user.auth_method)}</td></tr>"
-            f"{age}</td></tr><tr><th>Visits this session</th><td id='visits'>{visits}</td></tr></table>"
+            f"{age}</td></tr><tr><th>Visits this session</th>"
+            f"<td id='visits'>{visits}</td></tr></table>"
             f"<h2>Cart</h2><p id='cart'>{_e(', '.join(cart)) or 'empty'}</p><p>{adds} "
             f"{_button(request, '/cart/clear', 'Empty the cart')}</p>"
         )
