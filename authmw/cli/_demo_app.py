@@ -19,7 +19,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -98,6 +98,17 @@ def _when(moment: datetime | None) -> str:
     return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _local(request: Request, target: str) -> str:
+    """The path of ``target`` if it is a page of this site, else "": never an open redirect
+    to ``//elsewhere`` or ``https://elsewhere``. (``requires`` sends absolute URLs.)"""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        if (parts.scheme, parts.netloc) != (request.url.scheme, request.url.netloc):
+            return ""
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+    return target if target.startswith("/") and not target.startswith(("//", "/\\")) else ""
+
+
 def _list(values: Iterable[str]) -> str:
     items = "".join(f"<li><code>{_e(v)}</code></li>" for v in values)
     return f"<ul>{items}</ul>" if items else "<em>none</em>"
@@ -155,19 +166,20 @@ def _flash(request: Request, message: str, to: str) -> Response:
 
 
 def _credentials_form(
-    request: Request, action: str, button: str, user: str = "", error: str = ""
+    request: Request, action: str, button: str, user: str = "", error: str = "", then: str = ""
 ) -> str:
+    """The user name and password form; ``then`` is the page to go to after logging in."""
     new = action == "/signup"
+    back = f'<input type="hidden" name="next" value="{_e(then)}">' if then else ""
     return (
         (f'<p class="error" id="error" role="alert">{_e(error)}</p>' if error else "")
-        + f'<form method="post" action="{action}">{_csrf_field(request)}'
+        + f'<form method="post" action="{action}">{_csrf_field(request)}{back}'
         '<label for="user">User name</label>'
         f'<input type="text" id="user" name="user" value="{_e(user)}" required '
         'autocomplete="username" autocapitalize="none" spellcheck="false">'
         '<label for="password">Password</label>'
         '<input type="password" id="password" name="password" required '
-        f'autocomplete="{"new-password" if new else "current-password"}"'
-        f"{' minlength=8' if new else ''}>"
+        f'autocomplete="{"new-password" if new else "current-password"}">'
         f'<p><button type="submit">{button}</button></p></form>'
     )
 
@@ -228,7 +240,9 @@ def build_app(auth: AuthFramework) -> Starlette:
         note = ""
         if request.query_params.get("bye"):
             note = '<p class="flash" id="flash">You are logged out.</p>'
-        return _page(request, "Log in", note + _credentials_form(request, "/login", "Log in"))
+        then = _local(request, request.query_params.get("next", ""))
+        body = note + _credentials_form(request, "/login", "Log in", then=then)
+        return _page(request, "Log in", body)
 
     async def login_form(request: Request) -> Response:
         form = await _form(request)
@@ -243,9 +257,10 @@ def build_app(auth: AuthFramework) -> Starlette:
                 if isinstance(exc, InvalidCredentials) and not isinstance(exc, AccountLocked)
                 else str(exc)
             )
-            body = _credentials_form(request, "/login", "Log in", user, message)
+            then = _local(request, form.get("next", ""))
+            body = _credentials_form(request, "/login", "Log in", user, message, then)
             return _page(request, "Log in", body, status_code=401)
-        return _flash(request, f"Welcome, {user}.", "/")
+        return _flash(request, f"Welcome, {user}.", _local(request, form.get("next", "")) or "/")
 
     async def signup_page(request: Request) -> Response:
         return _page(request, "Sign up", _credentials_form(request, "/signup", "Sign up"))
@@ -347,10 +362,9 @@ def build_app(auth: AuthFramework) -> Starlette:
         else:
             owned = {s.session_id for s in await auth.storage.list_user_sessions(user_id)}
             done = wanted in owned and await auth.storage.delete_session(wanted)
-        if not request.user.is_authenticated or (
-            request.user.session_record and request.user.session_record.session_id == wanted
-        ):
-            return RedirectResponse("/login", status_code=303)
+        record = request.user.session_record
+        if record is not None and record.session_id == wanted:
+            return RedirectResponse("/login", status_code=303)  # this browser logged out
         return _flash(request, "Revoked." if done else "Nothing to revoke.", "/sessions")
 
     @requires("authenticated", redirect="login_page")

@@ -160,3 +160,25 @@ def test_demo_serves_with_accounts_and_access_log() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+async def test_demo_login_returns_to_the_page_asked_for() -> None:
+    """A login from a guarded page goes back to it; a `next` off the site goes home instead."""
+    app = build_app(make_auth("memory://"))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client,
+    ):
+        asked = await client.get("/sessions", headers={"Accept": "text/html"})
+        assert asked.status_code == 303 and "/login?next=" in asked.headers["location"]
+        page = await client.get(asked.headers["location"])
+        assert 'name="next" value="/sessions"' in page.text
+        creds = {"user": DEMO_USER, "password": DEMO_PASSWORD}
+        back = await client.post("/login", data={**creds, "next": "/sessions"})
+        assert back.headers["location"] == "/sessions"
+        await client.post("/logout", headers={"X-CSRF-Token": client.cookies["authmw_csrf"]})
+        for elsewhere in ("//evil.example/", "https://evil.example/", "/\\x", "http:/x"):
+            away = await client.post("/login", data={**creds, "next": elsewhere})
+            assert away.headers["location"] == "/", elsewhere
+            await client.post("/logout", headers={"X-CSRF-Token": client.cookies["authmw_csrf"]})
