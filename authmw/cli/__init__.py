@@ -111,6 +111,11 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get(_ENV, "memory://"),
         help=f"storage URL (default: ${_ENV} or memory://)",
     )
+    demo.add_argument(
+        "--storage",
+        metavar="URL",
+        help="storage URL, as the positional argument (wins over it when both are given)",
+    )
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
     demo.add_argument("--port", type=int, default=8000, help="port to listen on")
     demo.add_argument(
@@ -273,19 +278,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    url = args.storage or args.url
     if args.walkthrough:
         from ._demo import main as walkthrough
 
-        return walkthrough(args.url)
+        return walkthrough(url)
     from ._demo_app import serve
 
-    return serve(args.url, args.host, args.port)
+    return serve(url, args.host, args.port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = _parser().parse_args(argv)
-    urls = [getattr(args, n, None) for n in ("url", "source", "target")]
+    urls = [getattr(args, n, None) for n in ("url", "storage", "source", "target")]
     hidden = _output.secrets_of([*urls, os.environ.get(_ENV)])
     try:
         if args.command == "demo":
