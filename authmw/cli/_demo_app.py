@@ -29,10 +29,18 @@ from starlette.routing import Route
 
 from .._time import utcnow
 from ..config import AuthConfig, CookieConfig
-from ..errors import AccountLocked, InvalidCredentials, InvalidInput, UnknownUser, UserExists
+from ..errors import (
+    AccountLocked,
+    CsrfFailed,
+    InvalidCredentials,
+    InvalidInput,
+    UnknownUser,
+    UserExists,
+)
 from ..framework import AuthFramework
 from ..integrations.starlette import requires
 from ..middleware import asgi
+from ..middleware.handlers import exception_handlers
 from ..middleware.principal import AuthUser
 from ..storage import storage_from_url
 from . import _output
@@ -228,6 +236,13 @@ def build_app(auth: AuthFramework) -> Starlette:
         user = form.get("user", "")
         try:
             await asgi.login(request, user, form.get("password", ""))
+        except CsrfFailed:
+            # The page's token did not come back (an old tab, or a cross-site post): a fresh
+            # form carries a new one.
+            then = _local(request, form.get("next", ""))
+            message = "This login form expired; please try again."
+            body = _credentials_form(request, "/login", "Log in", user, message, then)
+            return _page(request, "Log in", body, status_code=403)
         except (InvalidCredentials, AccountLocked, InvalidInput) as exc:
             # One message for unknown user, wrong password and disabled account: the form
             # must not tell which names exist.
@@ -468,7 +483,10 @@ def build_app(auth: AuthFramework) -> Starlette:
         Route("/api/me", me),
     ]
     return Starlette(
-        routes=routes, lifespan=lifespan, middleware=[Middleware(asgi.AuthMiddleware, auth=auth)]
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(asgi.AuthMiddleware, auth=auth)],
+        exception_handlers=exception_handlers,  # any other authmw error answers by itself
     )
 
 

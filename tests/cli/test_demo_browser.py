@@ -133,7 +133,8 @@ def press(driver: WebDriver, label: str, row: str | None = None) -> None:
 
 
 def test_demo_in_a_browser(demo_url: str, browsers: list[WebDriver], tmp_path: Path) -> None:
-    """Sign up, log in (a wrong password shown on the form), the principal, the cart, a
+    """Sign up, an anonymous cart kept at login, log in (a wrong password shown on the form),
+    the principal, the cart, a
     personal API token used over HTTP, a session revoked from a second browser, an admin
     disabling a user, a tampered cookie and log out, in headless Chromium."""
     base, shot = demo_url, Shots(tmp_path)
@@ -148,6 +149,13 @@ def test_demo_in_a_browser(demo_url: str, browsers: list[WebDriver], tmp_path: P
     shot(alice, "signed-up")
     alice.find_element(By.CSS_SELECTOR, "nav form button").click()  # log out
     wait_for(alice, "You are logged out")
+
+    # Logged out, the cart works all the same (an anonymous session), and is kept at login.
+    alice.get(f"{base}/")
+    press(alice, "Add apple")
+    wait_for(alice, "Added apple to the cart")
+    assert alice.find_element(By.ID, "cart").text == "apple"
+    shot(alice, "anonymous-cart")
 
     # A wrong password is shown on the login form itself, the user name kept.
     alice.get(f"{base}/login")
@@ -165,13 +173,14 @@ def test_demo_in_a_browser(demo_url: str, browsers: list[WebDriver], tmp_path: P
     assert "Session age" in text(alice)
     shot(alice, "principal")
 
-    # The cart lives in the session: it survives a reload.
+    # The anonymous cart came along at login; the cart survives a reload.
+    assert alice.find_element(By.ID, "cart").text == "apple"
     press(alice, "Add coffee")
     wait_for(alice, "Added coffee to the cart")
     press(alice, "Add bread")
     wait_for(alice, "Added bread to the cart")
     alice.get(f"{base}/")
-    assert alice.find_element(By.ID, "cart").text == "coffee, bread"
+    assert alice.find_element(By.ID, "cart").text == "apple, coffee, bread"
     shot(alice, "cart")
 
     # A personal API token, then /api/me with it over plain HTTP.
@@ -248,4 +257,4 @@ def test_demo_in_a_browser(demo_url: str, browsers: list[WebDriver], tmp_path: P
     demo.get(f"{base}/")
     assert "Logged in as" not in text(demo)
     shot(demo, "logged-out")
-    assert shot.taken == 10 and len(list(tmp_path.glob("*.png"))) == 10
+    assert shot.taken == 11 and len(list(tmp_path.glob("*.png"))) == 11
