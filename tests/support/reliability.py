@@ -41,11 +41,7 @@ from hypothesis import HealthCheck, settings
 import authmw
 from authmw import AuthConfig, AuthFramework, AuthMiddleware, AuthUser, InMemoryStorage
 from authmw.errors import (
-    AccountLocked,
     AuthmwError,
-    InvalidCredentials,
-    InvalidInput,
-    UserExists,
 )
 from authmw.integrations.fastapi import current_user, optional_user
 from authmw.storage import AuthStorage
@@ -105,14 +101,8 @@ def parse_body(body: bytes) -> dict[str, Any] | None:
 
 
 def error_status(exc: AuthmwError) -> int:
-    """The status an app answers for a typed error of the framework."""
-    if isinstance(exc, (InvalidCredentials, AccountLocked)):
-        return 401
-    if isinstance(exc, UserExists):
-        return 409
-    if isinstance(exc, InvalidInput):
-        return 400
-    return 503
+    """The status an app answers for a typed error of the framework: the one it carries."""
+    return exc.status_code
 
 
 async def snapshot(storage: AuthStorage) -> dict[str, Any]:
