@@ -223,6 +223,17 @@ class SessionData:
             permissions=tuple(data.get("permissions", ())),
         )
 
+    def with_data(self, data: dict[str, Any]) -> SessionData:
+        """This record holding ``data``: ``dataclasses.replace(self, data=data)`` without
+        re-checking fields this record already checked. Every session read makes one (a fresh
+        copy of the data per caller), and ``replace`` cost more than the rest of a cached read.
+        """
+        copy = object.__new__(SessionData)
+        for name in _SESSION_FIELDS:
+            object.__setattr__(copy, name, getattr(self, name))
+        object.__setattr__(copy, "data", data)
+        return copy
+
     def to_json(self) -> str:
         """Compact JSON of :meth:`to_dict`; raises ``TypeError`` if ``data`` is not JSON-able."""
         return json.dumps(self.to_dict(), separators=(",", ":"))
@@ -231,6 +242,9 @@ class SessionData:
     def from_json(cls, text: str | bytes) -> SessionData:
         """Rebuild a session from :meth:`to_json` output."""
         return cls.from_dict(json.loads(text))
+
+
+_SESSION_FIELDS = tuple(name for name in SessionData.__slots__ if name != "data")
 
 
 @dataclass(frozen=True, slots=True)

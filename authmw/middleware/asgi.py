@@ -100,8 +100,13 @@ class AuthMiddleware:
                 "GET", authorization, cookie, csrf, websocket=True, origin=origin, host=host
             )
         else:
-            result = await self.edge.authenticate(
-                scope.get("method", "GET"), authorization, cookie, csrf
+            method = scope.get("method", "GET")
+            # Memory, or a cache hit: answered by plain calls, without the coroutines.
+            found = self.edge.authenticate_nowait(method, authorization, cookie, csrf)
+            result = (
+                found
+                if found is not None
+                else await self.edge.authenticate(method, authorization, cookie, csrf)
             )
         if isinstance(result, Refusal):
             await self._refuse(result, scope, receive, send)
@@ -137,7 +142,10 @@ class AuthMiddleware:
                 # The app may have replaced the dict or logged in/out: read back what it left.
                 state.session = scope.get("session", state.session)
                 try:
-                    cookies = await self.edge.finish(state)
+                    # Nothing to save (the usual case): a plain call, no coroutine.
+                    cookies = self.edge.finish_nowait(state)
+                    if cookies is None:
+                        cookies = await self.edge.finish(state)
                 except StorageUnavailable as exc:
                     # The change cannot be saved: say so instead of pretending it was.
                     self.edge.outage_log.warning("session save failed, answering 503", exc)
