@@ -457,6 +457,24 @@ async def test_session_refusals(auth: AuthFramework) -> None:
         assert info.value.reason == reason
 
 
+async def test_remembered_ids_keep_their_kind_and_still_ask_storage(auth: AuthFramework) -> None:
+    """Verified once, an access token is still malformed as a session id (and a session id
+    as an access token), and a session id is still looked up: gone from storage, refused."""
+    await auth.register_user("wes", "password")
+    token = (await auth.authenticate("wes", "password")).access_token
+    sid, session = await auth.create_session("wes")
+    await auth.verify(token)
+    await auth.get_session(sid)
+    for call, wrong in ((auth.get_session, token), (auth.verify, sid)):
+        with pytest.raises(InvalidToken) as info:
+            await call(wrong)
+        assert info.value.reason == "malformed"
+    await auth.storage.delete_session(session.session_id)
+    with pytest.raises(InvalidToken) as info:
+        await auth.get_session(sid)
+    assert info.value.reason == "unknown"
+
+
 async def test_session_idle_timeout(storage: AuthStorage) -> None:
     """A session unused for longer than the idle timeout is gone."""
     auth = make_auth(storage, session_idle_timeout=0.3, session_touch_interval=0)
