@@ -32,12 +32,21 @@ __all__ = [
 UTC = UTC
 
 
+def _loads(text: str | bytes) -> Any:
+    """``json.loads``, bytes decoded first: given bytes, json.loads sniffs their encoding
+    (UTF-8, -16 or -32) and decodes them itself, which costs more than the parse of a token
+    record. Records are written as UTF-8 (and ASCII JSON is that too)."""
+    return json.loads(text.decode() if isinstance(text, bytes) else text)
+
+
 def _dt(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
 def _parse_dt(value: Any) -> datetime:
     parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if isinstance(parsed, datetime) and parsed.tzinfo is UTC:
+        return parsed  # what every record holds: already aware UTC
     if not isinstance(parsed, datetime) or parsed.tzinfo is None:
         raise ValueError(f"expected a timezone-aware ISO datetime, got {value!r}")
     return parsed.astimezone(UTC)
@@ -157,7 +166,7 @@ class AuthToken:
     @classmethod
     def from_json(cls, text: str | bytes) -> AuthToken:
         """Rebuild a record from :meth:`to_json` output."""
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(_loads(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +250,7 @@ class SessionData:
     @classmethod
     def from_json(cls, text: str | bytes) -> SessionData:
         """Rebuild a session from :meth:`to_json` output."""
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(_loads(text))
 
 
 _SESSION_FIELDS = tuple(name for name in SessionData.__slots__ if name != "data")
@@ -294,7 +303,7 @@ class UserRecord:
     @classmethod
     def from_json(cls, text: str | bytes) -> UserRecord:
         """Rebuild a user from :meth:`to_json` output."""
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(_loads(text))
 
 
 def _event_id() -> str:
@@ -359,7 +368,7 @@ class AuditEvent:
     @classmethod
     def from_json(cls, text: str | bytes) -> AuditEvent:
         """Rebuild an event from :meth:`to_json` output."""
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(_loads(text))
 
 
 @dataclass(slots=True)
