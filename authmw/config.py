@@ -89,8 +89,8 @@ class AuthConfig:
     ``password_hasher`` defaults to argon2-cffi's RFC 9106 low-memory profile (argon2id,
     64 MiB, 3 passes); ``max_concurrent_hashes`` bounds how many hashes run at once, since each
     uses that much memory. ``verified_token_cache`` is how many recently verified access tokens
-    are remembered so a repeat ``verify`` skips re-hashing (storage is still asked every time,
-    so revocation is immediate); 0 turns it off.
+    and session ids are remembered so a repeat ``verify`` skips re-hashing (storage is still
+    asked every time, so revocation is immediate); 0 turns it off.
 
     Password guessing (docs/lockout.md): ``max_failed_logins`` failures of one user from one
     client address within ``failed_login_window`` lock that address out of the account for

@@ -99,6 +99,7 @@ class AuthFramework:
         # A repeat verify then skips both hashes; storage is still asked every time, so a
         # revocation anywhere takes effect at once. Bounded, oldest entry evicted first.
         self._verified: dict[str, str] = {}
+        self._verified_sessions: dict[str, str] = {}  # the same memo for session ids
         self._verified_max = cfg.verified_token_cache
         # Token id -> (stored record, storage's user_generation, answer): the answer of the
         # live account check (_follow_user), kept while neither the cached record nor any user
@@ -204,6 +205,7 @@ class AuthFramework:
                 self._open = False
                 self._verified.clear()
                 self._followed.clear()
+                self._verified_sessions.clear()
                 await self.storage.close()
 
     async def __aenter__(self) -> AuthFramework:
@@ -690,15 +692,22 @@ class AuthFramework:
             return replace(token, roles=user.roles, permissions=user.permissions)
         return token
 
-    def _remember(self, access_token: str, token_id: str) -> None:
+    def _remember(
+        self, access_token: str, token_id: str, verified: dict[str, str] | None = None
+    ) -> None:
         if not self._verified_max:
             return
-        verified = self._verified
+        if verified is None:
+            verified = self._verified
         if len(verified) >= self._verified_max:
             # verify_nowait runs on other threads too: another thread may change the dict
-            # between iter() and next(), or take the same oldest entry first.
-            with contextlib.suppress(RuntimeError, StopIteration):
+            # between iter() and next(), or take the same oldest entry first. try/except, not
+            # contextlib.suppress: this runs on every first verify of a token once the memo
+            # is full, and a suppress() costs more than the eviction.
+            try:  # noqa: SIM105
                 verified.pop(next(iter(verified)), None)
+            except (RuntimeError, StopIteration):
+                pass
         verified[access_token] = token_id
 
     async def _revoke_family(self, token: AuthToken, now: datetime) -> None:
@@ -910,11 +919,11 @@ class AuthFramework:
         ``last_accessed`` is written at most once per ``session_touch_interval``. Raises
         ``InvalidToken`` when the id is malformed, forged, unknown or expired.
         """
-        selector, verifier = self._codec.parse(session_id, SESSION)
+        selector, verifier = self._session_key(session_id)
         if not self._open:
             await self._reopen()
         found = await self.storage.get_session(selector)
-        session = self._accept_session(selector, verifier, found)
+        session = self._accept_session(session_id, selector, verifier, found)
         owner = session.user_id
         if owner is not None:  # an anonymous visitor's session has no account to follow
             nowait = self._nowait
@@ -939,11 +948,11 @@ class AuthFramework:
         nowait = self._nowait
         if nowait is None or not self._open:
             return None
-        selector, verifier = self._codec.parse(session_id, SESSION)
+        selector, verifier = self._session_key(session_id)
         found = nowait.get_session_nowait(selector)
         if found is MISS:
             return None
-        session = self._accept_session(selector, verifier, found)
+        session = self._accept_session(session_id, selector, verifier, found)
         owner = session.user_id
         every = self._touch_every if owner is not None else self._anon_touch_every
         if utcnow() - session.last_accessed >= every:
@@ -955,11 +964,25 @@ class AuthFramework:
             return None
         return self._follow_user_session(session, account)
 
-    @staticmethod
-    def _accept_session(selector: str, verifier: str, found: SessionData | None) -> SessionData:
+    def _session_key(self, session_id: str) -> tuple[str, str | None]:
+        """(selector, secret part to check) of a session id; as :meth:`_token_key`, the secret
+        part is None when this exact id passed the full check before (a memo of its own, so an
+        access token given as a session id is still refused as malformed, and the reverse)."""
+        selector = self._verified_sessions.get(session_id)
+        if selector is not None:
+            return selector, None
+        return self._codec.parse(session_id, SESSION)
+
+    def _accept_session(
+        self, session_id: str, selector: str, verifier: str | None, found: SessionData | None
+    ) -> SessionData:
         """The one decision of both session paths: the session, if its secret part matches."""
-        if found is None or not verifier_matches(verifier, found.verifier_digest):
+        if found is None:
             raise InvalidToken("unknown", token_id=selector)
+        if verifier is not None:
+            if not verifier_matches(verifier, found.verifier_digest):
+                raise InvalidToken("unknown", token_id=selector)
+            self._remember(session_id, selector, self._verified_sessions)
         return found
 
     @staticmethod
@@ -1001,6 +1024,7 @@ class AuthFramework:
         session = await self.storage.get_session(selector)
         if session is None or not verifier_matches(verifier, session.verifier_digest):
             return False
+        self._verified_sessions.pop(session_id, None)
         await self._audit("session.destroy", True, session.user_id, session_id=selector)
         return await self.storage.delete_session(selector)
 

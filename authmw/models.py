@@ -32,12 +32,21 @@ __all__ = [
 UTC = UTC
 
 
+def _loads(text: str | bytes) -> Any:
+    """``json.loads``, bytes decoded first: given bytes, json.loads sniffs their encoding
+    (UTF-8, -16 or -32) and decodes them itself, which costs more than the parse of a token
+    record. Records are written as UTF-8 (and ASCII JSON is that too)."""
+    return json.loads(text.decode() if isinstance(text, bytes) else text)
+
+
 def _dt(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
 def _parse_dt(value: Any) -> datetime:
     parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if isinstance(parsed, datetime) and parsed.tzinfo is UTC:
+        return parsed  # what every record holds: already aware UTC
     if not isinstance(parsed, datetime) or parsed.tzinfo is None:
         raise ValueError(f"expected a timezone-aware ISO datetime, got {value!r}")
     return parsed.astimezone(UTC)
@@ -174,7 +183,7 @@ class AuthToken:
     @classmethod
     def from_json(cls, text: str | bytes) -> AuthToken:
         """Rebuild a record from :meth:`to_json` output."""
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(_loads(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +259,17 @@ class SessionData:
             user_agent=data.get("user_agent"),
         )
 
+    def with_data(self, data: dict[str, Any]) -> SessionData:
+        """This record holding ``data``: ``dataclasses.replace(self, data=data)`` without
+        re-checking fields this record already checked. Every session read makes one (a fresh
+        copy of the data per caller), and ``replace`` cost more than the rest of a cached read.
+        """
+        copy = object.__new__(SessionData)
+        for name in _SESSION_FIELDS:
+            object.__setattr__(copy, name, getattr(self, name))
+        object.__setattr__(copy, "data", data)
+        return copy
+
     def to_json(self) -> str:
         """Compact JSON of :meth:`to_dict`; raises ``TypeError`` if ``data`` is not JSON-able."""
         return json.dumps(self.to_dict(), separators=(",", ":"))
@@ -257,7 +277,10 @@ class SessionData:
     @classmethod
     def from_json(cls, text: str | bytes) -> SessionData:
         """Rebuild a session from :meth:`to_json` output."""
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(_loads(text))
+
+
+_SESSION_FIELDS = tuple(name for name in SessionData.__slots__ if name != "data")
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +330,7 @@ class UserRecord:
     @classmethod
     def from_json(cls, text: str | bytes) -> UserRecord:
         """Rebuild a user from :meth:`to_json` output."""
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(_loads(text))
 
 
 def _event_id() -> str:
@@ -372,7 +395,7 @@ class AuditEvent:
     @classmethod
     def from_json(cls, text: str | bytes) -> AuditEvent:
         """Rebuild an event from :meth:`to_json` output."""
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(_loads(text))
 
 
 @dataclass(slots=True)

@@ -26,19 +26,22 @@ __all__ = ["cycling", "fresh_records", "issue_tokens", "record_payload", "store_
 async def issue_tokens(
     auth: AuthFramework, count: int, *, callers: int = 1, user: str = USER
 ) -> list[AuthToken]:
-    """``count`` distinct tokens of one user, issued by ``authenticate``.
+    """``count`` distinct tokens of one user: one from ``authenticate``, the rest from
+    ``issue_tokens`` (the same pair, without a password check).
 
-    The user is registered first if needed; ``callers`` logins run at once, for storages whose
-    every call waits on a server.
+    The user is registered first if needed; ``callers`` issues run at once, for storages whose
+    every call waits on a server. Concurrent password logins would trip the lockout, which
+    reserves a failure per attempt before checking its hash.
     """
     with contextlib.suppress(UserExists):
         await auth.register_user(user, PASSWORD)
-    tokens: list[AuthToken] = []
+    tokens: list[AuthToken] = [await auth.authenticate(user, PASSWORD)]
 
     async def worker(share: int) -> None:
         for _ in range(share):
-            tokens.append(await auth.authenticate(user, PASSWORD))
+            tokens.append(await auth.issue_tokens(user))
 
+    count -= 1
     shares = [count // callers + (1 if i < count % callers else 0) for i in range(callers)]
     await asyncio.gather(*(worker(n) for n in shares if n))
     return tokens

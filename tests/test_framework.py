@@ -490,6 +490,40 @@ async def test_session_refusals(auth: AuthFramework) -> None:
         assert info.value.reason == reason
 
 
+async def test_remembered_ids_keep_their_kind_and_still_ask_storage(auth: AuthFramework) -> None:
+    """Verified once, an access token is still malformed as a session id (and a session id
+    as an access token), and a session id is still looked up: gone from storage, refused."""
+    await auth.register_user("wes", "password")
+    token = (await auth.authenticate("wes", "password")).access_token
+    sid, session = await auth.create_session("wes")
+    await auth.verify(token)
+    await auth.get_session(sid)
+    for call, wrong in ((auth.get_session, token), (auth.verify, sid)):
+        with pytest.raises(InvalidToken) as info:
+            await call(wrong)
+        assert info.value.reason == "malformed"
+    await auth.storage.delete_session(session.session_id)
+    with pytest.raises(InvalidToken) as info:
+        await auth.get_session(sid)
+    assert info.value.reason == "unknown"
+
+
+async def test_verified_memo_stays_within_its_bound() -> None:
+    """With ``verified_token_cache=2``, tokens and session ids verified past the bound evict
+    the oldest memo entries and every one still verifies."""
+    auth = make_auth(InMemoryStorage(), verified_token_cache=2)
+    await auth.register_user("xia", "password")
+    tokens = [(await auth.issue_tokens("xia")).access_token for _ in range(4)]
+    sessions = [(await auth.create_session("xia"))[0] for _ in range(4)]
+    for _ in range(2):
+        for token in tokens:
+            assert (await auth.verify(token)).user_id == "xia"
+        for session_id in sessions:
+            assert (await auth.get_session(session_id)).user_id == "xia"
+    assert len(auth._verified) <= 2 and len(auth._verified_sessions) <= 2
+    await auth.close()
+
+
 async def test_session_idle_timeout(storage: AuthStorage) -> None:
     """A session unused for longer than the idle timeout is gone."""
     auth = make_auth(storage, session_idle_timeout=0.3, session_touch_interval=0)

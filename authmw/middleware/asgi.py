@@ -121,7 +121,13 @@ class AuthMiddleware:
                     await self._refuse(found, scope, receive, send)
                     return
                 csrf, receive = found
-            result = await self.edge.authenticate(method, authorization, cookie, csrf)
+            # Memory, or a cache hit: answered by plain calls, without the coroutines.
+            answered = self.edge.authenticate_nowait(method, authorization, cookie, csrf)
+            result = (
+                answered
+                if answered is not None
+                else await self.edge.authenticate(method, authorization, cookie, csrf)
+            )
         if isinstance(result, Refusal):
             await self._refuse(result, scope, receive, send)
             return
@@ -199,7 +205,10 @@ class AuthMiddleware:
                 or state.session  # written without a session: an anonymous one starts
             ):
                 try:
-                    cookies = await self.edge.finish(state)
+                    # Nothing to save (the usual case): a plain call, no coroutine.
+                    cookies = self.edge.finish_nowait(state)
+                    if cookies is None:
+                        cookies = await self.edge.finish(state)
                 except (StorageUnavailable, SessionTooLarge) as exc:
                     # The change cannot be saved: say so instead of pretending it was.
                     replaced = True

@@ -155,7 +155,8 @@ async def test_session_login_flow(auth: AuthFramework) -> None:
 
 
 async def test_session_saved_only_when_changed(auth: AuthFramework) -> None:
-    """Reading a session writes nothing; changing it writes once."""
+    """Reading a session writes nothing and re-signs nothing (no Set-Cookie); changing it
+    writes once."""
     await auth.register_user("cat", "password")
     writes = 0
     original = auth.storage.update_session
@@ -170,7 +171,9 @@ async def test_session_saved_only_when_changed(auth: AuthFramework) -> None:
         auth.storage.update_session = counting  # type: ignore[method-assign]
         try:
             for _ in range(3):
-                await http.get("/session")
+                response = await http.get("/session")
+                assert response.status_code == 200
+                assert "set-cookie" not in response.headers
             assert writes == 0
             await http.post(
                 "/cart",

@@ -208,7 +208,8 @@ def test_session_login_flow(stack: Stack) -> None:
 
 
 def test_session_saved_only_when_changed(stack: Stack) -> None:
-    """Reading a session writes nothing; changing it writes once; replacing the dict saves it."""
+    """Reading a session writes nothing and re-signs nothing (no Set-Cookie); changing it
+    writes once; replacing the dict saves it."""
     app = stack.app()
     app.run(stack.auth.register_user("cat", "password"))
     writes = 0
@@ -224,7 +225,9 @@ def test_session_saved_only_when_changed(stack: Stack) -> None:
         stack.storage.update_session = counting  # type: ignore[method-assign]
         try:
             for _ in range(3):
-                http.get("/session")
+                response = http.get("/session")
+                assert response.status_code == 200
+                assert "set-cookie" not in response.headers
             assert writes == 0
             csrf = {"X-CSRF-Token": http.cookies["authmw_csrf"]}
             http.post("/cart", json={"item": "pear"}, headers=csrf)

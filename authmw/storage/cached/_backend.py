@@ -75,7 +75,7 @@ def _touch(entries: OrderedDict[str, Any], key: str) -> None:
 
 def _unpack(packed: _Packed) -> SessionData:
     # A fresh copy of the data for every caller, as every backend hands out.
-    return replace(packed[0], data=json.loads(packed[1]))
+    return packed[0].with_data(json.loads(packed[1]))
 
 
 class CachedStorage:

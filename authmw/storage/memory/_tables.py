@@ -144,4 +144,4 @@ class Tables:
         entry = self.sessions.get(session_id)
         if entry is None or entry[0].expires_ts <= now:
             return None
-        return replace(entry[0], data=json.loads(entry[1]))
+        return entry[0].with_data(json.loads(entry[1]))

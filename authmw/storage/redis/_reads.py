@@ -40,7 +40,7 @@ def parse_session(got: Sequence[bytes | None], now: float) -> SessionData | None
     data_json, last_accessed, expires_at = got
     if data_json is None or last_accessed is None or expires_at is None:
         return None
-    fields = json.loads(data_json)
+    fields = json.loads(data_json.decode())  # str: json.loads would sniff the encoding
     fields["last_accessed"] = last_accessed.decode()
     fields["expires_at"] = expires_at.decode()
     session = SessionData.from_dict(fields)
