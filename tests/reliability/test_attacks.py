@@ -152,7 +152,8 @@ async def test_csrf_attacks(auth: AuthFramework) -> None:
                     "cookie": cookie,
                     "content-type": "application/x-www-form-urlencoded",
                 },
-                "content": f"csrf_token={csrf}&authmw_csrf={csrf}&item=evil",
+                # The form field is read like the header: another user's token fails.
+                "content": f"csrf_token={other_csrf}&authmw_csrf={csrf}&item=evil",
             },
             {
                 "headers": {"cookie": cookie, "content-type": "text/plain"},
@@ -256,7 +257,13 @@ async def test_no_user_enumeration_by_timing(form: str) -> None:
     machine is."""
     tries = 200 if form == "long" else 50
     hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
-    config = AuthConfig(secret_key=TEST_SECRET, password_hasher=hasher, max_failed_logins=10**6)
+    # Neither the lockout nor the per-user slow-down may stop the measurement.
+    config = AuthConfig(
+        secret_key=TEST_SECRET,
+        password_hasher=hasher,
+        max_failed_logins=10**6,
+        login_delay_after=10**6,
+    )
     async with AuthFramework(InMemoryStorage(), config) as auth:
         await auth.register_user("victim", PASSWORD)
         times: dict[str, list[float]] = {"unknown": [], "wrong": []}

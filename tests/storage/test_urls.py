@@ -22,9 +22,9 @@ POSTGRES_URLS = [
     f"postgresql://u@h/app?sslpassword={KEYPASS}%2B%2F",
 ]
 REDIS_URLS = [
-    f"redis://u:{USERPASS}@h:6379/0?ssl_password={KEYPASS}",
+    f"rediss://u:{USERPASS}@h:6379/0?ssl_password={KEYPASS}",
     f"rediss://:{USERPASS}@h:6380/1?password={KEYPASS}",
-    f"redis://h:6379/0?sentinel_password={KEYPASS}&Password={USERPASS}",
+    f"redis+sentinel://:{USERPASS}@s1:26379,s2:26379/mymaster/0?sentinel_password={KEYPASS}",
 ]
 
 

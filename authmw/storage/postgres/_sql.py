@@ -124,7 +124,7 @@ class Statements:
         # the family's advisory lock, so the mark cannot appear between this check and commit.
         self.retire_token = (
             self.update_token + " AND revoked_at IS NULL AND NOT EXISTS (SELECT 1 FROM "
-            f"{families} WHERE family_id = $4 AND expires_at > $16)"
+            f"{families} WHERE family_id = $4 AND expires_at > $19)"
         )
         # Transaction-level advisory lock of one family ($1: its 64-bit key), taken by every
         # rotation and family revocation before they read or write.
