@@ -12,14 +12,13 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from .config import AuthConfig
 from .errors import InvalidInput, UnknownUser
 from .models import UserRecord, utcnow
 from .passwords import PasswordManager, check_password_rules
-
-if TYPE_CHECKING:
-    from .framework import AuthFramework
+from .storage.base import AuthStorage
 
 __all__ = ["MAX_PAGE", "Accounts", "normalize_user_id"]
 
@@ -75,12 +74,33 @@ def _names(field: str, values: object) -> tuple[str, ...]:
 Audit = Callable[..., Awaitable[None]]
 
 
+class Host(Protocol):
+    """What :class:`Accounts` uses of the framework that holds it (``AuthFramework``): a
+    Protocol, so that this module needs no import of the framework (no import cycle)."""
+
+    config: AuthConfig
+    storage: AuthStorage
+
+    async def _reopen(self) -> None: ...
+
+    async def revoke_user(self, user_id: str, *, keep: str | None = None) -> int: ...
+
+    async def check_password(
+        self,
+        user_id: str,
+        password: str,
+        *,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+    ) -> UserRecord: ...
+
+
 class Accounts:
     """The user-management operations of one framework (see the module docstring)."""
 
     def __init__(
         self,
-        auth: AuthFramework,
+        auth: Host,
         passwords: PasswordManager,
         audit: Audit,
         clear_lockout: Callable[[str], Awaitable[None]],
