@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import types
 from pathlib import Path
 
 import pytest
+
+from tests.support.cli_helpers import postgres_at_url, redis_at_url  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
@@ -60,3 +63,23 @@ async def test_readme_app_answers() -> None:
             headers = {"Authorization": f"Bearer {token.access_token}"}
             answer = await client.get("/me", headers=headers)
     assert answer.status_code == 200 and answer.json()["user"] == "readme-user"
+
+
+@pytest.mark.parametrize("example", ["starlette_app.py", "fastapi_app.py"])
+async def test_example_runs_on_redis_and_postgres(
+    example: str,
+    redis_at_url: tuple[str, object],  # noqa: F811 - the fixture imported above
+    postgres_at_url: tuple[str, object],  # noqa: F811 - the fixture imported above
+) -> None:
+    """The Starlette and FastAPI examples' self-tests (anonymous cart, form login with CSRF,
+    password-less sign-up, the error handlers) pass on Redis and on PostgreSQL too."""
+    for url, _ in (redis_at_url, postgres_at_url):
+        result = subprocess.run(  # noqa: ASYNC221 - waiting for the example is the test
+            [sys.executable, str(ROOT / "examples" / example)],
+            capture_output=True,
+            text=True,
+            timeout=280,
+            cwd=ROOT,
+            env={**os.environ, "AUTHMW_STORAGE_URL": url},
+        )
+        assert result.returncode == 0, (url.split("?")[0], result.stderr)

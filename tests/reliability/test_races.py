@@ -4,8 +4,8 @@ session, and a revocation racing a verifier in another process. Counts are exact
 from __future__ import annotations
 
 import asyncio
-import os
 import itertools
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -68,9 +68,10 @@ def outcomes(results: list[Any]) -> Counter[str]:
 
 
 async def test_concurrent_right_logins_never_lock_the_account(auth: AuthFramework) -> None:
-    """LOGINS (1,000 in the long form) concurrent logins with the right password: each succeeds or, beyond the
-    ``max_failed_logins`` attempts that may check a hash at once (increment-then-verify), is
-    refused as locked; none is counted as a failure and no lock stays: the next login works."""
+    """LOGINS (1,000 in the long form) concurrent logins with the right password: each
+    succeeds or, beyond the ``max_failed_logins`` attempts that may check a hash at once
+    (increment-then-verify), is refused as locked; none is counted as a failure and no lock
+    stays: the next login works."""
     await auth.register_user("racer", "right-password")
     results = await asyncio.gather(
         *(auth.authenticate("racer", "right-password") for _ in range(LOGINS)),
@@ -93,9 +94,10 @@ async def test_concurrent_right_logins_never_lock_the_account(auth: AuthFramewor
 async def test_concurrent_wrong_logins_are_counted_exactly(
     auth: AuthFramework, hasher: CountingHasher
 ) -> None:
-    """LOGINS (1,000 in the long form) concurrent wrong guesses on one account: exactly ``max_failed_logins - 1`` are
-    refused as invalid, every other one as locked, and no more than ``max_failed_logins``
-    hashes are checked (the count is reserved before the hash); the account is locked after."""
+    """LOGINS (1,000 in the long form) concurrent wrong guesses on one account: exactly
+    ``max_failed_logins - 1`` are refused as invalid, every other one as locked, and no more
+    than ``max_failed_logins`` hashes are checked (the count is reserved before the hash); the
+    account is locked after."""
     budget = auth.config.max_failed_logins
     await auth.register_user("target", "right-password")
     before = hasher.verified
