@@ -840,18 +840,11 @@ class AuthFramework:
         if not self._open:
             await self._reopen()
         user = await self.storage.get_user(user_id)
-        minted = self._codec.mint(SESSION)
-        now = utcnow()
-        absolute = now + self._absolute
-        session = SessionData(
-            session_id=minted.selector,
-            user_id=user_id,
-            verifier_digest=minted.verifier_digest,
-            created_at=now,
-            last_accessed=now,
-            expires_at=min(now + self._idle, absolute),
-            absolute_expires_at=absolute,
-            data=dict(data or {}),
+        token, session = self._mint_session(
+            user_id,
+            data,
+            self._idle,
+            self._absolute,
             roles=user.roles if user else (),
             permissions=user.permissions if user else (),
             ip_address=self._client_text(ip_address),
@@ -859,7 +852,31 @@ class AuthFramework:
         )
         await self.storage.store_session(session)
         await self._audit("session.create", True, user_id, session_id=session.session_id)
-        return minted.token, session
+        return token, session
+
+    def _mint_session(
+        self,
+        user_id: str | None,
+        data: dict[str, Any] | None,
+        idle: timedelta,
+        absolute_ttl: timedelta,
+        **extra: Any,
+    ) -> tuple[str, SessionData]:
+        """A new session id and its record (not stored): a user's or a visitor's."""
+        minted = self._codec.mint(SESSION)
+        now = utcnow()
+        absolute = now + absolute_ttl
+        return minted.token, SessionData(
+            session_id=minted.selector,
+            user_id=user_id,
+            verifier_digest=minted.verifier_digest,
+            created_at=now,
+            last_accessed=now,
+            expires_at=min(now + idle, absolute),
+            absolute_expires_at=absolute,
+            data=dict(data or {}),
+            **extra,
+        )
 
     def new_anonymous_session(self, data: dict[str, Any] | None = None) -> tuple[str, SessionData]:
         """A session for a visitor who is not logged in, minted but not stored yet: its id
@@ -869,19 +886,7 @@ class AuthFramework:
         It has no user (``user_id`` None), no roles, and the anonymous timeouts. Not audited:
         a visitor's cart is not a security event, and bots would flood the log.
         """
-        minted = self._codec.mint(SESSION)
-        now = utcnow()
-        absolute = now + self._anon_absolute
-        return minted.token, SessionData(
-            session_id=minted.selector,
-            user_id=None,
-            verifier_digest=minted.verifier_digest,
-            created_at=now,
-            last_accessed=now,
-            expires_at=min(now + self._anon_idle, absolute),
-            absolute_expires_at=absolute,
-            data=dict(data or {}),
-        )
+        return self._mint_session(None, data, self._anon_idle, self._anon_absolute)
 
     async def store_anonymous_session(
         self, session: SessionData, data: dict[str, Any]
