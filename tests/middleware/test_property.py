@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable
-from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +19,7 @@ from authmw import AuthFramework, AuthMiddleware, InMemoryStorage
 from authmw.middleware._cookies import SessionCookieCodec
 from authmw.middleware.wsgi import WSGIAuthMiddleware
 from authmw.testing import test_config
+from tests.support.fronts import asgi_app, wsgi_app
 
 pytest.register_assert_rewrite("tests.support.wsgi_apps")
 
@@ -29,29 +28,6 @@ from tests.support.wsgi_apps import Called, environ_for  # noqa: E402 - after th
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 B64TOKEN = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
 ALLOWED = {200, 400, 401, 403}
-
-
-def principal_json(user: Any) -> bytes:
-    return json.dumps({"authenticated": user.is_authenticated, "user": user.display_name}).encode()
-
-
-async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Reports the principal for any method and path."""
-    body = principal_json(scope["user"])
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    """Reports the principal for any method and path."""
-    start_response("200 OK", [("Content-Type", "application/json")])
-    return [principal_json(environ["authmw.user"])]
 
 
 async def seed(auth: AuthFramework) -> tuple[str, str]:
