@@ -38,7 +38,7 @@ from .errors import (
 )
 from .models import AuditEvent, AuthToken, SessionData, UserRecord, utcnow
 from .passwords import PasswordManager, check_password_rules
-from .storage.base import MISS, AuthStorage, Miss, SupportsNowaitReads
+from .storage.base import MISS, AuthStorage, Miss, SupportsNowaitReads, SupportsOwnerReads
 from .tokens import ACCESS, REFRESH, SESSION, TokenCodec, verifier_matches
 
 __all__ = ["AuthFramework"]
@@ -108,6 +108,11 @@ class AuthFramework:
         # A storage that answers some reads from memory (CachedStorage) lets verify_nowait and
         # get_session_nowait serve synchronous callers without an event loop.
         self._nowait = storage if isinstance(storage, SupportsNowaitReads) else None
+        # Without a memory path, every verify reads the credential and its owner: a storage
+        # that reads both in one round trip (Redis, PostgreSQL) is asked for both at once.
+        self._owner_reads = (
+            storage if self._nowait is None and isinstance(storage, SupportsOwnerReads) else None
+        )
         self._open = False
         self._open_lock = asyncio.Lock()
         self._accounts = Accounts(self, self._passwords, self._audit, self.throttle.unlock)
@@ -590,6 +595,10 @@ class AuthFramework:
             await self._reopen()
         nowait = self._nowait
         if nowait is None:
+            if self._owner_reads is not None:
+                stored, owner = await self._owner_reads.get_token_and_user(token_id)
+                token = self._accept_token(access_token, token_id, verifier, stored)
+                return self._follow_user(token, owner)
             token = self._accept_token(
                 access_token, token_id, verifier, await self.storage.get_token(token_id)
             )
@@ -927,12 +936,17 @@ class AuthFramework:
         selector, verifier = self._session_key(session_id)
         if not self._open:
             await self._reopen()
-        found = await self.storage.get_session(selector)
+        account: UserRecord | Literal[Miss.MISS] | None = MISS
+        if self._owner_reads is not None:
+            found, account = await self._owner_reads.get_session_and_user(selector)
+        else:
+            found = await self.storage.get_session(selector)
         session = self._accept_session(session_id, selector, verifier, found)
         owner = session.user_id
         if owner is not None:  # an anonymous visitor's session has no account to follow
-            nowait = self._nowait
-            account = MISS if nowait is None else nowait.get_user_nowait(owner)
+            if account is MISS:
+                nowait = self._nowait
+                account = MISS if nowait is None else nowait.get_user_nowait(owner)
             if account is MISS:
                 account = await self.storage.get_user(owner)
             session = self._follow_user_session(session, account)

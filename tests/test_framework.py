@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -677,3 +678,46 @@ async def test_memory_storage_answers_verify_without_a_coroutine() -> None:
         await auth.revoke(pair.access_token)
         with pytest.raises(InvalidToken):
             auth.verify_nowait(pair.access_token)
+
+
+@pytest.fixture(params=["redis_storage", "postgres_storage"])
+def uncached_storage(request: pytest.FixtureRequest) -> AuthStorage:
+    """Redis and PostgreSQL without a cache: storages without a memory path."""
+    backend: AuthStorage = request.getfixturevalue(request.param)
+    return backend
+
+
+async def test_uncached_verify_reads_credential_and_owner_in_one_call(
+    uncached_storage: AuthStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a cache, verify and get_session read the credential with its owner in one
+    storage call (one round trip), and still follow the account: new roles, then disable."""
+    storage = uncached_storage
+    auth = AuthFramework(
+        storage, AuthConfig(secret_key=TEST_SECRET, password_hasher=fast_password_hasher())
+    )
+    await auth.open()
+    await auth.register_user("alice", "password", roles=("user",))
+    token = await auth.issue_tokens("alice")
+    session_id, _ = await auth.create_session("alice")
+    calls: list[str] = []
+    for name in ("get_token", "get_session", "get_user"):
+        original = getattr(storage, name)
+
+        async def spy(*args: object, _name: str = name, _original: Any = original) -> Any:
+            calls.append(_name)
+            return await _original(*args)
+
+        monkeypatch.setattr(storage, name, spy)
+    assert (await auth.verify(token.access_token)).roles == ("user",)
+    assert (await auth.get_session(session_id)).user_id == "alice"
+    assert calls == []
+    await auth.set_roles("alice", ["admin"])
+    assert (await auth.verify(token.access_token)).roles == ("admin",)
+    assert (await auth.get_session(session_id)).roles == ("admin",)
+    await auth.disable_user("alice")
+    with pytest.raises(InvalidToken):
+        await auth.verify(token.access_token)
+    with pytest.raises(InvalidToken):
+        await auth.get_session(session_id)
+    await auth.close()

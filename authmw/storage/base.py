@@ -87,6 +87,7 @@ __all__ = [
     "SupportsInvalidation",
     "SupportsNativeBackup",
     "SupportsNowaitReads",
+    "SupportsOwnerReads",
     "SupportsSchema",
 ]
 
@@ -427,6 +428,28 @@ class SupportsNowaitReads(Protocol):
 
     def get_user_nowait(self, user_id: str) -> UserRecord | Literal[Miss.MISS] | None:
         """``get_user`` from memory, or ``MISS``."""
+        ...
+
+
+@runtime_checkable
+class SupportsOwnerReads(Protocol):
+    """Reads of a credential together with its owner's user record, in one round trip.
+
+    Every verify follows the user's account (disabled, deleted, changed roles), so a storage
+    without a memory path would otherwise pay two round trips per request. Each returns what
+    ``get_token``/``get_session`` would, and the owner as ``get_user`` would have answered
+    (None when the record is None, the session anonymous or the user gone). The two reads need
+    not be one snapshot: a user changed between them is followed on the next request.
+    """
+
+    async def get_token_and_user(self, token_id: str) -> tuple[AuthToken | None, UserRecord | None]:
+        """``get_token`` and its owner's ``get_user``."""
+        ...
+
+    async def get_session_and_user(
+        self, session_id: str
+    ) -> tuple[SessionData | None, UserRecord | None]:
+        """``get_session`` and its owner's ``get_user`` (None for an anonymous session)."""
         ...
 
 

@@ -11,7 +11,7 @@ import pytest
 from authmw.errors import UserExists
 from authmw.models import AuditEvent, utcnow
 from authmw.storage import AuthStorage
-from authmw.storage.base import SupportsCallTimeout
+from authmw.storage.base import SupportsCallTimeout, SupportsOwnerReads
 from tests.support.factories import make_session, make_token, make_user
 
 
@@ -111,6 +111,41 @@ async def test_token_round_trip(storage: AuthStorage) -> None:
     assert await storage.get_token_by_refresh(token.refresh_id) == token
     assert await storage.get_token("missing") is None
     assert await storage.get_token_by_refresh("missing") is None
+
+
+async def test_token_and_user_read_together(storage: AuthStorage) -> None:
+    """get_token_and_user answers what get_token and get_user answer: the owner beside a live
+    token, None for a missing owner, (None, None) for a missing or expired token."""
+    assert isinstance(storage, SupportsOwnerReads)
+    owner = make_user("alice", roles=("admin",))
+    await storage.create_user(owner)
+    token = make_token("alice", roles=("admin",))
+    await storage.store_token(token)
+    assert await storage.get_token_and_user(token.token_id) == (token, owner)
+    orphan = make_token("nobody")
+    await storage.store_token(orphan)
+    assert await storage.get_token_and_user(orphan.token_id) == (orphan, None)
+    expired = make_token("alice", ttl=-5, refresh_ttl=-1)
+    await storage.store_token(expired)
+    assert await storage.get_token_and_user(expired.token_id) == (None, None)
+    assert await storage.get_token_and_user("missing") == (None, None)
+
+
+async def test_session_and_user_read_together(storage: AuthStorage) -> None:
+    """get_session_and_user answers what get_session and get_user answer: the owner beside a
+    user's session, None beside an anonymous one or a deleted owner, (None, None) for none."""
+    assert isinstance(storage, SupportsOwnerReads)
+    owner = make_user("alice")
+    await storage.create_user(owner)
+    session = make_session("alice", data={"cart": [1]})
+    anonymous = make_session(None, data={"flash": "hi"})
+    orphan = make_session("gone")
+    for stored in (session, anonymous, orphan):
+        await storage.store_session(stored)
+    assert await storage.get_session_and_user(session.session_id) == (session, owner)
+    assert await storage.get_session_and_user(anonymous.session_id) == (anonymous, None)
+    assert await storage.get_session_and_user(orphan.session_id) == (orphan, None)
+    assert await storage.get_session_and_user("missing") == (None, None)
 
 
 async def test_stored_token_drops_raw_strings(storage: AuthStorage) -> None:

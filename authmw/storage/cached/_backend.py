@@ -377,6 +377,12 @@ class CachedStorage:
             return value
         return await self._tokens.miss(token_id)
 
+    async def get_token_and_user(self, token_id: str) -> tuple[AuthToken | None, UserRecord | None]:
+        """The token and its owner, each from the cache when fresh (``SupportsOwnerReads``;
+        the framework reads through the memory path instead)."""
+        token = await self.get_token(token_id)
+        return token, None if token is None else await self.get_user(token.user_id)
+
     async def update_token(self, token: AuthToken) -> bool:
         """Replace through the wrapped storage (a revocation); invalidate it everywhere."""
         return await self._write(self.inner.update_token(token), "t:" + token.token_id)
@@ -433,6 +439,15 @@ class CachedStorage:
             if packed is None:
                 return None
         return _unpack(packed)
+
+    async def get_session_and_user(
+        self, session_id: str
+    ) -> tuple[SessionData | None, UserRecord | None]:
+        """The session and its owner (None when anonymous), as :meth:`get_token_and_user`."""
+        session = await self.get_session(session_id)
+        if session is None or session.user_id is None:
+            return session, None
+        return session, await self.get_user(session.user_id)
 
     async def touch_session(
         self, session_id: str, last_accessed: datetime, expires_at: datetime

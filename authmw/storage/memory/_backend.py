@@ -226,6 +226,11 @@ class InMemoryStorage:
         framework's verify and the WSGI fast path skip creating and awaiting a coroutine."""
         return self._live_token(token_id)
 
+    async def get_token_and_user(self, token_id: str) -> tuple[AuthToken | None, UserRecord | None]:
+        """The live token and its owner (``SupportsOwnerReads``)."""
+        token = self._live_token(token_id)
+        return token, None if token is None else self._t.users.get(token.user_id)
+
     def _live_token(self, token_id: str) -> AuthToken | None:
         # Both reads share this rather than calling each other: a subclass may override one.
         token = self._t.tokens.get(token_id)
@@ -316,6 +321,15 @@ class InMemoryStorage:
     async def get_session(self, session_id: str) -> SessionData | None:
         """The live session with a fresh copy of its data, or None."""
         return self._t.live_session(session_id, now_ts())
+
+    async def get_session_and_user(
+        self, session_id: str
+    ) -> tuple[SessionData | None, UserRecord | None]:
+        """The live session and its owner, None when anonymous (``SupportsOwnerReads``)."""
+        session = self._t.live_session(session_id, now_ts())
+        if session is None or session.user_id is None:
+            return session, None
+        return session, self._t.users.get(session.user_id)
 
     def get_session_nowait(self, session_id: str) -> SessionData | None:
         """``get_session`` as a plain call (never ``MISS``), as :meth:`get_token_nowait`."""

@@ -51,6 +51,7 @@ from ._sql import (
     Statements,
     event_args,
     row_to_event,
+    row_to_owner,
     row_to_session,
     row_to_token,
     row_to_user,
@@ -83,8 +84,8 @@ class PostgresStorage:
     schema at the wrong version, and ``StorageUnavailable`` when the server cannot be reached.
 
     Besides :class:`~authmw.storage.base.AuthStorage` it offers the optional capabilities
-    ``BulkImport``, ``BulkLookup``, ``SupportsInvalidation``, ``SupportsSchema`` and
-    ``SupportsNativeBackup`` of :mod:`authmw.storage.base`.
+    ``BulkImport``, ``BulkLookup``, ``SupportsInvalidation``, ``SupportsOwnerReads``,
+    ``SupportsSchema`` and ``SupportsNativeBackup`` of :mod:`authmw.storage.base`.
     """
 
     def __init__(self, url_or_config: str | PostgresConfig) -> None:
@@ -239,6 +240,13 @@ class PostgresStorage:
         )
         return None if row is None else row_to_token(row)
 
+    async def get_token_and_user(self, token_id: str) -> tuple[AuthToken | None, UserRecord | None]:
+        """The live token and its owner, in one statement (a join)."""
+        row = await self._db.query(
+            "get_token", "fetchrow", self._sql.get_token_and_user, token_id, utcnow(), read=True
+        )
+        return (None, None) if row is None else (row_to_token(row), row_to_owner(row))
+
     async def get_token_by_refresh(self, refresh_id: str) -> AuthToken | None:
         """The live token record holding this refresh selector, or None."""
         row = await self._db.query(
@@ -331,6 +339,20 @@ class PostgresStorage:
             "get_session", "fetchrow", self._sql.get_session, session_id, utcnow(), read=True
         )
         return None if row is None else row_to_session(row)
+
+    async def get_session_and_user(
+        self, session_id: str
+    ) -> tuple[SessionData | None, UserRecord | None]:
+        """The live session and its owner (None when anonymous), in one statement."""
+        row = await self._db.query(
+            "get_session",
+            "fetchrow",
+            self._sql.get_session_and_user,
+            session_id,
+            utcnow(),
+            read=True,
+        )
+        return (None, None) if row is None else (row_to_session(row), row_to_owner(row))
 
     async def touch_session(
         self, session_id: str, last_accessed: datetime, expires_at: datetime

@@ -27,6 +27,7 @@ __all__ = [
     "Statements",
     "event_args",
     "row_to_event",
+    "row_to_owner",
     "row_to_session",
     "row_to_token",
     "row_to_user",
@@ -52,6 +53,15 @@ SESSION_COLS = (
 EVENT_COLS = (
     "event_id, user_id, action, resource, outcome, ip_address, user_agent, created_at, metadata"
 )
+
+
+# A credential's owner read beside it (SupportsOwnerReads): the user's columns, renamed.
+OWNER = "owner_"
+_OWNER_COLS = ", ".join(f"u.{col} AS {OWNER}{col}" for col in USER_COLS.split(", "))
+
+
+def _qualified(cols: str, alias: str) -> str:
+    return ", ".join(f"{alias}.{col}" for col in cols.split(", "))
 
 
 def _placeholders(count: int, start: int = 1) -> str:
@@ -111,6 +121,11 @@ class Statements:
         self.get_token = (
             f"SELECT {TOKEN_COLS} FROM {tokens} WHERE token_id = $1 AND storage_expires_at > $2"
         )
+        self.get_token_and_user = (
+            f"SELECT {_qualified(TOKEN_COLS, 't')}, {_OWNER_COLS} FROM {tokens} t "
+            f"LEFT JOIN {users} u ON u.user_id = t.user_id "
+            "WHERE t.token_id = $1 AND t.storage_expires_at > $2"
+        )
         self.get_token_by_refresh = (
             f"SELECT {TOKEN_COLS} FROM {tokens} WHERE refresh_id = $1 AND storage_expires_at > $2"
         )
@@ -160,6 +175,11 @@ class Statements:
         )
         self.get_session = (
             f"SELECT {SESSION_COLS} FROM {sessions} WHERE session_id = $1 AND expires_at > $2"
+        )
+        self.get_session_and_user = (
+            f"SELECT {_qualified(SESSION_COLS, 's')}, {_OWNER_COLS} FROM {sessions} s "
+            f"LEFT JOIN {users} u ON u.user_id = s.user_id "
+            "WHERE s.session_id = $1 AND s.expires_at > $2"
         )
         self.touch_session = (
             f"UPDATE {sessions} SET last_accessed = $2, expires_at = $3 "
@@ -305,17 +325,22 @@ def user_args(user: UserRecord) -> tuple[Any, ...]:
     )
 
 
-def row_to_user(row: Mapping[str, Any]) -> UserRecord:
-    """A user from a row of ``USER_COLS``."""
+def row_to_user(row: Mapping[str, Any], prefix: str = "") -> UserRecord:
+    """A user from a row of ``USER_COLS`` (each column name after ``prefix``)."""
     return UserRecord(
-        user_id=row["user_id"],
-        password_hash=row["password_hash"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        roles=tuple(row["roles"]),
-        permissions=tuple(row["permissions"]),
-        is_active=row["is_active"],
+        user_id=row[f"{prefix}user_id"],
+        password_hash=row[f"{prefix}password_hash"],
+        created_at=row[f"{prefix}created_at"],
+        updated_at=row[f"{prefix}updated_at"],
+        roles=tuple(row[f"{prefix}roles"]),
+        permissions=tuple(row[f"{prefix}permissions"]),
+        is_active=row[f"{prefix}is_active"],
     )
+
+
+def row_to_owner(row: Mapping[str, Any]) -> UserRecord | None:
+    """The owner read beside a credential (the ``owner_`` columns), or None if none."""
+    return None if row[f"{OWNER}user_id"] is None else row_to_user(row, OWNER)
 
 
 def token_args(token: AuthToken) -> tuple[Any, ...]:

@@ -44,7 +44,8 @@ class RedisStorage:
 
     Connects lazily; :meth:`open` checks the server (version, credentials, database) once.
     Every method raises ``StorageUnavailable`` when Redis cannot answer. Besides
-    ``AuthStorage`` it offers ``BulkImport``, ``BulkLookup`` and ``SupportsInvalidation``.
+    ``AuthStorage`` it offers ``BulkImport``, ``BulkLookup``, ``SupportsInvalidation`` and
+    ``SupportsOwnerReads``.
     """
 
     def __init__(self, config: str | RedisConfig = "redis://localhost:6379") -> None:
@@ -186,8 +187,10 @@ class RedisStorage:
     async def get_token(self, token_id: str) -> AuthToken | None:
         """One ``GET``: the live token record, or None."""
         raw = await self._x.read("get_token", "GET", self.keys.token(token_id))
-        if raw is None:
-            return None
+        return None if raw is None else self._live_token(raw)
+
+    def _live_token(self, raw: bytes) -> AuthToken | None:
+        """The token stored as ``raw`` if it has not expired."""
         # Verifying one token again and again reads the same bytes: decode them once. Any
         # change to the record (a revocation) changes the bytes, so this never serves stale data.
         token = self._decoded.get(raw)
@@ -197,6 +200,21 @@ class RedisStorage:
                 self._decoded.pop(next(iter(self._decoded)))
             self._decoded[raw] = token
         return token if token.storage_expires_ts > now_ts() else None
+
+    async def get_token_and_user(self, token_id: str) -> tuple[AuthToken | None, UserRecord | None]:
+        """The live token and its owner: one script on a single server; on a cluster, where
+        the two keys live in different slots, ``get_token`` then ``get_user``."""
+        if self.config.is_cluster:
+            token = await self.get_token(token_id)
+            return token, None if token is None else await self.get_user(token.user_id)
+        got = await self._x.read_script(
+            "get_token", "token_owner", [self.keys.token(token_id)], [self.keys.user_open]
+        )
+        token = None if not got else self._live_token(got[0])
+        if token is None:
+            return None, None
+        raw_user = got[1] if len(got) > 1 else None
+        return token, None if raw_user is None else UserRecord.from_json(raw_user)
 
     async def get_token_by_refresh(self, refresh_id: str) -> AuthToken | None:
         """Follow the refresh index, then check the token still names this refresh id."""
@@ -258,6 +276,24 @@ class RedisStorage:
             "get_session", "HMGET", self.keys.session(session_id), "d", "la", "ex"
         )
         return parse_session(got, now_ts())
+
+    async def get_session_and_user(
+        self, session_id: str
+    ) -> tuple[SessionData | None, UserRecord | None]:
+        """The live session and its owner (None when anonymous), as
+        :meth:`get_token_and_user` reads them."""
+        if self.config.is_cluster:
+            session = await self.get_session(session_id)
+            if session is None or session.user_id is None:
+                return session, None
+            return session, await self.get_user(session.user_id)
+        got = await self._x.read_script(
+            "get_session", "session_owner", [self.keys.session(session_id)], [self.keys.user_open]
+        )
+        session = parse_session(got[:3], now_ts())
+        if session is None or session.user_id is None or got[3] is None:
+            return session, None
+        return session, UserRecord.from_json(got[3])
 
     async def touch_session(
         self, session_id: str, last_accessed: datetime, expires_at: datetime

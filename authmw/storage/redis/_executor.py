@@ -353,6 +353,12 @@ class Executor:
             operation, self._eval, self._scripts[name], keys, args, idempotent=idempotent
         )
 
+    async def read_script(
+        self, operation: str, name: str, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """Run one of the registered Lua scripts that only reads (no replica acknowledgement)."""
+        return await self.call(operation, self._eval_read, self._scripts[name], keys, args)
+
     async def pipeline(
         self,
         operation: str,
@@ -424,6 +430,15 @@ class Executor:
             # A restarted or newly promoted server has an empty script cache.
             await self.client.script_load(script.source)
             return await self._write(*command)
+
+    async def _eval_read(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        client = self.client
+        try:
+            return await client.execute_command(*command)
+        except NoScriptError:
+            await client.script_load(script.source)  # as in _eval
+            return await client.execute_command(*command)
 
     async def _write(self, *args: Any) -> Any:
         if not self._wait:

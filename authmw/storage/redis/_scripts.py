@@ -56,6 +56,8 @@ SINGLE_SERVER: tuple[str, ...] = (
     "import_tokens",
     "import_sessions",
     "kv_incr",
+    "token_owner",
+    "session_owner",
 )
 """The scripts a single server (plain or behind sentinels) runs."""
 
