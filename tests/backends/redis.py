@@ -301,6 +301,17 @@ def redis_cluster() -> Iterator[RedisCluster]:
         cluster.destroy()
 
 
+@pytest.fixture
+def replicated_cluster() -> Iterator[RedisCluster]:
+    """Three masters with a replica each, node timeout 1 s (a killed master's replica takes
+    over within seconds); a fresh one per test, for tests that kill a master."""
+    cluster = RedisCluster(replicas=1, node_timeout=1000)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.destroy()
+
+
 async def purge(storage: RedisStorage) -> None:
     """Remove every key under the storage's prefix (SCAN + UNLINK, on every node)."""
     pattern = glob_escape(storage.config.key_prefix) + "*"

@@ -287,17 +287,6 @@ async def test_sentinel_failover_under_load(sentinel_setup: SentinelSetup) -> No
     report("sentinel-failover", promoted_after_s=round(promoted[0], 2), **figures)
 
 
-@pytest.fixture
-def replicated_cluster() -> Iterator[RedisCluster]:
-    """Three masters with a replica each, node timeout 1 s (a killed master's replica takes
-    over within seconds); a fresh one per test, since the test kills a master."""
-    cluster = RedisCluster(replicas=1, node_timeout=1000)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.destroy()
-
-
 async def _session_cookies(
     auth: AuthFramework, inner: RedisStorage, cluster: RedisCluster, node: RedisServer
 ) -> dict[str, dict[str, str]]:
