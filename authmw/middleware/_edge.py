@@ -18,10 +18,7 @@ import hmac
 import html
 import json
 import logging
-import threading
-import time
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Any, Final
@@ -29,6 +26,7 @@ from typing import Any, Final
 from itsdangerous import BadSignature
 from starlette.requests import cookie_parser
 
+from .._outage import OutageLog
 from ..errors import (
     ConfigurationError,
     CsrfFailed,
@@ -57,39 +55,6 @@ _SESSION: Final = 2  # RequestState.credential is a session id, .cookies the req
 
 # What a look-up may raise that the edge answers for (see Edge._refused).
 _ANSWERED = (InvalidToken, MalformedAuthorization, StorageUnavailable)
-
-
-class OutageLog:
-    """Warnings about storage outages, at most one per ``interval`` seconds per message.
-
-    During an outage every request fails the same way: one warning each would flood the logs
-    (and cost a formatted record per refused request). The first is logged; the ones within
-    the next ``interval`` are counted, and the count goes with the next warning logged.
-    Thread-safe (WSGI request threads share one).
-    """
-
-    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
-        self.interval = interval
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._quiet_until: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warning(self, message: str, exc: BaseException) -> None:
-        """Log ``message: exc`` as a warning unless one with ``message`` went out recently."""
-        now = self._clock()
-        with self._lock:
-            if now < self._quiet_until.get(message, now):
-                self._suppressed[message] = self._suppressed.get(message, 0) + 1
-                return
-            self._quiet_until[message] = now + self.interval
-            suppressed = self._suppressed.pop(message, 0)
-        if suppressed:
-            log.warning(
-                "%s: %s (and %d more since the last such warning)", message, exc, suppressed
-            )
-        else:
-            log.warning("%s: %s", message, exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +139,7 @@ class Edge:
             auth.config.signing_keys, auth.config.cookie, options.csrf_cookie
         )
         self.cookie_name = auth.config.cookie.name
-        self.outage_log = OutageLog()
+        self.outage_log = OutageLog(log)
         if options.csrf_cookie == self.cookie_name:
             raise ConfigurationError(
                 f"csrf_cookie {options.csrf_cookie!r} is the session cookie's name"

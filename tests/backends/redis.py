@@ -4,7 +4,8 @@ The run's server is ``AUTHMW_REDIS_URL`` when set, else 127.0.0.1:6379 when it a
 throwaway ``redis-server`` started here on a free loopback port (``AUTHMW_REDIS_THROWAWAY=1``
 forces the throwaway server). Each behaviour test gets its
 own key prefix (``authmw-test:<random>:``) whose keys are removed afterwards with SCAN+UNLINK.
-The cluster variant runs the same suite on three masters started for the session.
+The cluster variant runs the same suite on three masters started for the session; the failover
+tests build one with a replica per master (:class:`RedisCluster`).
 """
 
 from __future__ import annotations
@@ -199,19 +200,22 @@ def redis_url() -> Iterator[str]:
 
 
 class RedisCluster:
-    """Three throwaway masters joined into a cluster with ``redis-cli --cluster create``."""
+    """Throwaway masters (and ``replicas`` replicas of each) joined into a cluster with
+    ``redis-cli --cluster create``. ``node_timeout`` (ms) is how long a master may stay silent
+    before the others count it failed and its replica takes over."""
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, *, replicas: int = 0, node_timeout: int = 2000) -> None:
+        self.replicas = replicas
         self.nodes = [
             RedisServer(
                 [
                     "cluster-enabled yes",
                     "cluster-config-file nodes.conf",
-                    "cluster-node-timeout 2000",
+                    f"cluster-node-timeout {node_timeout}",
                 ],
                 cluster=True,
             )
-            for _ in range(masters)
+            for _ in range(masters * (1 + replicas))
         ]
 
     @property
@@ -220,7 +224,8 @@ class RedisCluster:
         return [n.url for n in self.nodes]
 
     def start(self) -> RedisCluster:
-        """Start the nodes, assign every slot, wait for ``cluster_state:ok`` everywhere."""
+        """Start the nodes, assign every slot, wait for ``cluster_state:ok`` everywhere (and
+        for every replica to be in sync with its master)."""
         for node in self.nodes:
             node.start()
         subprocess.run(
@@ -230,25 +235,55 @@ class RedisCluster:
                 "create",
                 *(f"127.0.0.1:{n.port}" for n in self.nodes),
                 "--cluster-replicas",
-                "0",
+                str(self.replicas),
                 "--cluster-yes",
             ],
             check=True,
             capture_output=True,
             timeout=60,
         )
+        known = f"cluster_known_nodes:{len(self.nodes)}"
 
         def ready() -> bool:
             for node in self.nodes:
                 with node.client() as client:
                     info = client.execute_command("CLUSTER", "INFO").decode()
-                    if "cluster_state:ok" not in info or "cluster_known_nodes:3" not in info:
+                    if "cluster_state:ok" not in info or known not in info:
+                        return False
+                    replication = client.info("replication")
+                    if replication["role"] == "slave" and replication["master_link_status"] != "up":
                         return False
             return True
 
         if not wait_until(ready, 30, 0.1):
             raise RuntimeError("the test cluster did not reach cluster_state:ok")
         return self
+
+    def live(self) -> list[RedisServer]:
+        """The nodes whose process runs."""
+        return [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+
+    def owner(self, key: str) -> RedisServer:
+        """The master serving ``key``'s slot, as a live node sees the cluster now."""
+        with self.live()[0].client() as client:
+            slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+            for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    port = int(master[1])
+                    return next(n for n in self.nodes if n.port == port)
+        raise RuntimeError(f"no master serves slot {slot}")
+
+    def synced(self, master: RedisServer, timeout: float = 15) -> bool:
+        """Wait until every replica of ``master`` has acknowledged all it has written."""
+
+        def caught_up() -> bool:
+            with master.client() as client:
+                info = client.info("replication")
+            offset = int(info["master_repl_offset"])
+            links = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+            return bool(links) and all(int(link["offset"]) >= offset for link in links)
+
+        return wait_until(caught_up, timeout, 0.05)
 
     def destroy(self) -> None:
         """Kill every node and remove its files."""
@@ -260,6 +295,17 @@ class RedisCluster:
 def redis_cluster() -> Iterator[RedisCluster]:
     """A three-master Redis Cluster on loopback ports, for the whole run."""
     cluster = RedisCluster()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def replicated_cluster() -> Iterator[RedisCluster]:
+    """Three masters with a replica each, node timeout 1 s (a killed master's replica takes
+    over within seconds); a fresh one per test, for tests that kill a master."""
+    cluster = RedisCluster(replicas=1, node_timeout=1000)
     try:
         yield cluster.start()
     finally:

@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from authmw import AuthConfig
+from authmw._outage import OutageLog
 from authmw.errors import StorageUnavailable
-from authmw.middleware._edge import OutageLog
 from authmw.models import SessionData
 from authmw.testing import fast_password_hasher
 from tests.support.factories import RemoteLikeMemory
@@ -55,7 +55,7 @@ def test_fifty_failing_requests_log_one_warning(
 def test_suppressed_warnings_are_counted(caplog: pytest.LogCaptureFixture) -> None:
     """Within the interval one warning per message; the next one says how many were dropped."""
     now = [100.0]
-    outage = OutageLog(interval=10.0, clock=lambda: now[0])
+    outage = OutageLog(logging.getLogger(LOGGER), interval=10.0, clock=lambda: now[0])
     error = StorageUnavailable("memory", "get_session", "down")
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         for _ in range(50):

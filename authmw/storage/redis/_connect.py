@@ -13,6 +13,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import Connection as RedisConnection
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
@@ -199,8 +201,9 @@ def cluster_client(
     pool_size: int,
     timeout: float,
 ) -> RedisCluster:
-    """A cluster client that discovers the topology from any of ``nodes``."""
-    return RedisCluster(
+    """A cluster client that discovers the topology from any of ``nodes``; its connections
+    are checked when taken from a node's pool (see :class:`CheckedConnection`)."""
+    client = RedisCluster(
         startup_nodes=[ClusterNode(e.host, e.port) for e in nodes],
         username=username,
         password=password,
@@ -210,3 +213,45 @@ def cluster_client(
         socket_connect_timeout=timeout,
         retry=_no_retry(),
     )
+    # RedisCluster takes no connection class (it picks plain or SSL itself). Every node it
+    # discovers is built from these shared settings; the seed nodes exist already.
+    checked = CheckedSSLConnection if ssl else CheckedConnection
+    client.get_connection_kwargs()["connection_class"] = checked
+    for node in client.startup_nodes:
+        node.connection_class = checked
+    return client
+
+
+def _closed_by_server(conn: RedisConnection) -> bool:
+    """Whether the server closed (or reset) ``conn`` while it sat in the pool."""
+    reader = conn._reader
+    return reader is not None and (reader.at_eof() or reader.exception() is not None)
+
+
+class CheckedConnection(RedisConnection):
+    """A cluster node's connection that is replaced when taken from the pool if the server
+    closed it meanwhile - as redis-py's pool checks a single server's connections when it
+    hands one out (the cluster's node pools do not).
+
+    A master killed and replaced by its replica leaves pooled connections to it whose socket
+    the kernel closed. A command sent on one fails only when its reply is read ("Connection
+    closed by server"), which cannot tell whether the server ran it, so a write that is not
+    safe to repeat would fail. Replaced first, connecting to the dead master is refused - proof
+    that the command never ran - so the executor retries, and the cluster client, told of the
+    error, finds the new master.
+    """
+
+    def should_reconnect(self) -> bool:
+        """redis-py's reconnect mark, or a socket the server closed (the node pool asks this
+        when it hands the connection out, and disconnects it: the send connects again)."""
+        marked = bool(super().should_reconnect())  # type: ignore[no-untyped-call,unused-ignore]
+        return marked or _closed_by_server(self)
+
+
+class CheckedSSLConnection(SSLConnection):
+    """:class:`CheckedConnection` over TLS."""
+
+    def should_reconnect(self) -> bool:
+        """redis-py's reconnect mark, or a socket the server closed."""
+        marked = bool(super().should_reconnect())  # type: ignore[no-untyped-call,unused-ignore]
+        return marked or _closed_by_server(self)

@@ -42,6 +42,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..._outage import OutageLog
 from ...errors import ConfigurationError, StorageUnavailable
 from .._urls import scrub
 from ._connect import AnyClient, Connection
@@ -100,6 +101,25 @@ def _retryable(exc: BaseException, idempotent: bool) -> bool:
     return idempotent and isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))
 
 
+class _RetryDetail:
+    """The detail of a retry warning, formatted only when the warning is logged."""
+
+    __slots__ = ("_attempt", "_exc", "_executor", "_operation", "_pause")
+
+    def __init__(
+        self, executor: Executor, exc: BaseException, operation: str, attempt: int, pause: float
+    ) -> None:
+        self._executor, self._exc, self._operation = executor, exc, operation
+        self._attempt, self._pause = attempt, pause
+
+    def __str__(self) -> str:
+        x, exc = self._executor, self._exc
+        return (
+            f"{self._operation} ({x.redact(f'{type(exc).__name__}: {exc}')}); "
+            f"retry {self._attempt}/{x._attempts} in {self._pause:.2f} s"
+        )
+
+
 class Executor:
     """Runs commands with bounded concurrency, retries, ``WAIT`` and error translation.
 
@@ -142,6 +162,8 @@ class Executor:
         self.describe = "redis"
         self._secrets: tuple[str, ...] = ()
         self._password_given = False
+        # One warning per interval for the retries, however many calls fail during an outage.
+        self.retry_log = OutageLog(log)
 
     @property
     def deadline(self) -> float:
@@ -253,13 +275,8 @@ class Executor:
         if attempt >= self._attempts or not _retryable(exc, idempotent):
             raise self.translate(exc, operation) from exc
         pause: float = min(self._delay * 2.0**attempt, max(self._delay, 1.0))
-        log.warning(
-            "redis %s failed (%s); retry %d/%d in %.2f s",
-            operation,
-            self.redact(f"{type(exc).__name__}: {exc}"),
-            attempt + 1,
-            self._attempts,
-            pause,
+        self.retry_log.warning(
+            "redis command failed, retrying", _RetryDetail(self, exc, operation, attempt + 1, pause)
         )
         return pause
 

@@ -1,4 +1,5 @@
-"""Cluster mode on a private three-master cluster: hash tags, redirects, fail-closed writes.
+"""Cluster mode on a private three-master cluster: hash tags, redirects, fail-closed writes;
+and on a cluster with replicas, a master's failover.
 
 The behaviour suite itself runs on the shared cluster as ``[redis-cluster]``; these tests move
 slots around, so they get a cluster of their own.
@@ -6,6 +7,7 @@ slots around, so they get a cluster of their own.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
 
@@ -18,7 +20,7 @@ from authmw.errors import StorageUnavailable
 from authmw.models import utcnow
 from authmw.storage.redis import RedisStorage
 from authmw.storage.redis._keys import ms
-from tests.backends.redis import RedisCluster, RedisServer, cluster_config, opened
+from tests.backends.redis import RedisCluster, RedisServer, cluster_config, opened, wait_until
 from tests.support.factories import make_session, make_token
 
 
@@ -44,16 +46,6 @@ async def cs(private_cluster: RedisCluster) -> AsyncIterator[RedisStorage]:
 def slot(key: str) -> int:
     """The hash slot of a key."""
     return int(key_slot(key.encode()))
-
-
-def owner(cluster: RedisCluster, key: str) -> RedisServer:
-    """The node serving a key's slot."""
-    wanted = slot(key)
-    with cluster.nodes[0].client() as client:
-        for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
-            if start <= wanted <= end:
-                return next(n for n in cluster.nodes if n.port == int(master[1]))
-    raise AssertionError("slot not covered")
 
 
 def node_id(node: RedisServer) -> str:
@@ -94,7 +86,7 @@ async def test_follows_moved_after_a_slot_migrates(
     token = make_token("mover")
     await cs.store_token(token)
     key = cs.keys.token(token.token_id)
-    source = owner(private_cluster, key)
+    source = private_cluster.owner(key)
     target = next(n for n in private_cluster.nodes if n is not source)
     moving, source_id, target_id = slot(key), node_id(source), node_id(target)
     with source.client() as src, target.client() as dst:
@@ -109,7 +101,7 @@ async def test_follows_moved_after_a_slot_migrates(
         ):
             with node.client() as client:
                 client.execute_command("CLUSTER", "SETSLOT", moving, "NODE", target_id)
-    assert owner(private_cluster, key) is target
+    assert private_cluster.owner(key) is target
     assert await cs.get_token(token.token_id) == token
     retired = dataclasses.replace(token, revoked_at=utcnow(), revoke_reason="rotated")
     assert await cs.rotate_token(retired, make_token("mover"))
@@ -122,7 +114,7 @@ async def test_redirect_loop_becomes_storage_unavailable(
     """Two masters each redirecting to the other: retries run out, StorageUnavailable."""
     token_id = "redirect-loop-probe"
     key = cs.keys.token(token_id)
-    first = owner(private_cluster, key)
+    first = private_cluster.owner(key)
     second = next(n for n in private_cluster.nodes if n is not first)
     looping, first_id, second_id = slot(key), node_id(first), node_id(second)
     with first.client() as a, second.client() as b:
@@ -198,3 +190,25 @@ async def test_scans_before_any_other_command_see_every_node(cs: RedisStorage) -
         assert await fresh.count_active_sessions() == 1
     finally:
         await fresh.close()
+
+
+async def test_unsafe_write_after_a_failover_lands_once(replicated_cluster: RedisCluster) -> None:
+    """A master killed and its replica promoted: an increment (not safe to repeat) of a key the
+    client last reached over a pooled connection to the dead master is counted once, not
+    refused on the dead socket - and no command is lost or run twice."""
+    cluster = replicated_cluster
+    async for storage in opened(cluster_config(cluster, retry_attempts=2, retry_delay=0.05)):
+        victim = cluster.owner(storage.keys.kv("k0"))
+        name = "k0"
+        for _ in range(4):  # pooled connections to the victim, idle now
+            await storage.kv_incr(name, 600)
+        assert cluster.synced(victim)
+        victim.kill()
+
+        def promoted() -> bool:
+            return cluster.owner(storage.keys.kv(name)) is not victim
+
+        # In a thread: the loop runs meanwhile, as a server's would, and sees the sockets close.
+        assert await asyncio.to_thread(wait_until, promoted, 60, 0.1)
+        assert await storage.kv_incr(name, 600) == 5
+        assert await storage.kv_get(name) == b"5"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -17,6 +18,7 @@ from redis.exceptions import (
     TimeoutError,
 )
 
+from authmw._outage import OutageLog
 from authmw.errors import StorageUnavailable
 from authmw.storage.redis import RedisConfig, RedisStorage
 from authmw.storage.redis._executor import _retryable
@@ -24,6 +26,7 @@ from tests.backends.redis import RedisServer, opened, prefix, wait_until
 from tests.support.factories import make_token, make_user
 
 PASSWORD = "err-test-password"
+STORAGE_LOGGER = "authmw.storage.redis"
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +192,48 @@ async def test_errors_carry_the_operation_and_no_secret() -> None:
     await storage.close()
     assert str(info.value).startswith("redis storage unavailable during delete_user_sessions")
     assert PASSWORD not in str(info.value)
+
+
+async def test_retry_warnings_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    """50 failing calls (100 retries) log one retry warning; the next one, once the interval
+    has passed, counts the 99 left out, and none shows the password."""
+    storage = RedisStorage(fast(f"redis://:{PASSWORD}@127.0.0.1:1/0"))
+    now = [100.0]
+    executor = storage._x
+    executor.retry_log = OutageLog(
+        logging.getLogger(STORAGE_LOGGER), interval=10.0, clock=lambda: now[0]
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger=STORAGE_LOGGER):
+            for _ in range(50):
+                with pytest.raises(StorageUnavailable):
+                    await storage.get_token("anything")
+            first = [r.getMessage() for r in caplog.records if r.name == STORAGE_LOGGER]
+            now[0] += 10.5
+            with pytest.raises(StorageUnavailable):
+                await storage.get_token("anything")
+        messages = [r.getMessage() for r in caplog.records if r.name == STORAGE_LOGGER]
+    finally:
+        await storage.close()
+    assert len(first) == 1 and "get_token" in first[0] and "retry 1/2" in first[0], first
+    assert len(messages) == 2, messages
+    assert "and 99 more since the last such warning" in messages[1], messages
+    assert not [m for m in messages if PASSWORD in m]
+
+
+async def test_retry_warnings_bounded_on_the_real_clock(caplog: pytest.LogCaptureFixture) -> None:
+    """With the default interval, 50 calls failing at once log at most two retry warnings."""
+    storage = RedisStorage(fast("redis://127.0.0.1:1/0"))
+    try:
+        with caplog.at_level(logging.WARNING, logger=STORAGE_LOGGER):
+            results = await asyncio.gather(
+                *(storage.get_token("anything") for _ in range(50)), return_exceptions=True
+            )
+    finally:
+        await storage.close()
+    assert all(isinstance(r, StorageUnavailable) for r in results), results
+    warnings = [r for r in caplog.records if r.name == STORAGE_LOGGER]
+    assert 1 <= len(warnings) <= 2, [r.getMessage() for r in warnings]
 
 
 def test_retry_policy() -> None:
