@@ -38,7 +38,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from authmw import AuthConfig, AuthFramework, AuthMiddleware, storage_from_url
+from authmw import (
+    AuthConfig,
+    AuthFramework,
+    AuthMiddleware,
+    InMemoryConfig,
+    InMemoryStorage,
+    storage_from_url,
+)
 from authmw.middleware._cookies import SessionCookieCodec  # signs the cookies the app reads
 from authmw.storage import AuthStorage, CachedStorage
 from authmw.testing import fast_password_hasher
@@ -89,7 +96,9 @@ def make_storage(backend: str) -> tuple[AuthStorage, str]:
     """The storage of ``backend`` under a fresh prefix, and a label for the table."""
     tag = secrets.token_hex(4)
     if backend == "memory":
-        return storage_from_url("memory://"), "memory"
+        # The audit log lives in this process here: bounded low, so that the events the logins
+        # add (up to 100,000 by default) do not read as a leak in the RSS column.
+        return InMemoryStorage(InMemoryConfig(max_audit_events=1000)), "memory"
     if backend == "redis":
         return storage_from_url(f"{REDIS_URL}?key_prefix=soak:{tag}:", cache=True), "redis+cache"
     if backend == "postgres":
