@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from tests.support.reliability import CASES
+from tests.support.tls import RESENT
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -22,6 +23,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for surface, count in sorted(totals.items()):
         terminalreporter.write_line(f"{surface:<14} {'(all)':<10} {count:>8}")
     terminalreporter.write_line(f"{'total':<25} {sum(CASES.values()):>8}")
+    for (version, error), count in sorted(RESENT.items()):  # tests/support/tls.py's _send
+        terminalreporter.write_line(f"resent after {error} on a dead {version} connection: {count}")
     path = os.environ.get("AUTHMW_FUZZ_REPORT")
     if path:
         with open(path, "w") as f:

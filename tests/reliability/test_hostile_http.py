@@ -1,6 +1,7 @@
 """Hostile HTTP input at every front: Authorization headers, cookies, CSRF headers and form
 fields, login and sign-up bodies, over Starlette, FastAPI and Flask in-process and over uvicorn
-and werkzeug (gunicorn in the long form).
+and werkzeug (gunicorn in the long form), and over TLS: uvicorn serving HTTPS and hypercorn
+serving HTTP/2, with httpx (header bytes it refuses sent as tests/support/tls.py says).
 
 Invariants, for every case: never a 5xx, never a traceback in a body, never a principal
 without the victim's valid credentials, and never a stored record changed by a refused request
