@@ -68,7 +68,13 @@ def hypercorn_server(app: Any, certfile: str, keyfile: str) -> Iterator[int]:
     stop = asyncio.Event()
 
     async def main() -> None:
-        await serve(app, config, shutdown_trigger=stop.wait, mode="asgi")
+        try:
+            await serve(app, config, shutdown_trigger=stop.wait, mode="asgi")
+        except* ssl.SSLError:
+            # A connection hypercorn itself dropped (pgjones/hypercorn#329, see _send) fails
+            # its TLS close; the shutdown gathers the connections and re-raises that here.
+            # The server is stopping anyway: what it answered was checked by the tests.
+            pass
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
     thread.start()
