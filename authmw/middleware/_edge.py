@@ -288,6 +288,13 @@ class Edge:
         if cookie_header and self._session_cookie:
             cookies = cookie_parser(cookie_header)
             raw = cookies.get(self.cookie_name)
+            if not raw and "," in cookie_header:
+                # An HTTP/2 client may send each cookie as its own field (RFC 9113 8.2.3),
+                # and WSGI servers (werkzeug, gunicorn, hypercorn's WSGI) join repeated fields
+                # with a comma instead of "; ". Our cookies' values never hold a comma, so a
+                # comma read as a separator finds them without changing any value we use.
+                cookies = cookie_parser(cookie_header.replace(",", ";"))
+                raw = cookies.get(self.cookie_name)
             if raw:
                 try:
                     state.credential, state.resign = self.cookies.unsign(raw)

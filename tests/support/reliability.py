@@ -599,13 +599,16 @@ def _wait_listening(port: int, limit: float = 30.0) -> None:
 
 
 @contextmanager
-def uvicorn_server(app: Any) -> Iterator[int]:
-    """``app`` served by uvicorn in a thread on a free loopback port."""
+def uvicorn_server(app: Any, **options: Any) -> Iterator[int]:
+    """``app`` served by uvicorn in a thread on a free loopback port (``options`` go to
+    ``uvicorn.Config``: ``ssl_certfile`` and ``ssl_keyfile`` serve HTTPS)."""
     import uvicorn
 
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="critical", lifespan="off", **options
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -670,7 +673,9 @@ def gunicorn_server() -> Iterator[int]:
 
 
 IN_PROCESS = ("asgi", "fastapi", "flask")
-SERVERS = ("uvicorn", "werkzeug")
+#: Starlette over HTTPS (uvicorn, HTTP/1.1) and over HTTP/2 (hypercorn), with an httpx client.
+TLS_SERVERS = ("uvicorn-tls", "hypercorn-h2")
+SERVERS = ("uvicorn", "werkzeug", *TLS_SERVERS)
 FRONTS = [
     *(pytest.param(name, id=name) for name in IN_PROCESS + SERVERS),
     pytest.param("gunicorn", marks=pytest.mark.long, id="gunicorn"),
@@ -678,10 +683,21 @@ FRONTS = [
 
 
 @contextmanager
+def tls_front(name: str, app: Any) -> Iterator[Front]:
+    """``app`` served over TLS by ``name`` (one of TLS_SERVERS), reached by one httpx client
+    (HTTP/2 for hypercorn) that trusts only the test's throwaway CA."""
+    from tests.support import tls
+
+    with tls.served(name, app) as port, tls.client(name) as client:
+        yield Front(name, tls.httpx_caller(client, port, tls.HTTP_VERSIONS[name]))
+
+
+@contextmanager
 def front(name: str, **options: Any) -> Iterator[Front]:
     """A fresh app (a new framework over an in-memory storage) reached as ``name``:
     ``asgi`` (Starlette), ``fastapi``, ``flask`` in-process; ``uvicorn`` (Starlette),
-    ``werkzeug`` (Flask), ``gunicorn`` (Flask) over loopback."""
+    ``werkzeug`` (Flask), ``gunicorn`` (Flask) over loopback; ``uvicorn-tls`` (Starlette over
+    HTTPS) and ``hypercorn-h2`` (Starlette over HTTP/2) over loopback with httpx."""
     if name == "gunicorn":
         with gunicorn_server() as port:
             yield Front(name, socket_caller(port, half_close=False))
@@ -698,6 +714,10 @@ def front(name: str, **options: Any) -> Iterator[Front]:
     if name == "uvicorn":
         with uvicorn_server(starlette_app(auth, **options)) as port:
             yield Front(name, socket_caller(port, half_close=False))
+        return
+    if name in TLS_SERVERS:
+        with tls_front(name, starlette_app(auth, **options)) as reached:
+            yield reached
         return
     app = flask_app(auth, **options)
     ext = app.extensions["authmw"]
