@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Literal
+from typing import Literal, NoReturn
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
 
@@ -27,6 +27,7 @@ __all__ = [
     "ANONYMOUS",
     "AnonymousUser",
     "AuthUser",
+    "FrozenCredentials",
     "Refusal",
     "credentials_for",
     "current_user",
@@ -38,10 +39,27 @@ class AuthUser(BaseUser):
     """An authenticated user, by bearer token or by session cookie.
 
     ``token`` is the verified :class:`AuthToken` (bearer) and ``session_record`` the
-    :class:`SessionData` (session); the other is None.
+    :class:`SessionData` (session); the other is None. Immutable: the middleware hands the
+    same object to every request of a token while its record is unchanged.
     """
 
-    __slots__ = ("auth_method", "permissions", "roles", "session_record", "token", "user_id")
+    __slots__ = (
+        "_credentials",
+        "auth_method",
+        "permissions",
+        "roles",
+        "session_record",
+        "token",
+        "user_id",
+    )
+
+    user_id: str
+    roles: tuple[str, ...]
+    permissions: tuple[str, ...]
+    auth_method: Literal["bearer", "session"]
+    token: AuthToken | None
+    session_record: SessionData | None
+    _credentials: AuthCredentials
 
     def __init__(
         self,
@@ -53,21 +71,14 @@ class AuthUser(BaseUser):
         token: AuthToken | None = None,
         session_record: SessionData | None = None,
     ) -> None:
-        self.user_id = user_id
-        self.roles = roles
-        self.permissions = permissions
-        self.auth_method = auth_method
-        self.token = token
-        self.session_record = session_record
+        _build(self, user_id, roles, permissions, auth_method, token, session_record)
 
     @classmethod
     def from_token(cls, token: AuthToken) -> AuthUser:
         """The principal behind a verified access token."""
-        # Built field by field: this runs on every bearer request and keyword __init__
-        # costs about twice as much.
+        # Built positionally: keyword __init__ costs about twice as much.
         user = cls.__new__(cls)
-        user.user_id, user.roles, user.permissions = token.user_id, token.roles, token.permissions
-        user.auth_method, user.token, user.session_record = "bearer", token, None
+        _build(user, token.user_id, token.roles, token.permissions, "bearer", token, None)
         return user
 
     @classmethod
@@ -77,10 +88,14 @@ class AuthUser(BaseUser):
         if session.user_id is None:
             raise ValueError("an anonymous session has no principal")
         user = cls.__new__(cls)
-        user.user_id, user.roles = session.user_id, session.roles
-        user.permissions, user.auth_method = session.permissions, "session"
-        user.token, user.session_record = None, session
+        _build(user, session.user_id, session.roles, session.permissions, "session", None, session)
         return user
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"AuthUser is immutable (cannot set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"AuthUser is immutable (cannot delete {name!r})")
 
     @property
     def is_authenticated(self) -> Literal[True]:
@@ -126,22 +141,82 @@ class AuthUser(BaseUser):
     __hash__ = None  # type: ignore[assignment]
 
 
-_scopes_cache: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}
+_set = object.__setattr__
+
+
+def _build(
+    user: AuthUser,
+    user_id: str,
+    roles: tuple[str, ...],
+    permissions: tuple[str, ...],
+    auth_method: Literal["bearer", "session"],
+    token: AuthToken | None,
+    session_record: SessionData | None,
+) -> None:
+    """Fill a new (immutable) :class:`AuthUser`'s fields."""
+    _set(user, "user_id", user_id)
+    _set(user, "roles", roles)
+    _set(user, "permissions", permissions)
+    _set(user, "auth_method", auth_method)
+    _set(user, "token", token)
+    _set(user, "session_record", session_record)
+    _set(user, "_credentials", _credentials(permissions, roles))
+
+
+class ScopeList(list[str]):
+    """A list of scopes that cannot be changed: one is shared by every request of a principal
+    (a change made by one request's code would reach the next ones)."""
+
+    __slots__ = ()
+
+    def _immutable(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("the scopes of a request cannot be changed")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _immutable
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _immutable
+
+    def __reduce__(self) -> tuple[type[list[str]], tuple[list[str]]]:
+        # copy and pickle rebuild a list by appending to it: they get a plain list instead.
+        return list, (list(self),)
+
+
+class FrozenCredentials(AuthCredentials):
+    """Starlette's ``AuthCredentials`` with scopes that cannot be changed (:class:`ScopeList`),
+    built once per principal instead of once per request."""
+
+    def __init__(self, scopes: Sequence[str] = ()) -> None:
+        object.__setattr__(self, "scopes", ScopeList(scopes))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"FrozenCredentials is immutable (cannot set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"FrozenCredentials is immutable (cannot delete {name!r})")
+
+    def __repr__(self) -> str:
+        return f"FrozenCredentials({list(self.scopes)!r})"
+
+
+_NO_CREDENTIALS = FrozenCredentials()
+_credentials_cache: dict[tuple[tuple[str, ...], tuple[str, ...]], FrozenCredentials] = {}
+
+
+def _credentials(permissions: tuple[str, ...], roles: tuple[str, ...]) -> FrozenCredentials:
+    """The credentials of a set of permissions and roles, shared by every principal with it."""
+    key = (permissions, roles)
+    found = _credentials_cache.get(key)
+    if found is None:
+        # Few distinct role/permission sets exist in an app; bounded all the same.
+        if len(_credentials_cache) > 4096:
+            _credentials_cache.clear()
+        scopes = ("authenticated", *permissions, *(f"role:{r}" for r in roles))
+        found = _credentials_cache[key] = FrozenCredentials(scopes)
+    return found
 
 
 def credentials_for(user: BaseUser) -> AuthCredentials:
-    """The Starlette credentials (scopes) of a principal."""
-    if not isinstance(user, AuthUser):
-        return AuthCredentials()
-    key = (user.permissions, user.roles)
-    scopes = _scopes_cache.get(key)
-    if scopes is None:
-        # Few distinct role/permission sets exist in an app; bounded all the same.
-        if len(_scopes_cache) > 4096:
-            _scopes_cache.clear()
-        scopes = ("authenticated", *user.permissions, *(f"role:{r}" for r in user.roles))
-        _scopes_cache[key] = scopes
-    return AuthCredentials(scopes)
+    """The Starlette credentials (scopes) of a principal; shared and immutable."""
+    return user._credentials if isinstance(user, AuthUser) else _NO_CREDENTIALS
 
 
 class AnonymousUser(UnauthenticatedUser):
