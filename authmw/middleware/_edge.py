@@ -14,6 +14,7 @@ cookies to set (:meth:`Edge.finish_nowait` does so when there is nothing to save
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import html
 import json
@@ -151,6 +152,17 @@ class Edge:
         self._excluded = tuple(p.rstrip("/") for p in options.exclude_paths)
         self._anonymous = options.anonymous_sessions and options.session_cookie
         self._csrf_field = options.csrf_field
+        self._answers_nowait = auth.can_answer_nowait
+        # Authorization header -> (its token, the record verify returned, that record's
+        # principal), for tokens that verified. A repeat request skips parsing the header and
+        # building the principal while verify returns the very record it did (it does until
+        # the record or its user changes: see AuthFramework.verify); verify itself still runs
+        # on every request, so a revocation takes effect at once. Bounded like the
+        # framework's own memo of verified tokens.
+        self._bearers: dict[bytes, tuple[str, AuthToken, AuthUser]] = {}
+        # The same for sessions: session id -> (the record get_session returned, its principal).
+        self._session_users: dict[str, tuple[SessionData, AuthUser]] = {}
+        self._memo_max = auth.config.verified_token_cache
         self.max_form_bytes = options.max_form_bytes
         self._origins = frozenset(parse_origin(o) for o in options.websocket_origins)
         self.proxies = TrustedProxies(options.trusted_proxies)
@@ -214,8 +226,10 @@ class Edge:
         try:
             kind = self._read(state, authorization, cookie_header)
             if kind == _BEARER:
-                record: AuthToken | SessionData = await self.auth.verify(state.credential)
-            elif kind == _SESSION:
+                token = await self.auth.verify(state.credential)
+                state.user = self._principal(authorization, state.credential, token)
+                return state
+            if kind == _SESSION:
                 if websocket and not self.origin_allowed(origin, host):
                     # Cross-site websocket hijacking: a browser sends the cookie whoever's
                     # page opens the socket, and a handshake carries no CSRF token; its Origin
@@ -253,19 +267,22 @@ class Edge:
         """:meth:`authenticate` when no I/O is needed (a cached token or session, or a refusal
         decided in-process), callable from any thread; None when only :meth:`authenticate`
         can answer (always, unless the storage answers from memory)."""
-        auth = self.auth
-        if not auth.can_answer_nowait:
+        if not self._answers_nowait:
             return None
+        auth = self.auth
         state = RequestState(self)
         kind = _NOTHING
         try:
             kind = self._read(state, authorization, cookie_header)
             if kind == _BEARER:
-                record: AuthToken | SessionData | None = auth.verify_nowait(state.credential)
-            elif kind == _SESSION:
-                record = auth.get_session_nowait(state.credential)
-            else:
+                token = auth.verify_nowait(state.credential)
+                if token is None:
+                    return None
+                state.user = self._principal(authorization, state.credential, token)
                 return state
+            if kind != _SESSION:
+                return state
+            record = auth.get_session_nowait(state.credential)
         except _ANSWERED as exc:
             return self._refused(state, kind, exc)
         if record is None:
@@ -281,7 +298,8 @@ class Edge:
         Raises ``MalformedAuthorization`` for a bearer header that breaks RFC 6750.
         """
         if authorization is not None and self._bearer:
-            token = parse_authorization(authorization)
+            known = self._bearers.get(authorization)
+            token = parse_authorization(authorization) if known is None else known[0]
             if token is not None:
                 state.credential = token
                 return _BEARER
@@ -306,18 +324,28 @@ class Edge:
                 return _SESSION
         return _NOTHING
 
+    def _principal(self, authorization: bytes | None, token: str, record: AuthToken) -> AuthUser:
+        """The principal of a verified token: the one built for ``record`` when verify
+        returned that very record for this header before (see ``_bearers``)."""
+        if authorization is None:  # not reached: a bearer token comes from the header
+            return AuthUser.from_token(record)
+        bearers = self._bearers
+        known = bearers.get(authorization)
+        if known is not None and known[1] is record:
+            return known[2]
+        user = AuthUser.from_token(record)
+        _remember(bearers, authorization, (token, record, user), self._memo_max)
+        return user
+
     def _conclude(
         self,
         state: RequestState,
-        record: AuthToken | SessionData,
+        record: SessionData,
         method: str,
         csrf_header: str | None,
         websocket: bool,
     ) -> RequestState | Refusal:
-        """The principal behind a looked-up record; for a session, after the CSRF check."""
-        if isinstance(record, AuthToken):
-            state.user = AuthUser.from_token(record)
-            return state
+        """The principal behind a looked-up session, after the CSRF check."""
         session_id = state.credential
         # Every method but the four safe ones needs the token, whatever its spelling:
         # methods are case-sensitive, so "post" or "PROPFIND" are unsafe too.
@@ -364,10 +392,17 @@ class Edge:
             (("www-authenticate", challenge),),
         )
 
-    @staticmethod
-    def _adopt(state: RequestState, session_id: str, record: SessionData) -> None:
+    def _adopt(self, state: RequestState, session_id: str, record: SessionData) -> None:
         # An anonymous session (no user) carries data and a CSRF token, not a principal.
-        state.user = _ANONYMOUS if record.user_id is None else AuthUser.from_session(record)
+        if record.user_id is None:
+            state.user = _ANONYMOUS
+        else:
+            known = self._session_users.get(session_id)
+            if known is not None and known[0] is record:
+                state.user = known[1]
+            else:
+                state.user = AuthUser.from_session(record)
+                _remember(self._session_users, session_id, (record, state.user), self._memo_max)
         state.session_id = session_id
         state.session_record = record
         state.session = record.data
@@ -578,6 +613,17 @@ class Edge:
         state.session_record = state.session_id = state.fingerprint = None
         state.unsaved = False
         state.set_cookie, state.delete_cookie = False, True
+
+
+def _remember(memo: dict[Any, Any], key: object, value: object, limit: int) -> None:
+    """Put ``key`` in a memo of at most ``limit`` entries (0: none), the oldest evicted first."""
+    if not limit:
+        return
+    if len(memo) >= limit and key not in memo:
+        # WSGI request threads may change the dict meanwhile (as the framework's memos do).
+        with contextlib.suppress(RuntimeError, StopIteration):
+            memo.pop(next(iter(memo)), None)
+    memo[key] = value
 
 
 _FORM_KINDS = ("application/x-www-form-urlencoded", "multipart/form-data")
