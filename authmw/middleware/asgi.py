@@ -13,6 +13,7 @@ a form whose CSRF token is in its body is read once and replayed to the app thro
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any, Unpack
 
 from starlette.datastructures import MutableHeaders
@@ -86,6 +87,7 @@ class AuthMiddleware:
             return
 
         authorization = cookie = csrf = None
+        csrf_name = self._csrf_header
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
@@ -95,7 +97,7 @@ class AuthMiddleware:
                     if cookie is None
                     else f"{cookie}; {value.decode('latin-1')}"
                 )
-            elif name == self._csrf_header:
+            elif name == csrf_name:
                 csrf = value.decode("latin-1")
         if authorization is None and cookie is None:
             # No credentials at all: anonymous, with nothing to look up.
@@ -189,35 +191,45 @@ class AuthMiddleware:
             scope["session"] = state.session
 
     def _wrap_send(self, state: RequestState, scope: Scope, receive: Receive, send: Send) -> Send:
-        replaced = False
+        """The ``send`` handed to the app: at the response start, saves a changed session and
+        adds its cookies (the app may have logged in or out, written the session or asked for
+        a CSRF token, so every HTTP request has it)."""
+        replaced = False  # a refusal went out instead of the app's response
 
-        async def send_wrapper(message: Message) -> None:
-            nonlocal replaced
+        # A plain function handing back the awaitable of the server's send (or of the start
+        # hook), not a coroutine of its own: a message that needs nothing costs one call.
+        # Measured cheaper than an async wrapper and than a bound method of a slotted object.
+        def send_wrapper(message: Message) -> Awaitable[None]:
             if replaced:
-                return
+                return _dropped()
             if message["type"] == "http.response.start":
                 # The app may have replaced the dict or logged in/out: read back what it left.
                 state.session = scope.get(SESSION_KEY, state.session)
-            if message["type"] == "http.response.start" and (
-                state.session_record is not None
-                or state.set_cookie
-                or state.delete_cookie
-                or state.session  # written without a session: an anonymous one starts
-            ):
-                try:
-                    # Nothing to save (the usual case): a plain call, no coroutine.
-                    cookies = self.edge.finish_nowait(state)
-                    if cookies is None:
-                        cookies = await self.edge.finish(state)
-                except (StorageUnavailable, SessionTooLarge) as exc:
-                    # The change cannot be saved: say so instead of pretending it was.
-                    replaced = True
-                    await self._refuse(self.edge.finish_refusal(exc), scope, receive, send)
-                    return
-                if cookies:
-                    headers = MutableHeaders(scope=message)
-                    for value in cookies:
-                        headers.append("set-cookie", value)
+                if (
+                    state.session_record is not None
+                    or state.set_cookie
+                    or state.delete_cookie
+                    or state.session  # written without a session: an anonymous one starts
+                ):
+                    return start(message)
+            return send(message)
+
+        async def start(message: Message) -> None:
+            nonlocal replaced
+            try:
+                # Nothing to save (the usual case): a plain call, no coroutine.
+                cookies = self.edge.finish_nowait(state)
+                if cookies is None:
+                    cookies = await self.edge.finish(state)
+            except (StorageUnavailable, SessionTooLarge) as exc:
+                # The change cannot be saved: say so instead of pretending it was.
+                replaced = True
+                await self._refuse(self.edge.finish_refusal(exc), scope, receive, send)
+                return
+            if cookies:
+                headers = MutableHeaders(scope=message)
+                for value in cookies:
+                    headers.append("set-cookie", value)
             await send(message)
 
         return send_wrapper
@@ -272,6 +284,10 @@ class AuthMiddleware:
             await send(message)
 
         await self.app(scope, receive_wrapper, send_wrapper)
+
+
+async def _dropped() -> None:
+    """What a message sent after a refusal replaced the response awaits: nothing."""
 
 
 def _origin_and_host(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
