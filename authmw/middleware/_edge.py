@@ -160,8 +160,6 @@ class Edge:
         # on every request, so a revocation takes effect at once. Bounded like the
         # framework's own memo of verified tokens.
         self._bearers: dict[bytes, tuple[str, AuthToken, AuthUser]] = {}
-        # The same for sessions: session id -> (the record get_session returned, its principal).
-        self._session_users: dict[str, tuple[SessionData, AuthUser]] = {}
         self._memo_max = auth.config.verified_token_cache
         self.max_form_bytes = options.max_form_bytes
         self._origins = frozenset(parse_origin(o) for o in options.websocket_origins)
@@ -392,17 +390,10 @@ class Edge:
             (("www-authenticate", challenge),),
         )
 
-    def _adopt(self, state: RequestState, session_id: str, record: SessionData) -> None:
+    @staticmethod
+    def _adopt(state: RequestState, session_id: str, record: SessionData) -> None:
         # An anonymous session (no user) carries data and a CSRF token, not a principal.
-        if record.user_id is None:
-            state.user = _ANONYMOUS
-        else:
-            known = self._session_users.get(session_id)
-            if known is not None and known[0] is record:
-                state.user = known[1]
-            else:
-                state.user = AuthUser.from_session(record)
-                _remember(self._session_users, session_id, (record, state.user), self._memo_max)
+        state.user = _ANONYMOUS if record.user_id is None else AuthUser.from_session(record)
         state.session_id = session_id
         state.session_record = record
         state.session = record.data
