@@ -325,7 +325,9 @@ class Edge:
     def _principal(self, authorization: bytes | None, token: str, record: AuthToken) -> AuthUser:
         """The principal of a verified token: the one built for ``record`` when verify
         returned that very record for this header before (see ``_bearers``)."""
-        if authorization is None:  # not reached: a bearer token comes from the header
+        if authorization is None or not self._answers_nowait:
+            # A storage read without a memory path returns a new record every time: nothing
+            # to reuse, so nothing is kept. (No header: not reached, a token comes from one.)
             return AuthUser.from_token(record)
         bearers = self._bearers
         known = bearers.get(authorization)
