@@ -66,6 +66,10 @@ SCHEMES: dict[str, Backend] = {
 """URL scheme -> backend: the one place a scheme is tied to a backend."""
 
 
+# Control characters shown escaped (as "\\x00") in the error that names them.
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+
+
 def backend_for(url: object, expected: str | None = None) -> Backend:
     """The backend serving ``url``'s scheme; ``ConfigurationError`` naming the known schemes
     when there is none (or when it is not the ``expected`` backend's)."""
@@ -74,6 +78,17 @@ def backend_for(url: object, expected: str | None = None) -> Backend:
         raise ConfigurationError(
             f"storage URL must look like scheme://..., got {_shown(url)}; known schemes: {known}"
         )
+    # Checked once here for every backend: a control character (NUL reaches the OS as an
+    # "embedded null character") or a URL urllib cannot split ("memory://[") is refused with
+    # one clear error before any backend parses it.
+    if any(ord(char) < 0x20 or char == "\x7f" for char in url):
+        raise ConfigurationError(
+            f"storage URL holds a control character: {redact_url(url.translate(_CONTROLS))}"
+        )
+    try:
+        urlsplit(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"storage URL cannot be parsed: {exc}") from None
     scheme = url.split("://", 1)[0].lower()
     backend = SCHEMES.get(scheme)
     if expected is not None and (backend is None or backend.name != expected):
