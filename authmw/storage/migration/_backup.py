@@ -80,6 +80,40 @@ def _kv_from_dict(data: dict[str, Any]) -> KVEntry:
     return KVEntry(str(data["key"]), base64.b64decode(data["value"], validate=True), when)
 
 
+# Deeper JSON than this is refused before json.loads sees it. A record nests a few levels
+# (session data perhaps a few more); near Python's recursion limit json.loads raises
+# RecursionError, and a garbage collection that runs at that depth can make finalizers fail
+# and print "Exception ignored ..." on stderr (the long fuzz saw it). 500 keeps far from it.
+_MAX_DEPTH = 500
+_OPENERS = frozenset(b"[{")
+_CLOSERS = frozenset(b"]}")
+
+
+def too_deep(line: bytes, limit: int = _MAX_DEPTH) -> bool:
+    """Whether the JSON text ``line`` nests arrays and objects deeper than ``limit`` (brackets
+    inside strings do not count). Scans only lines holding more than ``limit`` openers."""
+    if line.count(b"[") + line.count(b"{") <= limit:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for byte in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in _OPENERS:
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in _CLOSERS:
+            depth -= 1
+    return False
+
+
 _DECODE: dict[str, Callable[[dict[str, Any]], Any]] = {
     "user": UserRecord.from_dict,
     "token": AuthToken.from_dict,
@@ -244,7 +278,7 @@ class BackupFile:
         digest = hashlib.sha256()
         header_line = f.readline()
         try:
-            header = json.loads(header_line)
+            header = None if too_deep(header_line) else json.loads(header_line)
         except ValueError:
             header = None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
@@ -266,6 +300,8 @@ class BackupFile:
                 )
             if not line.endswith(b"\n"):
                 raise self._fail(f"is truncated (line {number} is incomplete)")
+            if too_deep(line):
+                raise self._fail(f"is corrupt at line {number} (nested deeper than {_MAX_DEPTH})")
             try:
                 entry = json.loads(line)
                 kind = entry["kind"]

@@ -167,5 +167,29 @@ async def test_deeply_nested_line_is_corrupt(tmp_path: Path) -> None:
     header = b'{"format": "authmw-backup", "version": 1}\n'
     path = tmp_path / "nested.jsonl"
     path.write_bytes(header + b"[" * 100_000 + b"]" * 100_000 + b"\n")
-    with pytest.raises(BackupError, match="corrupt at line 2"):
+    with pytest.raises(BackupError, match="corrupt at line 2 .nested deeper than 500"):
+        await BackupFile(path).open()
+
+
+def test_nesting_depth_is_read_without_recursion() -> None:
+    """too_deep counts only brackets outside strings, scans only lines with enough openers,
+    and answers for 100,000 levels without recursing (json.loads would near its limit)."""
+    from authmw.storage.migration._backup import too_deep
+
+    assert not too_deep(b'{"data": "' + b"[" * 1000 + b'"}\n', limit=10)
+    assert not too_deep(b'{"a": "\\"[[[[[[[[[[[[", "b": [[1]]}\n', limit=3)
+    assert too_deep(b"[" * 12 + b"]" * 12, limit=10)
+    assert not too_deep(b"[[]]" * 50, limit=10)  # many brackets, shallow
+    assert too_deep(b"[" * 100_000 + b"]" * 100_000)
+
+
+async def test_deeply_nested_header_is_not_a_backup(tmp_path: Path) -> None:
+    """A header line of deeply nested JSON reads as "not an authmw backup", not as a
+    RecursionError."""
+    from authmw.errors import BackupError
+    from authmw.storage.migration import BackupFile
+
+    path = tmp_path / "nested-header.jsonl"
+    path.write_bytes(b"[" * 100_000 + b"]" * 100_000 + b"\n")
+    with pytest.raises(BackupError, match="not an authmw backup"):
         await BackupFile(path).open()
