@@ -129,6 +129,13 @@ async def test_token_and_user_read_together(storage: AuthStorage) -> None:
     await storage.store_token(expired)
     assert await storage.get_token_and_user(expired.token_id) == (None, None)
     assert await storage.get_token_and_user("missing") == (None, None)
+    # Ids JSON escapes (Redis finds the owner in the token's JSON) and one with braces.
+    for odd in ('a"b\\c', "ünïcode 名前", "x}:{y"):
+        someone = make_user(odd)
+        await storage.create_user(someone)
+        theirs = make_token(odd)
+        await storage.store_token(theirs)
+        assert await storage.get_token_and_user(theirs.token_id) == (theirs, someone)
 
 
 async def test_session_and_user_read_together(storage: AuthStorage) -> None:

@@ -77,6 +77,7 @@ class RedisStorage:
         self._channel = Channel(x, keys.prefix)
         self._opened = False
         self._decoded: dict[bytes, AuthToken] = {}
+        self._decoded_users: dict[bytes, UserRecord] = {}
 
     @classmethod
     def with_config(cls, config: RedisConfig) -> RedisStorage:
@@ -152,7 +153,7 @@ class RedisStorage:
     async def get_user(self, user_id: str) -> UserRecord | None:
         """The user, or None."""
         raw = await self._x.read("get_user", "GET", self.keys.user(user_id))
-        return None if raw is None else UserRecord.from_json(raw)
+        return None if raw is None else self._user(raw)
 
     async def update_user(self, user: UserRecord) -> bool:
         """``SET XX``: replaces only an existing user."""
@@ -214,7 +215,18 @@ class RedisStorage:
         if token is None:
             return None, None
         raw_user = got[1] if len(got) > 1 else None
-        return token, None if raw_user is None else UserRecord.from_json(raw_user)
+        return token, None if raw_user is None else self._user(raw_user)
+
+    def _user(self, raw: bytes) -> UserRecord:
+        """The user stored as ``raw``, decoded once per distinct bytes (as ``_live_token``:
+        any change to the record changes its bytes)."""
+        user = self._decoded_users.get(raw)
+        if user is None:
+            user = UserRecord.from_json(raw)
+            if len(self._decoded_users) >= _DECODED_MAX:
+                self._decoded_users.pop(next(iter(self._decoded_users)))
+            self._decoded_users[raw] = user
+        return user
 
     async def get_token_by_refresh(self, refresh_id: str) -> AuthToken | None:
         """Follow the refresh index, then check the token still names this refresh id."""
@@ -293,7 +305,7 @@ class RedisStorage:
         session = parse_session(got[:3], now_ts())
         if session is None or session.user_id is None or got[3] is None:
             return session, None
-        return session, UserRecord.from_json(got[3])
+        return session, self._user(got[3])
 
     async def touch_session(
         self, session_id: str, last_accessed: datetime, expires_at: datetime

@@ -1,8 +1,8 @@
 """The one registry of the Redis backend's Lua scripts, read from the package's ``lua/`` files.
 
 ``lua/library.lua`` holds the small functions the scripts share; every other file is one
-script, prepended with the library (``kv_incr`` needs none). Two families of scripts serve
-two modes, and each mode's importer adds its own:
+script, prepended with the library (``kv_incr`` and the two owner reads need none). Two
+families of scripts serve two modes, and each mode's importer adds its own:
 
 * single server (plain or behind sentinels): one script per multi-key write. A script runs
   atomically, so each write is all-or-nothing. These scripts build some key names from the
@@ -79,8 +79,12 @@ CLUSTER: tuple[str, ...] = (
 )
 """The scripts a cluster runs: each touches one hash slot."""
 
+# Scripts that use none of the library's functions: each call of a script defines every
+# function of its source again, which costs more than these scripts' own work.
+_STANDALONE = frozenset({"kv_incr", "token_owner", "session_owner"})
+
 SCRIPTS: dict[str, Script] = {
-    name: _script(name, library=name != "kv_incr")
+    name: _script(name, library=name not in _STANDALONE)
     for name in dict.fromkeys((*SINGLE_SERVER, *CLUSTER))
 }
 """Every script, by name."""
