@@ -43,6 +43,9 @@ class Connection:
     """Every secret of the settings, longest first, masked in every message."""
     password_given: bool
     """Whether the settings give any password (to tell "refused" from "none given")."""
+    read_timeout: float
+    """The socket timeout of connections made outside the executor's deadline (the
+    invalidation subscription's): the pooled connections have none (see :func:`connect`)."""
 
     async def close(self) -> None:
         """Close the client's connections and the sentinel manager's."""
@@ -61,11 +64,13 @@ def connect(cfg: RedisConfig) -> Connection:
     if cfg.wait_replicas:
         # A write's reply comes after WAIT, so its read may take up to wait_timeout longer.
         read_timeout += seconds(cfg.wait_timeout, "wait_timeout")
-    # The executor's deadline (the same timeout, for the whole call) must expire first: when
-    # redis-py's own read timeout expires at the same moment it can swallow the deadline's
-    # cancellation, and the call runs on to its next timeout. So the socket timeouts sit a
-    # margin above it; they still end a hung dedicated connection (subscriptions pass their
-    # own read timeouts).
+    # Pooled connections get no socket timeout: every command on them runs inside the
+    # executor's deadline (asyncio.timeout over the whole call), which cancels a hung read,
+    # and redis-py then drops the connection. A socket timeout there would cost a task per
+    # command (redis-py sends through asyncio.wait_for when one is set: about a third of the
+    # client's time per uncached verify) and could swallow the deadline's cancellation when
+    # both expire together. Connections made outside the executor (the invalidation
+    # subscription) keep one, a margin above the deadline. Connecting is bounded either way.
     timeout += _MARGIN
     read_timeout += _MARGIN
     failover = cfg.failover
@@ -117,13 +122,12 @@ def connect(cfg: RedisConfig) -> Connection:
             ssl=parsed.scheme == "rediss",
             pool_size=cfg.pool_size,
             timeout=timeout,
-            read_timeout=read_timeout,
         )
         describe = f"sentinel master {failover.master_name!r}"
     else:
-        client = standalone_client(cfg.url, cfg.pool_size, timeout, read_timeout, secrets)
+        client = standalone_client(cfg.url, cfg.pool_size, timeout, secrets)
         describe = redact_url(cfg.url)
-    return Connection(client, sentinel, describe, tuple(secrets), any(passwords))
+    return Connection(client, sentinel, describe, tuple(secrets), any(passwords), read_timeout)
 
 
 def _no_retry() -> Retry:
@@ -134,7 +138,6 @@ def standalone_client(
     url: str,
     pool_size: int,
     timeout: float,
-    read_timeout: float,
     secrets: Sequence[str],
 ) -> aioredis.Redis:
     """A client for one server, from a ``redis://``, ``rediss://`` or ``unix://`` URL."""
@@ -142,7 +145,7 @@ def standalone_client(
         pool = aioredis.ConnectionPool.from_url(
             url,
             max_connections=pool_size,
-            socket_timeout=read_timeout,
+            socket_timeout=None,
             socket_connect_timeout=timeout,
             retry=_no_retry(),
         )
@@ -164,7 +167,6 @@ def sentinel_client(
     ssl: bool,
     pool_size: int,
     timeout: float,
-    read_timeout: float,
 ) -> tuple[aioredis.Redis, Sentinel]:
     """A client for the current master of ``master_name``, found through ``sentinels``."""
     sentinel_kwargs: dict[str, Any] = {
@@ -177,7 +179,7 @@ def sentinel_client(
     manager = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
         [(e.host, e.port) for e in sentinels],
         sentinel_kwargs=sentinel_kwargs,
-        socket_timeout=read_timeout,
+        socket_timeout=None,
         socket_connect_timeout=timeout,
     )
     client = manager.master_for(

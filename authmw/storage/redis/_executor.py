@@ -235,6 +235,9 @@ class Executor:
                 )
             node = nodes[turn % len(nodes)]
             factory, kwargs = node.connection_class, node.connection_kwargs
+        # Outside the executor's deadline: a socket timeout of its own (pooled ones have none).
+        if self._conn is not None and kwargs.get("socket_timeout") is None:
+            overrides = {"socket_timeout": self._conn.read_timeout, **overrides}
         return factory(**{**kwargs, **overrides})
 
     # -- translation: the one place a driver error becomes an authmw error ------------------
