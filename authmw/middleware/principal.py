@@ -29,6 +29,7 @@ __all__ = [
     "AuthUser",
     "FrozenCredentials",
     "Refusal",
+    "ScopeList",
     "credentials_for",
     "current_user",
     "refusal",
