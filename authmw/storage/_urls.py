@@ -153,8 +153,12 @@ def parse_url(url: str, default_port: int) -> ParsedUrl:
         user, sep, secret = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if sep else None
+    items = hostlist.split(",")
+    if len(items) > 1 and not all(items):
+        # "h1,,h2" or "h," : the drivers fail on the empty entry deep inside their parsers.
+        raise ConfigurationError(f"storage URL {redact_url(url)}: an empty host in the host list")
     hosts = []
-    for item in filter(None, hostlist.split(",")):
+    for item in filter(None, items):
         host, port = item, default_port
         port_text = ""
         if item.startswith("["):  # [::1]:6379

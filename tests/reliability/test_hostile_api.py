@@ -94,6 +94,7 @@ def test_storage_urls(form: str) -> None:
     # Found by the long run: urllib's ValueError and a NUL that reached the OS.
     @example(url="memory://[")
     @example(url="postgresql://\x00")
+    @example(url="postgresql://h,,h2/db")
     def case(url: str) -> None:
         CASES["storage-url", "api"] += 1
         with contextlib.suppress(AuthmwError):
@@ -126,9 +127,11 @@ def test_cli_storage_urls(form: str) -> None:
 
     @fuzz_settings(max(10, examples(form) // 4))
     @given(url=hostile_urls().filter(lambda u: "127.0.0.1" not in u and not u.startswith("-")))
-    # Found by the long run: "unexpected ValueError: embedded null character".
+    # Found by the long run: "unexpected ValueError: embedded null character", and asyncpg's
+    # IndexError on an empty entry in a host list.
     @example(url="postgresql://\x00")
     @example(url="memory://[")
+    @example(url="postgresql://,")
     def case(url: str) -> None:
         CASES["storage-url", "cli"] += 1
         check_cli(*run_cli("stats", url))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from authmw.errors import ConfigurationError
+from authmw.storage import storage_from_url
 from authmw.storage._urls import parse_url, redact_url, scrub, secrets_of
 from authmw.storage.postgres import PostgresConfig, PostgresStorage
 from authmw.storage.redis import RedisConfig, RedisStorage
@@ -90,3 +91,20 @@ def test_a_bad_sslmode_is_not_echoed_when_it_could_carry_a_secret() -> None:
     with pytest.raises(ConfigurationError) as info:
         PostgresConfig(url=f"postgresql://u@h/app?sslmode=require;sslpassword={KEYPASS}")
     _clean(str(info.value))
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("memory://[", "cannot be parsed"),
+        ("postgresql://\x00", "control character"),
+        ("redis://h/0\n", "control character"),
+        ("postgresql://,", "empty host"),
+        ("redis+sentinel://a:26379,,b:26379/mymaster", "empty host"),
+    ],
+)
+def test_unusable_urls_are_one_configuration_error(url: str, problem: str) -> None:
+    """URLs that urllib, the OS or a driver would fail on deep inside (found by the long
+    fuzz) are refused by storage_from_url with a ConfigurationError naming the problem."""
+    with pytest.raises(ConfigurationError, match=problem):
+        storage_from_url(url)
