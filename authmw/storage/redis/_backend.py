@@ -12,6 +12,7 @@ layout, what is atomic where, and every option are in ``docs/redis.md``.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
@@ -76,8 +77,11 @@ class RedisStorage:
         )
         self._channel = Channel(x, keys.prefix)
         self._opened = False
-        self._decoded: dict[bytes, AuthToken] = {}
-        self._decoded_users: dict[bytes, UserRecord] = {}
+        # Verifying one token again and again reads the same bytes: decode them once. Any
+        # change to a record (a revocation, a role change) changes its bytes, so these never
+        # serve stale data.
+        self._token_from_json = functools.lru_cache(maxsize=_DECODED_MAX)(AuthToken.from_json)
+        self._user = functools.lru_cache(maxsize=_DECODED_MAX)(UserRecord.from_json)
 
     @classmethod
     def with_config(cls, config: RedisConfig) -> RedisStorage:
@@ -192,14 +196,7 @@ class RedisStorage:
 
     def _live_token(self, raw: bytes) -> AuthToken | None:
         """The token stored as ``raw`` if it has not expired."""
-        # Verifying one token again and again reads the same bytes: decode them once. Any
-        # change to the record (a revocation) changes the bytes, so this never serves stale data.
-        token = self._decoded.get(raw)
-        if token is None:
-            token = AuthToken.from_json(raw)
-            if len(self._decoded) >= _DECODED_MAX:
-                self._decoded.pop(next(iter(self._decoded)))
-            self._decoded[raw] = token
+        token = self._token_from_json(raw)
         return token if token.storage_expires_ts > now_ts() else None
 
     async def get_token_and_user(self, token_id: str) -> tuple[AuthToken | None, UserRecord | None]:
@@ -216,17 +213,6 @@ class RedisStorage:
             return None, None
         raw_user = got[1] if len(got) > 1 else None
         return token, None if raw_user is None else self._user(raw_user)
-
-    def _user(self, raw: bytes) -> UserRecord:
-        """The user stored as ``raw``, decoded once per distinct bytes (as ``_live_token``:
-        any change to the record changes its bytes)."""
-        user = self._decoded_users.get(raw)
-        if user is None:
-            user = UserRecord.from_json(raw)
-            if len(self._decoded_users) >= _DECODED_MAX:
-                self._decoded_users.pop(next(iter(self._decoded_users)))
-            self._decoded_users[raw] = user
-        return user
 
     async def get_token_by_refresh(self, refresh_id: str) -> AuthToken | None:
         """Follow the refresh index, then check the token still names this refresh id."""
