@@ -15,7 +15,7 @@ import httpx
 import pytest
 import uvicorn
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -100,13 +100,16 @@ class Shots:
 
 
 def text(driver: WebDriver) -> str:
-    return str(driver.find_element(By.TAG_NAME, "body").text)
+    """The page's visible text, read in one script so that a page swap cannot split the read."""
+    return str(driver.execute_script("return document.body ? document.body.innerText : ''"))
 
 
 def wait_for(driver: WebDriver, words: str) -> None:
     """Wait until the page shows ``words`` (a form submits by fetch, then navigates)."""
-    # The page may be replaced while it is read (document.write after a fetch): read again.
-    WebDriverWait(driver, WAIT, ignored_exceptions=[StaleElementReferenceException]).until(
+    # The page may be replaced while it is read (a navigation after a fetch). Chromium then
+    # answers with a stale element, a node "that does not belong to the document" (a plain
+    # WebDriverException, seen in CI) or a destroyed script context: each means "read again".
+    WebDriverWait(driver, WAIT, ignored_exceptions=[WebDriverException]).until(
         lambda d: words in text(d), f"page never showed {words!r}"
     )
 
