@@ -25,7 +25,9 @@ import random
 import secrets
 import statistics
 import sys
+import sysconfig
 import time
+import tracemalloc
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -76,6 +78,7 @@ class Row:
     errors: int
     rss_mb: float
     error_kinds: dict[str, int]
+    heap_mb: float | None = None  # Python allocations tracemalloc holds (--trace only)
 
 
 def rss_mb() -> float:
@@ -127,8 +130,11 @@ async def remove_data(storage: AuthStorage) -> None:
                 await con.execute(f'DROP TABLE IF EXISTS "{row["tablename"]}" CASCADE')
 
 
-async def soak(backend: str, duration: float, interval: float, clients: int) -> dict[str, Any]:
-    """Run one backend; return its label and rows."""
+async def soak(
+    backend: str, duration: float, interval: float, clients: int, trace: int = 0
+) -> dict[str, Any]:
+    """Run one backend; return its label and rows (and, with ``trace`` frames, the growth of
+    Python allocations from the end of the first interval to the end of the run)."""
     storage, label = make_storage(backend)
     auth = AuthFramework(
         storage, AuthConfig(secret_key=SECRET, password_hasher=fast_password_hasher())
@@ -185,6 +191,9 @@ async def soak(backend: str, duration: float, interval: float, clients: int) -> 
                 kinds[kind] += 1
 
     rows: list[Row] = []
+    baseline: tracemalloc.Snapshot | None = None
+    if trace:
+        tracemalloc.start(trace)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="https://soak"
     ) as http:
@@ -206,15 +215,49 @@ async def soak(backend: str, duration: float, interval: float, clients: int) -> 
                     errors=errs,
                     rss_mb=round(rss_mb(), 1),
                     error_kinds=dict(kinds),
+                    heap_mb=round(tracemalloc.get_traced_memory()[0] / 2**20, 2) if trace else None,
                 )
             )
             kinds.clear()
             print_row(label, rows[-1])
+            if trace and baseline is None:
+                # The first interval warms every pool, cache table and statement cache up;
+                # what grows after it is what a leak would look like.
+                baseline = tracemalloc.take_snapshot()
         stopping = True
         await asyncio.gather(*tasks)
+    growth = growth_lines(baseline) if baseline is not None else []
+    tracemalloc.stop()
     await remove_data(storage)
     await auth.close()
-    return {"backend": label, "rows": [asdict(r) for r in rows]}
+    return {"backend": label, "rows": [asdict(r) for r in rows], "growth": growth}
+
+
+def growth_lines(baseline: tracemalloc.Snapshot, top: int = 12) -> list[str]:
+    """The places whose Python allocations grew most since ``baseline`` (one line each, the
+    allocating frame first), with the total growth first."""
+    ours = (tracemalloc.Filter(False, tracemalloc.__file__),)
+    now = tracemalloc.take_snapshot().filter_traces(ours)
+    diffs = now.compare_to(baseline.filter_traces(ours), "traceback")
+    total = sum(d.size_diff for d in diffs)
+    lines = [f"Python allocations grew {total / 2**20:+.2f} MiB since the first interval"]
+    for diff in sorted(diffs, key=lambda d: d.size_diff, reverse=True)[:top]:
+        if diff.size_diff <= 0:
+            break
+        # A traceback runs from the oldest frame to the allocating one: print it the other way.
+        frames = " <- ".join(short(f"{f.filename}:{f.lineno}") for f in reversed(diff.traceback))
+        lines.append(f"{diff.size_diff / 1024:+9.1f} KiB {diff.count_diff:+7d} blocks  {frames}")
+    return lines
+
+
+def short(path: str) -> str:
+    """A source path relative to the repository, site-packages or the standard library."""
+    paths = sysconfig.get_paths()
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for root in (paths["purelib"], paths["platlib"], paths["stdlib"], repo):
+        if path.startswith(root + os.sep):
+            return path[len(root) + 1 :]
+    return path
 
 
 def p99(ordered: list[float]) -> float:
@@ -228,7 +271,8 @@ def print_row(label: str, row: Row) -> None:
     """One table line."""
     print(
         f"{label:15} {row.t:>5} s {row.requests:>8} {row.rps:>8} {row.p50_ms:>8} "
-        f"{row.p99_ms:>8} {row.login_p99_ms:>9} {row.errors:>6} {row.rss_mb:>8}",
+        f"{row.p99_ms:>8} {row.login_p99_ms:>9} {row.errors:>6} {row.rss_mb:>8}"
+        + (f" {row.heap_mb:>8}" if row.heap_mb is not None else ""),
         flush=True,
     )
 
@@ -261,18 +305,29 @@ def main(argv: list[str] | None = None) -> None:
         "--backends", default=",".join(BACKENDS), help="comma-separated: memory,redis,postgres"
     )
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    parser.add_argument(
+        "--trace",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="trace Python allocations with tracemalloc (FRAMES frames each; slows the run): "
+        "a heap column, and the places that grew after the first interval",
+    )
     args = parser.parse_args(argv)
     print(
         f"{'backend':15} {'t':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'login p99':>9} {'errors':>6} {'RSS MiB':>8}"
+        + (f" {'heap MiB':>8}" if args.trace else "")
     )
     results = [
-        asyncio.run(soak(name.strip(), args.duration, args.interval, args.clients))
+        asyncio.run(soak(name.strip(), args.duration, args.interval, args.clients, args.trace))
         for name in args.backends.split(",")
     ]
     print()
     for result in results:
         print(summary(result))
+        for line in result["growth"]:
+            print("  " + line)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
