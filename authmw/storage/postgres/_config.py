@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..._time import Duration, seconds
 from ...errors import ConfigurationError
 from .._urls import backend_for, parse_url, redact_url, unknown_option
+from ..base import WAITERS_PER_CONNECTION
 
 __all__ = [
     "SSL_MODES",
@@ -236,7 +237,7 @@ class PostgresConfig:
     storage call may take in all (the wait for a free pooled connection, a new connection and
     the query); it is on every request's path. Migrations, backups and restores run on
     connections of their own whose statements may take at least 5 minutes.
-    ``max_waiting`` (None: 100 x the pool size): how many calls may wait for a free pooled
+    ``max_waiting`` (None: 1,000 x the pool size): how many calls may wait for a free pooled
     connection; more fail at once with ``StorageUnavailable``.
     ``table_prefix`` (``auth_``): prefix of every table and index name. ``sslmode`` (or the
     URL's ``?sslmode=``): libpq's mode, one of :data:`SSL_MODES`; when neither says, it is
@@ -416,9 +417,11 @@ class PostgresConfig:
 
     @property
     def waiting_bound(self) -> int:
-        """How many calls may wait for a free pooled connection: ``max_waiting``, or 100 x the
-        pool size when unset."""
-        return 100 * self.effective_pool_size if self.max_waiting is None else self.max_waiting
+        """How many calls may wait for a free pooled connection: ``max_waiting``, or
+        :data:`~authmw.storage.base.WAITERS_PER_CONNECTION` x the pool size when unset."""
+        if self.max_waiting is None:
+            return WAITERS_PER_CONNECTION * self.effective_pool_size
+        return self.max_waiting
 
     @property
     def ssl_enabled(self) -> bool:

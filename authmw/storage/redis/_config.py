@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from ..._time import Duration, seconds
 from ...errors import ConfigurationError
 from .._urls import Endpoint, ParsedUrl, backend_for, parse_url, redact_url, unknown_option
+from ..base import WAITERS_PER_CONNECTION
 
 __all__ = ["RedisConfig", "RedisFailoverConfig"]
 
@@ -57,7 +58,7 @@ class RedisConfig:
     ``url`` (``redis://localhost:6379``; ``rediss://`` for TLS, user, password and database
     number allowed), ``pool_size`` (10 connections, per node on a cluster), ``timeout`` (5 s:
     the longest one storage call may take in all, the wait for a free connection and retries
-    included; past it the call raises ``StorageUnavailable``), ``max_waiting`` (None: 100 x
+    included; past it the call raises ``StorageUnavailable``), ``max_waiting`` (None: 1,000 x
     ``pool_size``; how many calls may wait for a free connection, more fail at once with
     ``StorageUnavailable``), ``key_prefix`` (``auth:``), ``default_ttl`` (1 hour, for
     ``kv_set`` without a ttl), ``cluster_mode`` with ``cluster_urls``, ``failover``
@@ -125,9 +126,11 @@ class RedisConfig:
 
     @property
     def waiting_bound(self) -> int:
-        """How many calls may wait for a free connection: ``max_waiting``, or 100 x
-        ``pool_size`` when unset."""
-        return 100 * self.pool_size if self.max_waiting is None else self.max_waiting
+        """How many calls may wait for a free connection: ``max_waiting``, or
+        :data:`~authmw.storage.base.WAITERS_PER_CONNECTION` x ``pool_size`` when unset."""
+        if self.max_waiting is None:
+            return WAITERS_PER_CONNECTION * self.pool_size
+        return self.max_waiting
 
     @property
     def is_cluster(self) -> bool:

@@ -75,10 +75,10 @@ async def test_callers_beyond_max_waiting_fail_at_once(cluster: PgCluster) -> No
 
 
 def test_max_waiting_option() -> None:
-    """max_waiting defaults to 100 x the pool size, is read from the URL and refused when
+    """max_waiting defaults to 1,000 x the pool size, is read from the URL and refused when
     negative."""
     url = "postgresql://u@h/db"
-    assert PostgresConfig(url=url, pool_size=3).waiting_bound == 300
+    assert PostgresConfig(url=url, pool_size=3).waiting_bound == 3000
     assert PostgresConfig.from_url(url + "?max_waiting=0").waiting_bound == 0
     with pytest.raises(Exception, match="max_waiting"):
         PostgresConfig(url=url, max_waiting=-1)

@@ -73,8 +73,8 @@ async def test_open_of_a_hung_server_is_bounded(server: RedisServer) -> None:
 
 
 def test_max_waiting_option() -> None:
-    """max_waiting defaults to 100 x pool_size, is read from the URL and refused when negative."""
-    assert RedisConfig(pool_size=3).waiting_bound == 300
+    """max_waiting defaults to 1,000 x pool_size, is read from the URL and refused when negative."""
+    assert RedisConfig(pool_size=3).waiting_bound == 3000
     assert RedisConfig.from_url("redis://h/0?max_waiting=0&pool_size=2").waiting_bound == 0
     with pytest.raises(Exception, match="max_waiting"):
         RedisConfig(max_waiting=-1)
