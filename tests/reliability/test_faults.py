@@ -7,6 +7,7 @@ onto a full disk. Each prints a ``FAULT`` line of figures
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import signal
@@ -47,7 +48,7 @@ from tests.support.cache_helpers import (
     namespace_for,
 )
 from tests.support.cli_helpers import ROOT, authmw, with_query
-from tests.support.load import Load
+from tests.support.load import Load, served
 from tests.support.migration_data import add_audit, fill
 
 OUTAGE = 1.0  # seconds the server stays down under load
@@ -113,12 +114,23 @@ async def _credentials(auth: AuthFramework) -> dict[str, dict[str, str]]:
 
 
 async def _outage_under_load(
-    auth: AuthFramework, stop: Any, start: Any, *, stale: bool, cached: bool, outage: float = OUTAGE
+    auth: AuthFramework,
+    stop: Any,
+    start: Any,
+    *,
+    stale: bool,
+    cached: bool,
+    outage: float = OUTAGE,
+    http: bool = False,
 ) -> dict[str, Any]:
     """Run 64 clients (7 of 8 with a valid token, 1 of 8 with a revoked one), stop the server
-    for OUTAGE seconds, start it, wait for recovery; check every answer; return the figures."""
+    for OUTAGE seconds, start it, wait for recovery; check every answer; return the figures.
+    With ``http``, the clients talk HTTP to the app served by uvicorn on loopback."""
     headers = await _credentials(auth)
-    async with Load(make_app(auth), headers, clients=64) as load:
+    app = make_app(auth)
+    async with contextlib.AsyncExitStack() as stack:
+        url = await stack.enter_async_context(served(app)) if http else None
+        load = await stack.enter_async_context(Load(app, headers, clients=64, url=url))
         await load.wait_for(lambda: len(load.samples) > 200, 10)
         before = len(load.samples)
         await asyncio.to_thread(stop)
@@ -169,11 +181,15 @@ async def _outage_under_load(
         "plain",
         pytest.param("cached", marks=LONG),
         "serve_stale",
+        "plain-uvicorn",
+        pytest.param("serve_stale-uvicorn", marks=LONG),
     ],
 )
 async def test_redis_killed_and_restarted_under_load(redis_server: RedisServer, mode: str) -> None:
-    """Redis SIGKILLed for 1 s under 64 clients: 503 with Retry-After (or a stale 200 under
-    serve_stale), never a 500 or a 200 for a revoked token; all 200s again after the restart."""
+    """Redis SIGKILLed for 1 s under 64 clients (in-process, or over HTTP to uvicorn): 503
+    with Retry-After (or a stale 200 under serve_stale), never a 500 or a 200 for a revoked
+    token; all 200s again after the restart."""
+    mode, _, front = mode.partition("-")
     options = {"retry_attempts": 1, "retry_delay": 0.05, "timeout": 2}
     storage = inner_storage("redis", redis_server.url, namespace_for("redis"), **options)
     if mode != "plain":
@@ -188,8 +204,9 @@ async def test_redis_killed_and_restarted_under_load(redis_server: RedisServer, 
             redis_server.start,
             stale=mode == "serve_stale",
             cached=mode != "plain",
+            http=front == "uvicorn",
         )
-    report(f"redis-kill-{mode}", **figures)
+    report(f"redis-kill-{mode}" + (f"-{front}" if front else ""), **figures)
 
 
 @pytest.mark.parametrize(
@@ -199,27 +216,41 @@ async def test_redis_killed_and_restarted_under_load(redis_server: RedisServer, 
         ("immediate", "cached"),
         pytest.param("fast", "cached", marks=LONG),
         pytest.param("immediate", "plain", marks=LONG),
+        pytest.param("immediate", "serve_stale", marks=LONG),
+        pytest.param("fast", "plain-uvicorn", marks=LONG),
     ],
 )
 async def test_postgres_stopped_and_started_under_load(
     pg_server: PgCluster, shutdown: str, mode: str
 ) -> None:
     """PostgreSQL stopped (pg_ctl -m fast, and -m immediate: a crash) for 1 s under 64
-    clients: 503 with Retry-After, never a 500 or an unearned 200; all 200s after the start."""
+    clients (in-process, or over HTTP to uvicorn): 503 with Retry-After (or a stale 200 under
+    serve_stale), never a 500 or an unearned 200; all 200s after the start."""
+    mode, _, front = mode.partition("-")
     storage: AuthStorage = inner_storage(
         "postgres", pg_server.url(), namespace_for("postgres"), timeout=2
     )
     if mode == "cached":
         storage = CachedStorage(storage, CacheConfig(subscribe_timeout=5))
+    elif mode == "serve_stale":
+        storage = CachedStorage(
+            storage,
+            CacheConfig(on_outage="serve_stale", retry_after_outage=0.2, subscribe_timeout=5),
+        )
 
     def stop() -> None:
         pg_server.stop(shutdown)
 
     async for auth in _opened(storage):
         figures = await _outage_under_load(
-            auth, stop, pg_server.start, stale=False, cached=mode == "cached"
+            auth,
+            stop,
+            pg_server.start,
+            stale=mode == "serve_stale",
+            cached=mode != "plain",
+            http=front == "uvicorn",
         )
-    report(f"postgres-{shutdown}-{mode}", **figures)
+    report(f"postgres-{shutdown}-{mode}" + (f"-{front}" if front else ""), **figures)
 
 
 async def test_redis_hung_under_load(redis_server: RedisServer) -> None:
