@@ -5,7 +5,8 @@ app behind ``AuthMiddleware`` in this process, driven in-process (httpx's ASGI t
 ``--clients`` concurrent loops: 85 % bearer-token requests over a fixed set of 200 tokens, 10 %
 session-cookie requests over 50 sessions, 5 % logins whose token is deleted again (so the
 stored data stays the same size and a growing RSS means a leak, not data). Every
-``--interval`` seconds it records the process RSS, the p50/p99 latency of the requests and the
+``--interval`` seconds it records the process RSS (with the C heap in use and the Python
+objects' blocks in use, to tell a leak from allocator growth), the p50/p99 latency of the requests and the
 p99 of the logins (argon2 runs in a bounded pool, so logins queue apart) and the errors of that
 interval, and prints one table per backend and a summary. Not a CI test: nothing is
 asserted, the figures are for reading (docs/reliability.md quotes them).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
 import os
 import random
@@ -78,7 +80,31 @@ class Row:
     errors: int
     rss_mb: float
     error_kinds: dict[str, int]
+    py_blocks: int = 0  # Python objects' small blocks in use (sys.getallocatedblocks)
+    malloc_mb: float | None = None  # bytes the C allocator has handed out and not got back
     heap_mb: float | None = None  # Python allocations tracemalloc holds (--trace only)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+            "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def malloc_mb() -> float | None:
+    """The C heap in use (glibc ``mallinfo2``: allocated chunks plus mmapped blocks), in MiB;
+    None where there is no glibc. Flat while RSS grows means the growth is not live C data."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):
+        return None
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return round((info.uordblks + info.hblkhd) / 2**20, 1)
 
 
 def rss_mb() -> float:
@@ -214,6 +240,8 @@ async def soak(
                     login_p99_ms=p99(login_window),
                     errors=errs,
                     rss_mb=round(rss_mb(), 1),
+                    py_blocks=sys.getallocatedblocks(),
+                    malloc_mb=malloc_mb(),
                     error_kinds=dict(kinds),
                     heap_mb=round(tracemalloc.get_traced_memory()[0] / 2**20, 2) if trace else None,
                 )
@@ -271,7 +299,8 @@ def print_row(label: str, row: Row) -> None:
     """One table line."""
     print(
         f"{label:15} {row.t:>5} s {row.requests:>8} {row.rps:>8} {row.p50_ms:>8} "
-        f"{row.p99_ms:>8} {row.login_p99_ms:>9} {row.errors:>6} {row.rss_mb:>8}"
+        f"{row.p99_ms:>8} {row.login_p99_ms:>9} {row.errors:>6} {row.rss_mb:>8} "
+        f"{row.malloc_mb if row.malloc_mb is not None else '-':>8} {row.py_blocks:>9}"
         + (f" {row.heap_mb:>8}" if row.heap_mb is not None else ""),
         flush=True,
     )
@@ -316,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(
         f"{'backend':15} {'t':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'login p99':>9} {'errors':>6} {'RSS MiB':>8}"
+        f"{'login p99':>9} {'errors':>6} {'RSS MiB':>8} {'C heap':>8} {'py blocks':>9}"
         + (f" {'heap MiB':>8}" if args.trace else "")
     )
     results = [
