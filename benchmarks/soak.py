@@ -6,9 +6,9 @@ app behind ``AuthMiddleware`` in this process, driven in-process (httpx's ASGI t
 session-cookie requests over 50 sessions, 5 % logins whose token is deleted again (so the
 stored data stays the same size and a growing RSS means a leak, not data). Every
 ``--interval`` seconds it records the process RSS (with the C heap in use and the Python
-objects' blocks in use, to tell a leak from allocator growth), the p50/p99 latency of the requests and the
-p99 of the logins (argon2 runs in a bounded pool, so logins queue apart) and the errors of that
-interval, and prints one table per backend and a summary. Not a CI test: nothing is
+objects' blocks in use, to tell a leak from allocator growth), the p50/p99 latency of the
+requests and the p99 of the logins (argon2 runs in a bounded pool, so logins queue apart) and
+the errors of that interval, and prints one table per backend and a summary. Not a CI test: nothing is
 asserted, the figures are for reading (docs/reliability.md quotes them).
 
 Backends: ``memory`` (plain), ``redis`` and ``postgres`` behind the local cache
