@@ -8,8 +8,8 @@ stored data stays the same size and a growing RSS means a leak, not data). Every
 ``--interval`` seconds it records the process RSS (with the C heap in use and the Python
 objects' blocks in use, to tell a leak from allocator growth), the p50/p99 latency of the
 requests and the p99 of the logins (argon2 runs in a bounded pool, so logins queue apart) and
-the errors of that interval, and prints one table per backend and a summary. Not a CI test: nothing is
-asserted, the figures are for reading (docs/reliability.md quotes them).
+the errors of that interval, and prints one table per backend and a summary. Not a CI test:
+nothing is asserted, the figures are for reading (docs/reliability.md quotes them).
 
 Backends: ``memory`` (plain), ``redis`` and ``postgres`` behind the local cache
 (``storage_from_url(url, cache=True)``), on ``AUTHMW_REDIS_URL`` / ``AUTHMW_POSTGRES_URL`` or the
@@ -24,10 +24,12 @@ import ctypes
 import json
 import os
 import random
+import re
 import secrets
 import statistics
 import sys
 import sysconfig
+import tempfile
 import time
 import tracemalloc
 from collections import Counter
@@ -82,6 +84,8 @@ class Row:
     error_kinds: dict[str, int]
     py_blocks: int = 0  # Python objects' small blocks in use (sys.getallocatedblocks)
     malloc_mb: float | None = None  # bytes the C allocator has handed out and not got back
+    malloc_free_mb: float | None = None  # free bytes the C allocator keeps in its arenas
+    py_arenas: int | None = None  # pymalloc's arenas held (1 MiB each on 64-bit builds)
     heap_mb: float | None = None  # Python allocations tracemalloc holds (--trace only)
 
 
@@ -95,16 +99,32 @@ class _MallInfo2(ctypes.Structure):
     ]  # fmt: skip
 
 
-def malloc_mb() -> float | None:
-    """The C heap in use (glibc ``mallinfo2``: allocated chunks plus mmapped blocks), in MiB;
-    None where there is no glibc. Flat while RSS grows means the growth is not live C data."""
+def malloc_mb() -> tuple[float | None, float | None]:
+    """The C heap (glibc ``mallinfo2``) in MiB: (in use: allocated chunks plus mmapped blocks,
+    free but kept in the allocator's arenas); (None, None) where there is no glibc."""
     try:
         mallinfo2 = ctypes.CDLL(None).mallinfo2
     except (AttributeError, OSError):
-        return None
+        return None, None
     mallinfo2.restype = _MallInfo2
     info = mallinfo2()
-    return round((info.uordblks + info.hblkhd) / 2**20, 1)
+    return round((info.uordblks + info.hblkhd) / 2**20, 1), round(info.fordblks / 2**20, 1)
+
+
+def pymalloc_arenas() -> int | None:
+    """How many arenas Python's small-object allocator holds (from ``sys._debugmallocstats``,
+    which writes to the C stderr: caught in a temporary file)."""
+    with tempfile.TemporaryFile() as out:
+        saved = os.dup(2)
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        found = re.search(rb"# arenas allocated current\s*=\s*([\d,]+)", out.read())
+    return int(found.group(1).replace(b",", b"")) if found else None
 
 
 def rss_mb() -> float:
@@ -241,7 +261,9 @@ async def soak(
                     errors=errs,
                     rss_mb=round(rss_mb(), 1),
                     py_blocks=sys.getallocatedblocks(),
-                    malloc_mb=malloc_mb(),
+                    malloc_mb=malloc_mb()[0],
+                    malloc_free_mb=malloc_mb()[1],
+                    py_arenas=pymalloc_arenas(),
                     error_kinds=dict(kinds),
                     heap_mb=round(tracemalloc.get_traced_memory()[0] / 2**20, 2) if trace else None,
                 )
@@ -300,7 +322,9 @@ def print_row(label: str, row: Row) -> None:
     print(
         f"{label:15} {row.t:>5} s {row.requests:>8} {row.rps:>8} {row.p50_ms:>8} "
         f"{row.p99_ms:>8} {row.login_p99_ms:>9} {row.errors:>6} {row.rss_mb:>8} "
-        f"{row.malloc_mb if row.malloc_mb is not None else '-':>8} {row.py_blocks:>9}"
+        f"{row.malloc_mb if row.malloc_mb is not None else '-':>8} "
+        f"{row.malloc_free_mb if row.malloc_free_mb is not None else '-':>8} "
+        f"{row.py_blocks:>9} {row.py_arenas if row.py_arenas is not None else '-':>6}"
         + (f" {row.heap_mb:>8}" if row.heap_mb is not None else ""),
         flush=True,
     )
@@ -345,8 +369,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(
         f"{'backend':15} {'t':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'login p99':>9} {'errors':>6} {'RSS MiB':>8} {'C heap':>8} {'py blocks':>9}"
-        + (f" {'heap MiB':>8}" if args.trace else "")
+        f"{'login p99':>9} {'errors':>6} {'RSS MiB':>8} {'C heap':>8} {'C free':>8} "
+        f"{'py blocks':>9} {'arenas':>6}" + (f" {'heap MiB':>8}" if args.trace else "")
     )
     results = [
         asyncio.run(soak(name.strip(), args.duration, args.interval, args.clients, args.trace))
