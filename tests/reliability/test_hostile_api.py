@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from authmw import AuthFramework, InMemoryStorage
+from authmw._accounts import normalize_user_id
 from authmw.cli import main
 from authmw.errors import AuthmwError
 from authmw.storage import storage_from_url
@@ -54,6 +56,87 @@ async def test_user_ids_and_passwords(auth: AuthFramework, form: str) -> None:
                 after = await auth.storage.get_statistics()
                 assert after.total_users == before.total_users
     await auth.storage.kv_delete("lockout:victim")
+
+
+# Alphabets the generated ids and passwords draw from: ASCII, controls, combining marks,
+# invisible formats, full-width forms, lone surrogates, right-to-left text and emoji.
+_ALPHABETS = [
+    [chr(c) for c in range(0x20, 0x7F)],
+    [chr(c) for c in [*range(0x20), 0x7F, 0x85, 0x2028, 0x2029]],
+    [chr(c) for c in range(0x300, 0x370)],
+    [chr(c) for c in [0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2060, 0xFEFF, 0x00AD]],
+    [chr(c) for c in range(0xFF01, 0xFF5F)],
+    [chr(c) for c in range(0xD800, 0xD810)],
+    [chr(c) for c in [*range(0x5D0, 0x5EB), *range(0x627, 0x64B)]],
+    [chr(c) for c in range(0x1F600, 0x1F650)],
+]
+
+
+def _junk(rng: random.Random, most: int) -> str:
+    alphabet = rng.choice(_ALPHABETS)
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, most)))
+
+
+def _hostile_id(rng: random.Random) -> str:
+    """A user id near "victim": a listed confusable or extreme, "victim" with junk inserted,
+    its letters in odd cases or forms, or junk alone (rarely 1 MB of it)."""
+    roll = rng.random()
+    if roll < 0.2:
+        return str(rng.choice([*CONFUSABLES, *EXTREMES]))
+    if roll < 0.5:
+        at = rng.randint(0, 6)
+        return "victim"[:at] + _junk(rng, 3) + "victim"[at:]
+    if roll < 0.7:
+        return "".join(
+            rng.choice([c, c.upper(), chr(0xFF41 + ord(c) - ord("a"))]) for c in "victim"
+        ) + rng.choice(["", " ", "\t", "\u3000", "\u200b"])
+    if roll < 0.999:
+        return _junk(rng, 40)
+    return "v" * (1 << 20)
+
+
+def _hostile_password(rng: random.Random) -> str:
+    """The victim's password (so that only the id decides), a near miss, or junk."""
+    roll = rng.random()
+    if roll < 0.4:
+        return PASSWORD
+    if roll < 0.7:
+        at = rng.randint(0, len(PASSWORD))
+        return PASSWORD[:at] + _junk(rng, 2) + PASSWORD[at + 1 :]
+    return _junk(rng, 64)
+
+
+async def test_generated_user_ids_and_passwords(auth: AuthFramework, form: str) -> None:
+    """Generated ids near "victim" with the victim's password, near misses and junk (a
+    fixed-seed fuzzer; 10,000 per backend in the long form), on every backend: typed errors
+    only, and a login succeeds only with the exact password for an id that normalises to the
+    victim's; a refused sign-up stores nothing."""
+    await auth.register_user("victim", PASSWORD)
+    rng = random.Random(1107)
+    logins = 0
+    for i in range(examples(form)):
+        user, password = _hostile_id(rng), _hostile_password(rng)
+        CASES["user-id/password", auth.storage.name] += 1
+        try:
+            issued = await auth.authenticate(user, password)
+        except AuthmwError:
+            pass
+        else:
+            assert password == PASSWORD and issued.user_id == "victim", (user, password)
+            assert normalize_user_id(user) == "victim", user
+            logins += 1
+        if i % 50 == 0:
+            # A sign-up with the generated id: refused with nothing stored, or one new user.
+            before = (await auth.storage.get_statistics()).total_users
+            try:
+                await auth.register_user(user, PASSWORD + "!")
+            except AuthmwError:
+                assert (await auth.storage.get_statistics()).total_users == before, user
+            else:
+                assert (await auth.storage.get_statistics()).total_users == before + 1, user
+        if i % 4 == 0:
+            await auth.unlock_user("victim")  # keep the lockout from answering every case
+    assert logins, "no generated id logged in: the generator lost the victim's forms"
 
 
 def hostile_urls() -> st.SearchStrategy[str]:
@@ -103,6 +186,12 @@ def test_storage_urls(form: str) -> None:
     case()
 
 
+def cli_examples(form: str) -> int:
+    """Cases of a CLI surface: all of them in the long form, a quarter in the bounded one
+    (each case runs a whole command)."""
+    return examples(form) if form == "long" else max(10, examples(form) // 4)
+
+
 def run_cli(*args: str) -> tuple[int, str]:
     """``authmw ARGS`` in-process: the exit code and stderr."""
     err = io.StringIO()
@@ -125,7 +214,7 @@ def check_cli(code: int, err: str) -> None:
 def test_cli_storage_urls(form: str) -> None:
     """``authmw stats URL`` with hostile URLs: a one-line error, never a traceback."""
 
-    @fuzz_settings(max(10, examples(form) // 4))
+    @fuzz_settings(cli_examples(form))
     @given(url=hostile_urls().filter(lambda u: "127.0.0.1" not in u and not u.startswith("-")))
     # Found by the long run: "unexpected ValueError: embedded null character", and asyncpg's
     # IndexError on an empty entry in a host list.
@@ -221,7 +310,7 @@ def test_tampered_backups(form: str, backup_lines: list[bytes], tmp_path: Path) 
     )
     path = tmp_path / "tampered.jsonl"
 
-    @fuzz_settings(max(10, examples(form) // 4))
+    @fuzz_settings(cli_examples(form))
     @given(content=files)
     def case(content: bytes) -> None:
         CASES["backup", "cli"] += 1
