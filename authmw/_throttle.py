@@ -29,7 +29,11 @@ from ._time import now_ts, seconds
 from .config import AuthConfig
 from .storage.base import AuthStorage
 
-__all__ = ["Attempt", "LoginThrottle", "Refusal", "address_bucket"]
+__all__ = ["BUSY_RETRY", "Attempt", "LoginThrottle", "Refusal", "address_bucket"]
+
+BUSY_RETRY = 1.0
+"""Seconds a client should wait when earlier attempts of its address are still being checked
+(longer than an argon2 check takes, far shorter than a lockout)."""
 
 _PREFIX = "authmw:login:"
 # The epoch must outlive every key it names; ten years is "for ever" for a counter.
@@ -68,8 +72,9 @@ class _Keys:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """An attempt refused before any hash: ``reason`` is ``locked`` (this address) or
-    ``throttled`` (the user's delay), ``retry_after`` the seconds left."""
+    """An attempt refused before any hash: ``reason`` is ``locked`` (this address),
+    ``throttled`` (the user's delay) or ``busy`` (attempts of this address still being checked
+    hold the whole budget), ``retry_after`` the seconds left."""
 
     reason: str
     retry_after: float
@@ -147,11 +152,13 @@ class LoginThrottle:
         # Read again after reserving: the attempt that locks sets the lock, then clears the
         # count, so a reservation made just after sees a low count but finds the lock here.
         locked = await self._until(keys.locked)
-        if locked is None and failures > self.limit:
-            # Earlier reservations used the limit up; the one that locks is still checking.
-            locked = now_ts() + self.lockout
         if locked is not None:
             return Refusal("locked", locked - now_ts())
+        if failures > self.limit:
+            # Attempts still being checked hold the whole budget: nothing is locked yet. If they
+            # fail, the last one locks and a retry meets the lock; if one is right, the count is
+            # cleared and a retry goes through. Either way the answer is known within a hash.
+            return Refusal("busy", BUSY_RETRY)
         user_failures = 0
         if not known:
             user_failures = await storage.kv_incr(keys.user_failures, self._delay_window)

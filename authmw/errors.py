@@ -145,15 +145,22 @@ class AccountDisabled(InvalidCredentials):
 
 
 class AccountLocked(AuthmwError):
-    """Too many failed logins: the account refuses logins for ``retry_after`` more seconds."""
+    """Too many failed logins: the account refuses logins for ``retry_after`` more seconds.
 
-    def __init__(self, user_id: str, retry_after: float) -> None:
-        super().__init__(
-            f"account {user_id!r} is locked after too many failed logins; "
-            f"retry in {retry_after:.0f} s"
-        )
+    ``reason`` says why: ``locked`` (the failures of this address reached the limit),
+    ``throttled`` (the user's slow-down after many attempts from unknown addresses) or
+    ``busy`` (as many attempts of this address as the limit allows are still being checked:
+    nothing is locked, retry after ``retry_after``, about a second)."""
+
+    def __init__(self, user_id: str, retry_after: float, reason: str = "locked") -> None:
+        if reason == "busy":
+            text = "has as many logins being checked as the limit allows"
+        else:
+            text = "is locked after too many failed logins"
+        super().__init__(f"account {user_id!r} {text}; retry in {retry_after:.0f} s")
         self.user_id = user_id
         self.retry_after = retry_after
+        self.reason = reason
 
     status_code = 429
     error = "account_locked"

@@ -334,7 +334,7 @@ class AuthFramework:
         attempt = await self.throttle.reserve(user_id, self._client_text(ip_address))
         if isinstance(attempt, Refusal):
             await self._audit("login", False, user_id, reason=attempt.reason, **who)
-            raise AccountLocked(user_id, max(0.0, attempt.retry_after))
+            raise AccountLocked(user_id, max(0.0, attempt.retry_after), attempt.reason)
         user = await self.storage.get_user(user_id)
         if user is None or not user.is_active:
             ok = await self._passwords.burn(password)

@@ -10,6 +10,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from authmw import AccountLocked, AuthConfig, AuthFramework, InvalidCredentials
+from authmw._throttle import BUSY_RETRY
 from authmw.storage import AuthStorage
 from tests.conftest import TEST_SECRET
 from tests.support.apps import client, make_app
@@ -88,9 +89,36 @@ async def test_concurrent_guesses_check_at_most_limit_hashes(
         assert hasher.verifies == LIMIT
         reasons = await login_failures(storage, "target")
         assert reasons.count("invalid_credentials") == LIMIT
-        assert reasons.count("locked") == 21
+        # Refused while the budget was held by guesses still being checked ("busy"), or after
+        # the lock was set ("locked"); the last attempt met the lock.
+        assert reasons.count("busy") + reasons.count("locked") == 21
+        assert reasons[0] == "locked", reasons  # newest first: the right password's refusal
         lockouts = await storage.query_audit(user_id="target", action="account.lockout")
         assert len(lockouts) == 1
+
+
+async def test_refused_while_others_are_checked_retries_in_a_second(
+    storage: AuthStorage,
+) -> None:
+    """limit+20 concurrent logins with the right password: those beyond the budget are refused
+    as busy with a retry of about a second (not the lockout's 15 minutes), nothing is locked,
+    and a retry goes through."""
+    auth, hasher = counting_auth(storage)
+    async with auth:
+        await auth.register_user("target", "right password")
+        results = await asyncio.gather(
+            *(auth.authenticate("target", "right password") for _ in range(LIMIT + 20)),
+            return_exceptions=True,
+        )
+        refused = [r for r in results if isinstance(r, AccountLocked)]
+        assert len(refused) + sum(not isinstance(r, BaseException) for r in results) == len(
+            results
+        ), results
+        assert refused, "every attempt went through: the race did not happen"
+        assert all(r.reason == "busy" and r.retry_after == BUSY_RETRY for r in refused), refused
+        assert all(r.headers == {"Retry-After": "1"} for r in refused)
+        assert "being checked" in str(refused[0])
+        assert (await auth.authenticate("target", "right password")).user_id == "target"
 
 
 async def test_concurrent_failures_below_limit_are_counted_exactly(storage: AuthStorage) -> None:

@@ -78,8 +78,13 @@ async def test_concurrent_right_logins_never_lock_the_account(auth: AuthFramewor
         return_exceptions=True,
     )
     counts = outcomes(results)
-    print(f"\nRACE right-logins {dict(counts)}")
+    reasons = Counter(r.reason for r in results if isinstance(r, AccountLocked))
+    print(f"\nRACE right-logins {dict(counts)} refusals={dict(reasons)}")
     assert set(counts) <= {"ok", "AccountLocked"} and counts["ok"] >= 1, counts
+    # Refused only because the budget was held by logins still being checked (a retry in a
+    # second), or by the per-user slow-down: every attempt from an address not yet known
+    # counts toward it, right password or not (docs/lockout.md). Never locked.
+    assert set(reasons) <= {"busy", "throttled"}, reasons
     issued = [r for r in results if not isinstance(r, BaseException)]
     assert len({r.token_id for r in issued}) == counts["ok"]
     live = await auth.storage.list_user_tokens("racer")
