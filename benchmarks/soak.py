@@ -5,11 +5,11 @@ app behind ``AuthMiddleware`` in this process, driven in-process (httpx's ASGI t
 ``--clients`` concurrent loops: 85 % bearer-token requests over a fixed set of 200 tokens, 10 %
 session-cookie requests over 50 sessions, 5 % logins whose token is deleted again (so the
 stored data stays the same size and a growing RSS means a leak, not data). Every
-``--interval`` seconds it records the process RSS (with the C heap in use and the Python
-objects' blocks in use, to tell a leak from allocator growth), the p50/p99 latency of the
-requests and the p99 of the logins (argon2 runs in a bounded pool, so logins queue apart) and
-the errors of that interval, and prints one table per backend and a summary. Not a CI test:
-nothing is asserted, the figures are for reading (docs/reliability.md quotes them).
+``--interval`` seconds it records the process RSS (with the C heap in use and kept free, and
+Python's blocks and arenas in use, to tell a leak from allocator growth), the p50/p99 latency
+of the requests and the p99 of the logins (argon2 runs in a bounded pool, so logins queue
+apart) and the errors of that interval, and prints one table per backend and a summary. Not
+a CI test: nothing is asserted, the figures are for reading (docs/reliability.md quotes them).
 
 Backends: ``memory`` (plain), ``redis`` and ``postgres`` behind the local cache
 (``storage_from_url(url, cache=True)``), on ``AUTHMW_REDIS_URL`` / ``AUTHMW_POSTGRES_URL`` or the
@@ -99,15 +99,25 @@ class _MallInfo2(ctypes.Structure):
     ]  # fmt: skip
 
 
+def _find_mallinfo2() -> Any:
+    """glibc's ``mallinfo2`` with its return type set, or None where there is no glibc."""
+    try:
+        function = ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):
+        return None
+    function.restype = _MallInfo2
+    return function
+
+
+_MALLINFO2 = _find_mallinfo2()
+
+
 def malloc_mb() -> tuple[float | None, float | None]:
     """The C heap (glibc ``mallinfo2``) in MiB: (in use: allocated chunks plus mmapped blocks,
     free but kept in the allocator's arenas); (None, None) where there is no glibc."""
-    try:
-        mallinfo2 = ctypes.CDLL(None).mallinfo2
-    except (AttributeError, OSError):
+    if _MALLINFO2 is None:
         return None, None
-    mallinfo2.restype = _MallInfo2
-    info = mallinfo2()
+    info = _MALLINFO2()
     return round((info.uordblks + info.hblkhd) / 2**20, 1), round(info.fordblks / 2**20, 1)
 
 
@@ -250,6 +260,7 @@ async def soak(
             window, latencies[:] = sorted(latencies), []
             login_window, logins[:] = sorted(logins), []
             count, errs, errors = len(window), errors, 0
+            c_used, c_free = malloc_mb()
             rows.append(
                 Row(
                     t=round(time.monotonic() - start),
@@ -261,8 +272,8 @@ async def soak(
                     errors=errs,
                     rss_mb=round(rss_mb(), 1),
                     py_blocks=sys.getallocatedblocks(),
-                    malloc_mb=malloc_mb()[0],
-                    malloc_free_mb=malloc_mb()[1],
+                    malloc_mb=c_used,
+                    malloc_free_mb=c_free,
                     py_arenas=pymalloc_arenas(),
                     error_kinds=dict(kinds),
                     heap_mb=round(tracemalloc.get_traced_memory()[0] / 2**20, 2) if trace else None,
