@@ -89,7 +89,9 @@ def main() -> None:
     for cycle in cycles:
         print("  " + " <-> ".join(cycle))
     print(f"python files: {len(files)}, lines: {lines}")
-    print(f"largest files: {', '.join(f'{f.relative_to(root)} ({n})' for n, f in sorted(((len(f.read_text().splitlines()), f) for f in files), reverse=True)[:5])}")
+    sizes = sorted(((len(f.read_text().splitlines()), f) for f in files), reverse=True)
+    largest = ", ".join(f"{f.relative_to(root)} ({n})" for n, f in sizes[:5])
+    print(f"largest files: {largest}")
 
 
 if __name__ == "__main__":
